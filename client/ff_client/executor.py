@@ -1,0 +1,113 @@
+"""The local executor: every experiment of the plan as its own trainer process, K at a time, resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ff_core import exit_codes
+from ff_core.plan import Experiment, Plan
+from ff_core.results import result_key
+from ff_core.spec import ScalingSweep
+from ff_core.store import FileStore, Store
+
+GRACE_SECONDS = 30  # after Ctrl-C, how long trainers get to checkpoint before they are killed
+
+
+@dataclass
+class Event:
+    kind: str  # "start" | "done" | "failed" | "skipped"
+    experiment: Experiment
+    exit_code: int | None = None
+    log: Path | None = None
+
+
+@dataclass
+class RunSummary:
+    trained: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, int] = field(default_factory=dict)  # id -> exit code
+    logs: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def log_dir(store: Store, sweep: str) -> Path:
+    """Trainer logs sit beside the results in a local store, else under ./ff-logs."""
+    root = store.root if isinstance(store, FileStore) else Path("ff-logs").resolve()
+    return root / sweep / "logs"
+
+
+def _launch(experiment: Experiment, sweep_file: Path, store: Store, threads: int, log: Path) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, "-m", "ff_trainer", "--sweep", str(sweep_file), "--experiment", experiment.id,
+           "--store", store.uri]
+    with open(log, "ab") as handle:
+        # A session of its own: Ctrl-C reaches only us, and we stop trainers gently with SIGTERM.
+        return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _stop_all(running: dict[str, tuple[subprocess.Popen, Experiment]]) -> None:
+    for proc, _ in running.values():
+        proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_SECONDS
+    for proc, _ in running.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
+             on_event: Callable[[Event], None] = lambda e: None) -> RunSummary:
+    """Train every experiment without a result, `workers` at a time; Ctrl-C stops them cleanly."""
+    began = time.monotonic()
+    summary = RunSummary()
+    store.put_json(f"{sweep.name}/sweep.json", sweep.to_manifest())
+    logs = log_dir(store, sweep.name)
+    logs.mkdir(parents=True, exist_ok=True)
+    queue: list[Experiment] = []
+    for experiment in plan.experiments:
+        if store.exists(result_key(sweep.name, experiment.id)):
+            summary.skipped.append(experiment.id)
+            on_event(Event("skipped", experiment))
+        else:
+            queue.append(experiment)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    running: dict[str, tuple[subprocess.Popen, Experiment]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        sweep_file = Path(tmp) / "sweep.json"  # the resolved sweep (nParams filled), as the trainer reads it
+        sweep_file.write_text(json.dumps(sweep.to_manifest()))
+        try:
+            while queue or running:
+                while queue and len(running) < workers:
+                    experiment = queue.pop(0)
+                    log = logs / f"{experiment.id}.log"
+                    running[experiment.id] = (_launch(experiment, sweep_file, store, threads, log), experiment)
+                    summary.logs[experiment.id] = log
+                    on_event(Event("start", experiment, log=log))
+                for exp_id, (proc, experiment) in list(running.items()):
+                    code = proc.poll()
+                    if code is None:
+                        continue
+                    del running[exp_id]
+                    if code == exit_codes.DONE:
+                        summary.trained.append(exp_id)
+                        on_event(Event("done", experiment, code, summary.logs[exp_id]))
+                    else:
+                        summary.failed[exp_id] = code
+                        on_event(Event("failed", experiment, code, summary.logs[exp_id]))
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            _stop_all(running)
+            raise
+        finally:
+            summary.seconds = time.monotonic() - began
+    return summary

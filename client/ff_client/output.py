@@ -1,0 +1,105 @@
+"""Terminal output for ffctl: messages on stderr (colour only on a terminal without NO_COLOR), tables on stdout."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+
+from ff_core.plan import Plan
+
+
+def _color() -> bool:
+    return "NO_COLOR" not in os.environ and sys.stderr.isatty()
+
+
+def say(message: str) -> None:
+    click.echo(message, err=True, color=_color())
+
+
+def warn(message: str) -> None:
+    click.echo(click.style("warning: ", fg="yellow") + message, err=True, color=_color())
+
+
+def next_step(command: str) -> None:
+    click.echo(click.style("next: ", fg="green") + command, err=True, color=_color())
+
+
+def human(value: float) -> str:
+    """1234567 -> '1.23M' (for parameter and token counts)."""
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:.3g}"
+
+
+def plan_json(plan: Plan) -> dict:
+    return {
+        "sweep": plan.sweep,
+        "totalFlops": plan.total_flops,
+        "notes": list(plan.notes),
+        "experiments": [
+            {"id": e.id, "budget": e.budget, "size": e.size, "nParams": e.n_params, "tokens": e.tokens,
+             "steps": e.steps, "flops": e.flops, "tokensPerParam": e.tokens_per_param}
+            for e in plan.experiments
+        ],
+    }
+
+
+def plan_table(plan: Plan) -> str:
+    rows = [("id", "budget C", "size", "N", "D", "steps", "FLOPs", "D/N")]
+    for e in plan.experiments:
+        rows.append((e.id, f"{e.budget:.2e}", e.size, human(e.n_params), human(e.tokens), str(e.steps),
+                     f"{e.flops:.2e}", f"{e.tokens_per_param:.1f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    budgets = len({e.budget for e in plan.experiments})
+    lines.append(f"{len(plan.experiments)} experiments over {budgets} budgets, {plan.total_flops:.3g} FLOPs in total")
+    return "\n".join(lines)
+
+
+class Progress:
+    """A one-line progress bar on a terminal; one line per event otherwise (logs, CI)."""
+
+    def __init__(self, total: int):
+        self.total, self.finished, self.failed, self.running = total, 0, 0, 0
+        self.began = time.monotonic()
+        self.live = sys.stderr.isatty()
+
+    def update(self, event) -> None:
+        e = event.experiment
+        if event.kind == "start":
+            self.running += 1
+        elif event.kind in ("done", "failed"):
+            self.running -= 1
+        if event.kind in ("done", "skipped", "failed"):
+            self.finished += 1
+        if event.kind == "failed":
+            self.failed += 1
+        label = f"{e.id} ({e.size}, C={e.budget:.2g})"
+        if event.kind == "failed":
+            self._line(f"failed  {label}: exit {event.exit_code}; log: {event.log}", final=True)
+        elif not self.live and event.kind != "start":
+            self._line(f"{event.kind:7} {label}", final=True)
+        self._bar()
+
+    def _bar(self) -> None:
+        width = 30
+        filled = int(width * self.finished / max(1, self.total))
+        text = (f"[{'#' * filled}{'.' * (width - filled)}] {self.finished}/{self.total} "
+                f"running {self.running} failed {self.failed} {time.monotonic() - self.began:.0f}s")
+        if self.live:
+            click.echo("\r" + text, err=True, nl=False)
+
+    def _line(self, text: str, final: bool) -> None:
+        if self.live:
+            click.echo("\r\033[K", err=True, nl=False)
+        say(text)
+
+    def finish(self, summary) -> None:
+        if self.live:
+            click.echo("", err=True)
+        say(f"{len(summary.trained)} trained, {len(summary.skipped)} already done, {len(summary.failed)} failed "
+            f"in {summary.seconds:.0f}s")

@@ -1,0 +1,55 @@
+"""Fill each size's nParams from the model plugin, by running the trainer's counter in a subprocess.
+
+The client never imports torch or user code: the counter runs where the plugins are installed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from ff_core.errors import SpecError
+from ff_core.spec import ScalingSweep, parse_sweep
+
+
+def needs_counts(sweep: ScalingSweep) -> bool:
+    return any(size.n_params is None for size in sweep.spec.sizes)
+
+
+def count_params(sweep: ScalingSweep) -> list[dict]:
+    """[{name, nParams, nonEmbeddingParams}] from `python -m ff_trainer.count`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sweep.json"
+        path.write_text(json.dumps(sweep.to_manifest()))
+        proc = subprocess.run(
+            [sys.executable, "-m", "ff_trainer.count", "--sweep", str(path)], capture_output=True, text=True
+        )
+    if proc.returncode != 0:
+        detail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+        raise SpecError(f"counting parameters with the model plugin failed: {detail.removeprefix('error: ')}")
+    return json.loads(proc.stdout)
+
+
+def fill_params(sweep: ScalingSweep) -> ScalingSweep:
+    """The sweep with every size's nParams set from the model plugin (sizes that have one are checked too)."""
+    manifest = sweep.to_manifest()
+    counts = {c["name"]: c["nParams"] for c in count_params(sweep)}
+    for size in manifest["spec"]["sizes"]:
+        written = size.get("nParams")
+        if written is not None and written != counts[size["name"]]:
+            raise SpecError(
+                f"size {size['name']!r}: nParams is {written} but the model plugin counts {counts[size['name']]}; "
+                "remove nParams to have it filled, or fix the knobs"
+            )
+        size["nParams"] = counts[size["name"]]
+    return parse_sweep(manifest, sweep.name)
+
+
+def write_sweep(sweep: ScalingSweep, path: str | Path) -> None:
+    """Write the sweep back as YAML (comments in the original are not kept)."""
+    Path(path).write_text(yaml.safe_dump(sweep.to_manifest(), sort_keys=False))

@@ -1,0 +1,155 @@
+"""Expand a sweep spec into its ordered experiments: pure, deterministic, no user code needed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ff_core.errors import SpecError
+from ff_core.flops import flops_per_token, tokens_for_budget
+from ff_core.spec import ScalingSweep, SizeEntry, SweepSpec
+
+# Training knobs that change what an experiment computes (logging and checkpoint cadence do not).
+_IDENTITY_EXCLUDED = {"log_points", "checkpoint_every_steps"}
+MIN_POINTS_FOR_FIT = 3
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One (budget C, model size N, tokens D) point of the sweep."""
+
+    id: str
+    index: int
+    budget: float
+    size: str
+    knobs: dict[str, Any] = field(hash=False, compare=True)
+    n_params: int
+    tokens: int
+    steps: int
+    flops: float
+
+    @property
+    def tokens_per_param(self) -> float:
+        return self.tokens / self.n_params
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The experiments in run order, plus a note for every budget that got fewer points than asked."""
+
+    sweep: str
+    experiments: tuple[Experiment, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def total_flops(self) -> float:
+        return sum(e.flops for e in self.experiments)
+
+    def by_id(self, experiment_id: str) -> Experiment:
+        for experiment in self.experiments:
+            if experiment.id == experiment_id:
+                return experiment
+        known = ", ".join(e.id for e in self.experiments[:5])
+        raise SpecError(f"sweep {self.sweep!r} has no experiment {experiment_id!r} (ids look like: {known} ...)")
+
+
+def experiment_id(spec: SweepSpec, budget: float, size: SizeEntry, tokens: int) -> str:
+    """A short, stable, DNS-safe hash of everything that defines the experiment's result."""
+    identity = {
+        "budget": f"{budget:.6e}",
+        "model": spec.model.model_dump(mode="json"),
+        "knobs": size.knobs,
+        "tokens": tokens,
+        "data": spec.data.model_dump(mode="json"),
+        "loss": spec.loss.model_dump(mode="json"),
+        "training": spec.training.model_dump(mode="json", exclude=_IDENTITY_EXCLUDED),
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return "e" + digest[:11]
+
+
+def _require_counts(spec: SweepSpec) -> None:
+    missing = [f"sizes[{i}] ({s.name})" for i, s in enumerate(spec.sizes) if s.n_params is None]
+    if missing:
+        raise SpecError(
+            f"{', '.join(missing)}: nParams is missing; run `ffctl plan SWEEP --write` to fill it "
+            "from the model plugin, or write it by hand"
+        )
+
+
+def _candidates(spec: SweepSpec, budget: float) -> tuple[list[tuple[SizeEntry, int, int]], list[str]]:
+    """Sizes whose D/N lies in the window at this budget, as (size, steps, tokens); and why others left."""
+    batch = spec.training.global_batch_tokens
+    window = spec.tokens_per_param
+    kept, dropped = [], []
+    for size in sorted(spec.sizes, key=lambda s: (s.n_params, s.name)):
+        target = tokens_for_budget(budget, size.n_params, size.flops_per_token)
+        steps = round(target / batch)
+        if steps < 1:
+            dropped.append(f"{size.name}: D={target:.3g} is less than one global batch ({batch} tokens)")
+            continue
+        ratio = steps * batch / size.n_params
+        if not window.min <= ratio <= window.max:
+            dropped.append(f"{size.name}: D/N={ratio:.3g} outside [{window.min:g}, {window.max:g}]")
+            continue
+        kept.append((size, steps, steps * batch))
+    return kept, dropped
+
+
+def _centred(candidates: list, count: int, spec: SweepSpec) -> list:
+    """The `count` consecutive candidates whose middle D/N sits closest to the window's geometric centre."""
+    if len(candidates) <= count:
+        return candidates
+    centre = 0.5 * (math.log(spec.tokens_per_param.min) + math.log(spec.tokens_per_param.max))
+
+    def distance(start: int) -> float:
+        size, _, tokens = candidates[start + count // 2]
+        return abs(math.log(tokens / size.n_params) - centre)
+
+    best = min(range(len(candidates) - count + 1), key=distance)
+    return candidates[best : best + count]
+
+
+def plan_sweep(sweep: ScalingSweep) -> Plan:
+    """Expand the sweep: per budget (ascending), up to pointsPerBudget sizes (ascending N)."""
+    spec = sweep.spec
+    _require_counts(spec)
+    experiments: list[Experiment] = []
+    notes: list[str] = []
+    for budget in sorted(spec.budgets):
+        candidates, dropped = _candidates(spec, budget)
+        chosen = _centred(candidates, spec.points_per_budget, spec)
+        if len(chosen) < MIN_POINTS_FOR_FIT:
+            notes.append(
+                f"budget {budget:.3g}: only {len(chosen)} point(s), fewer than the "
+                f"{MIN_POINTS_FOR_FIT} an isoFLOP parabola needs ({'; '.join(dropped) or 'too few sizes'}); "
+                "add sizes or widen tokensPerParam"
+            )
+        elif len(chosen) < spec.points_per_budget:
+            notes.append(
+                f"budget {budget:.3g}: {len(chosen)} of {spec.points_per_budget} points "
+                f"({'; '.join(dropped) or 'too few sizes in the family'})"
+            )
+        for size, steps, tokens in chosen:
+            experiments.append(
+                Experiment(
+                    id=experiment_id(spec, budget, size, tokens),
+                    index=len(experiments),
+                    budget=budget,
+                    size=size.name,
+                    knobs=dict(size.knobs),
+                    n_params=size.n_params,
+                    tokens=tokens,
+                    steps=steps,
+                    flops=flops_per_token(size.n_params, size.flops_per_token) * tokens,
+                )
+            )
+    ids = [e.id for e in experiments]
+    if len(set(ids)) != len(ids):
+        raise SpecError(f"sweep {sweep.name!r}: two sizes have the same knobs; give each size distinct knobs")
+    if not experiments:
+        raise SpecError(f"sweep {sweep.name!r} plans no experiments: " + " | ".join(notes))
+    return Plan(sweep=sweep.name, experiments=tuple(experiments), notes=tuple(notes))

@@ -1,0 +1,63 @@
+"""The result record an experiment writes last (result.json): versioned, validated when read back."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ff_core.errors import StoreError
+
+SCHEMA_VERSION = 1
+RESULT_FILE = "result.json"
+
+
+class CurvePoint(BaseModel):
+    """One point of the training-loss curve: after `tokens` tokens (step `step`), mean loss since the last."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    step: int
+    tokens: int
+    loss: float
+
+
+class ResultRecord(BaseModel):
+    """What one finished experiment reports; "has result.json" means "finished"."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_version: Literal[1] = SCHEMA_VERSION
+    sweep: str
+    experiment: str
+    budget: float = Field(gt=0)
+    size: str
+    knobs: dict[str, Any]
+    n_params: int = Field(gt=0)
+    n_params_non_embedding: int = Field(ge=0)
+    tokens: int = Field(gt=0, description="tokens actually trained on (D)")
+    flops: dict[str, float] = Field(description="training FLOPs by counting method, e.g. {'6nd': ...}")
+    status: Literal["completed", "diverged"]
+    final_loss: float | None = Field(description="mean training loss over the last logging interval")
+    eval_loss: float | None = Field(description="loss on held-out data after training; None if diverged")
+    loss_curve: list[CurvePoint]
+    tokens_per_second: float = Field(ge=0)
+    mfu: float | None = None
+    wall_seconds: float = Field(ge=0)
+    world_size: int = Field(ge=1)
+    device: str
+    seed: int
+    versions: dict[str, str]
+
+
+def result_key(sweep: str, experiment: str) -> str:
+    """Where an experiment's record lives in a store."""
+    return f"{sweep}/{experiment}/{RESULT_FILE}"
+
+
+def parse_result(data: Any, source: str) -> ResultRecord:
+    """Validate a record read back from a store, naming the file in the error."""
+    try:
+        return ResultRecord.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "<root>"
+        raise StoreError(f"{source}: not a valid result record ({where}: {first['msg']})") from None

@@ -1,0 +1,239 @@
+"""The ScalingSweep manifest as pydantic models: a sweep file is the custom resource `kubectl apply` takes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from ff_core.errors import SpecError
+
+API_VERSION = "flopsfit.dev/v1alpha1"
+KIND = "ScalingSweep"
+# Job names are <sweep>-<experiment id>-a<attempt> and must fit 63 characters.
+MAX_NAME_LENGTH = 40
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_PLUGIN_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+class _Model(BaseModel):
+    """camelCase on the wire (Kubernetes convention), snake_case in Python; unknown fields are errors."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class PluginRef(_Model):
+    """A user plugin named by import path, and the keyword arguments it is built with."""
+
+    plugin: str = Field(description='import path "package.module:Name"')
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("plugin")
+    @classmethod
+    def _import_path(cls, value: str) -> str:
+        if not _PLUGIN_PATH.match(value):
+            raise ValueError(
+                f'{value!r} is not an import path; write it as "package.module:Name", '
+                'e.g. "ff_plugins.gpt:GPT"'
+            )
+        return value
+
+
+class SizeEntry(_Model):
+    """One member of the model-size family: the plugin's size knobs and the parameter count they give."""
+
+    name: str
+    knobs: dict[str, Any] = Field(default_factory=dict)
+    n_params: int | None = Field(default=None, gt=0)
+    flops_per_token: float | None = Field(default=None, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _dns_name(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value) or len(value) > 30:
+            raise ValueError(
+                f"{value!r} must be lowercase letters, digits and '-', at most 30 characters"
+            )
+        return value
+
+
+class TokensPerParam(_Model):
+    """The window of tokens-per-parameter (D/N) a planned experiment may have."""
+
+    min: float = Field(default=1.0, gt=0)
+    max: float = Field(default=1000.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TokensPerParam:
+        if self.min >= self.max:
+            raise ValueError(f"min ({self.min:g}) must be below max ({self.max:g})")
+        return self
+
+
+class Training(_Model):
+    """Optimisation knobs shared by every experiment of the sweep."""
+
+    global_batch_tokens: int = Field(default=8192, gt=0)
+    sequence_length: int = Field(default=128, gt=0)
+    micro_batch_size: int | None = Field(default=None, gt=0, description="sequences per forward pass")
+    learning_rate: float = Field(default=1e-3, gt=0, le=1.0)
+    warmup_fraction: float = Field(default=0.05, ge=0, lt=1)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
+    weight_decay: float = Field(default=0.1, ge=0)
+    grad_clip: float | None = Field(default=1.0, gt=0)
+    seed: int = Field(default=0, ge=0)
+    eval_tokens: int = Field(default=65536, gt=0)
+    log_points: int = Field(default=50, ge=2, description="points kept on the loss curve")
+    checkpoint_every_steps: int = Field(default=500, gt=0)
+
+    @model_validator(mode="after")
+    def _batch_divides(self) -> Training:
+        if self.global_batch_tokens % self.sequence_length:
+            raise ValueError(
+                f"globalBatchTokens ({self.global_batch_tokens}) must be a multiple of "
+                f"sequenceLength ({self.sequence_length})"
+            )
+        return self
+
+    @property
+    def global_batch_sequences(self) -> int:
+        return self.global_batch_tokens // self.sequence_length
+
+
+class Storage(_Model):
+    """Where checkpoints and result records go: file://path or s3://bucket/prefix."""
+
+    uri: str = "file://./ff-results"
+    endpoint_url: str | None = Field(default=None, alias="endpointURL")
+
+    @field_validator("uri")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not (value.startswith("file://") or value.startswith("s3://")):
+            raise ValueError(f"{value!r} must start with file:// or s3://")
+        return value
+
+
+class SweepSpec(_Model):
+    """What to train: plugins, budgets, the size family and the training knobs."""
+
+    model: PluginRef
+    data: PluginRef
+    loss: PluginRef = PluginRef(plugin="ff_plugins.losses:cross_entropy")
+    budgets: list[float] = Field(min_length=1, description="compute budgets C in FLOPs")
+    sizes: list[SizeEntry] = Field(min_length=1)
+    points_per_budget: int = Field(default=5, ge=3, le=50)
+    tokens_per_param: TokensPerParam = TokensPerParam()
+    training: Training = Training()
+    storage: Storage = Storage()
+
+    @field_validator("budgets")
+    @classmethod
+    def _positive_unique(cls, value: list[float]) -> list[float]:
+        for i, budget in enumerate(value):
+            if not budget > 0:
+                raise ValueError(f"budgets[{i}] is {budget:g}; every budget must be > 0 FLOPs")
+        if len(set(value)) != len(value):
+            raise ValueError("budgets repeat a value; list each compute budget once")
+        return value
+
+    @field_validator("sizes")
+    @classmethod
+    def _unique_names(cls, value: list[SizeEntry]) -> list[SizeEntry]:
+        names = [s.name for s in value]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"size names repeat: {', '.join(repeated)}; give each size its own name")
+        return value
+
+
+class Metadata(BaseModel):
+    """The parts of Kubernetes object metadata a sweep uses; the rest is kept but ignored."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+    namespace: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _dns_name(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value) or len(value) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"{value!r} must be lowercase letters, digits and '-', starting and ending with "
+                f"a letter or digit, at most {MAX_NAME_LENGTH} characters"
+            )
+        return value
+
+
+class ScalingSweep(BaseModel):
+    """A whole sweep file: a ScalingSweep custom resource."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+    api_version: Literal["flopsfit.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["ScalingSweep"]
+    metadata: Metadata
+    spec: SweepSpec
+    status: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The sweep as a plain manifest (camelCase, no status), ready for YAML or the API server."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"status"})
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """One line per problem: the field's path, what is wrong, and the value found."""
+    lines = [f"{source}: invalid sweep ({error.error_count()} problem(s)):"]
+    for item in error.errors():
+        msg = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            msg = "unknown field; remove it or check its spelling (fields are camelCase)"
+        elif item["type"] == "missing":
+            msg = "required field is missing"
+        shown = "" if item["type"] in ("missing", "extra_forbidden") else f" (got {item['input']!r})"
+        if len(shown) > 80:
+            shown = ""
+        lines.append(f"  {_field_path(item['loc']) or '<root>'}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def parse_sweep(data: Any, source: str = "sweep") -> ScalingSweep:
+    """Validate a manifest (already parsed from YAML/JSON) into a ScalingSweep, or raise SpecError."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a ScalingSweep manifest (a mapping), got {type(data).__name__}")
+    try:
+        return ScalingSweep.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(format_validation_error(error, source)) from None
+
+
+def load_sweep(path: str | Path) -> ScalingSweep:
+    """Read and validate a sweep file (YAML or JSON)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise SpecError(f"{path}: cannot read the sweep file ({error.strerror})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as error:
+        raise SpecError(f"{path}: not valid YAML/JSON: {error}") from None
+    return parse_sweep(data, str(path))

@@ -1,0 +1,195 @@
+"""Result stores: one narrow interface, a local folder (file://) and S3 or any S3-compatible endpoint (s3://)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+
+from ff_core.errors import StoreError
+
+
+class MissingKey(StoreError):
+    """The key is not in the store."""
+
+
+class Store(Protocol):
+    """Keys are '/'-separated strings relative to the store's root; every write is all-or-nothing."""
+
+    uri: str
+
+    def put_json(self, key: str, value: Any) -> None: ...
+    def get_json(self, key: str) -> Any: ...
+    def put_file(self, key: str, path: str | Path) -> None: ...
+    def get_file(self, key: str, path: str | Path) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def list(self, prefix: str = "") -> list[str]: ...
+    def delete(self, key: str) -> None: ...
+
+
+def _decode(raw: bytes, where: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise StoreError(f"{where}: not valid JSON ({error}); delete it to let the experiment rerun") from None
+
+
+class FileStore:
+    """A folder; writes go to a temporary file in the same folder, then an atomic rename."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+        self.uri = f"file://{self.root}"
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if path != self.root and self.root not in path.parents:
+            raise StoreError(f"key {key!r} escapes the store root {self.root}")
+        return path
+
+    def _write_atomic(self, key: str, write) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put_json(self, key: str, value: Any) -> None:
+        data = json.dumps(value, indent=1, sort_keys=True).encode()
+        self._write_atomic(key, lambda handle: handle.write(data))
+
+    def get_json(self, key: str) -> Any:
+        try:
+            raw = self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise MissingKey(f"{self.uri}/{key} does not exist") from None
+        return _decode(raw, f"{self.uri}/{key}")
+
+    def put_file(self, key: str, path: str | Path) -> None:
+        with open(path, "rb") as source:
+            self._write_atomic(key, lambda handle: handle.write(source.read()))
+
+    def get_file(self, key: str, path: str | Path) -> None:
+        try:
+            data = self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise MissingKey(f"{self.uri}/{key} does not exist") from None
+        Path(path).write_bytes(data)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> list[str]:
+        if not self.root.is_dir():
+            return []
+        keys = []
+        for path in self.root.rglob("*"):
+            if path.is_file() and not path.name.startswith("."):
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+class S3Store:
+    """A bucket and prefix on S3, MinIO or any endpoint boto3 speaks to; S3 PUTs are atomic by design."""
+
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None):
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        # "standard" retry mode backs off on throttling and 5xx, the transient faults of object stores.
+        config = Config(retries={"max_attempts": 8, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+        self._client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, what: str, key: str, fn, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        try:
+            return fn(Bucket=self.bucket, Key=self._key(key), **kwargs)
+        except NoCredentialsError:
+            raise StoreError(
+                f"{self.uri}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(or an AWS profile)"
+            ) from None
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise MissingKey(f"{self.uri}/{key} does not exist") from None
+            if code == "NoSuchBucket":
+                raise StoreError(f"{self.uri}: bucket {self.bucket!r} does not exist; create it first") from None
+            raise StoreError(f"{self.uri}/{key}: {what} failed: {code} {error}") from None
+        except BotoCoreError as error:
+            raise StoreError(f"{self.uri}/{key}: {what} failed: {error}; check the endpoint URL") from None
+
+    def put_json(self, key: str, value: Any) -> None:
+        body = json.dumps(value, indent=1, sort_keys=True).encode()
+        self._call("put", key, self._client.put_object, Body=body, ContentType="application/json")
+
+    def get_json(self, key: str) -> Any:
+        response = self._call("get", key, self._client.get_object)
+        return _decode(response["Body"].read(), f"{self.uri}/{key}")
+
+    def put_file(self, key: str, path: str | Path) -> None:
+        with open(path, "rb") as body:
+            self._call("put", key, self._client.put_object, Body=body)
+
+    def get_file(self, key: str, path: str | Path) -> None:
+        response = self._call("get", key, self._client.get_object)
+        Path(path).write_bytes(response["Body"].read())
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call("head", key, self._client.head_object)
+        except MissingKey:
+            return False
+        return True
+
+    def list(self, prefix: str = "") -> list[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        start = len(self.prefix) + 1 if self.prefix else 0
+        keys: list[str] = []
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._key(prefix)
+            )
+            for page in pages:
+                keys.extend(item["Key"][start:] for item in page.get("Contents", []))
+        except (BotoCoreError, ClientError) as error:
+            raise StoreError(f"{self.uri}: listing failed: {error}") from None
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        self._call("delete", key, self._client.delete_object)
+
+
+def open_store(uri: str, endpoint_url: str | None = None) -> Store:
+    """A store for `file://path`, a plain path, or `s3://bucket/prefix` (endpoint_url for MinIO and others)."""
+    if uri.startswith("s3://"):
+        bucket, _, prefix = uri[len("s3://") :].partition("/")
+        if not bucket:
+            raise StoreError(f"{uri!r}: name a bucket, as in s3://bucket/prefix")
+        endpoint = endpoint_url or os.environ.get("FF_S3_ENDPOINT_URL")
+        return S3Store(bucket, prefix, endpoint)
+    if "://" in uri and not uri.startswith("file://"):
+        raise StoreError(f"{uri!r}: unsupported store; use file://path or s3://bucket/prefix")
+    return FileStore(uri.removeprefix("file://") or ".")

@@ -1,0 +1,103 @@
+"""A decoder-only transformer (GPT-2 style, pre-norm, tied embeddings) whose size knobs form the family."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+_KNOBS = ("d_model", "n_layers", "n_heads")
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, seq, width = x.shape
+        # (B, T, 3C) -> three (B, heads, T, C/heads)
+        q, k, v = self.qkv(x).view(batch, seq, 3, self.n_heads, width // self.n_heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(batch, seq, width))
+
+
+class Block(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = CausalSelfAttention(d_model, n_heads)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class GPTModule(nn.Module):
+    """Token ids (B, T) -> logits (B, T, vocab)."""
+
+    def __init__(self, vocab_size: int, d_model: int, n_layers: int, n_heads: int, max_seq: int, d_ff: int):
+        super().__init__()
+        self.tok_emb = nn.Embedding(vocab_size, d_model)
+        self.pos_emb = nn.Embedding(max_seq, d_model)
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, d_ff) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
+        self.lm_head.weight = self.tok_emb.weight  # tied: counted once, as an embedding
+        self.apply(self._init)
+        for name, param in self.named_parameters():
+            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+                # GPT-2: residual projections scaled so the residual stream's variance stays put with depth
+                nn.init.normal_(param, std=0.02 / math.sqrt(2 * n_layers))
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(idx.size(1), device=idx.device)
+        x = self.tok_emb(idx) + self.pos_emb(positions)
+        for block in self.blocks:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+
+
+class GPT:
+    """Model plugin: knobs d_model, n_layers, n_heads (and optional d_ff, default 4 x d_model)."""
+
+    def __init__(self, vocab_size: int = 256):
+        self.vocab_size = vocab_size
+
+    def _module(self, knobs: Mapping[str, Any], sequence_length: int) -> GPTModule:
+        missing = [k for k in _KNOBS if k not in knobs]
+        unknown = sorted(set(knobs) - set(_KNOBS) - {"d_ff"})
+        if missing or unknown:
+            raise ValueError(f"GPT knobs: missing {missing}, unknown {unknown}; use {list(_KNOBS)} and optional d_ff")
+        d_model, n_heads = int(knobs["d_model"]), int(knobs["n_heads"])
+        if d_model % n_heads:
+            raise ValueError(f"GPT knobs: d_model ({d_model}) must be a multiple of n_heads ({n_heads})")
+        d_ff = int(knobs.get("d_ff", 4 * d_model))
+        return GPTModule(self.vocab_size, d_model, int(knobs["n_layers"]), n_heads, sequence_length, d_ff)
+
+    def build(self, knobs: Mapping[str, Any], sequence_length: int) -> GPTModule:
+        return self._module(knobs, sequence_length)
+
+    def count_params(self, knobs: Mapping[str, Any], sequence_length: int) -> tuple[int, int]:
+        with torch.device("meta"):
+            module = self._module(knobs, sequence_length)
+        total = sum(p.numel() for p in module.parameters())
+        embedding = module.tok_emb.weight.numel() + module.pos_emb.weight.numel()
+        return total, total - embedding

@@ -1,0 +1,40 @@
+"""`python -m ff_trainer --sweep FILE --experiment ID [--store URI]` (also under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ff_core import exit_codes
+from ff_core.errors import SpecError, StoreError
+from ff_core.spec import load_sweep
+from ff_core.store import open_store
+from ff_trainer.errors import ConfigError
+from ff_trainer.run import run_experiment
+from ff_trainer.train import Interrupted
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ff_trainer", description="Train one experiment of a ScalingSweep.")
+    parser.add_argument("--sweep", required=True, help="the sweep file (YAML or JSON)")
+    parser.add_argument("--experiment", required=True, help="experiment id, as `ffctl plan` lists them")
+    parser.add_argument("--store", help="result store URI; default: the sweep's spec.storage.uri")
+    args = parser.parse_args(argv)
+    try:
+        sweep = load_sweep(args.sweep)
+        storage = sweep.spec.storage
+        store = open_store(args.store or storage.uri, storage.endpoint_url)
+        return run_experiment(sweep, args.experiment, store)
+    except (SpecError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return exit_codes.BAD_CONFIG
+    except Interrupted as stop:
+        print(f"interrupted: {stop}", file=sys.stderr)
+        return exit_codes.INTERRUPTED
+    except StoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1  # the store may come back: retryable
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Plugin protocols (model, data, loss) and the one loader that resolves "package.module:Name" paths."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Iterator, Mapping
+from functools import partial
+from typing import Any, Protocol, runtime_checkable
+
+from ff_core.spec import PluginRef
+from ff_trainer.errors import PluginError
+
+Batch = tuple[Any, Any]  # (inputs, targets), tensors or anything the model and loss agree on
+
+
+@runtime_checkable
+class ModelPlugin(Protocol):
+    """Builds the model of one size of the family, and counts its parameters without building it for real."""
+
+    def build(self, knobs: Mapping[str, Any], sequence_length: int) -> Any:
+        """An nn.Module for these size knobs."""
+
+    def count_params(self, knobs: Mapping[str, Any], sequence_length: int) -> tuple[int, int]:
+        """(total, non-embedding) parameter counts, cheaply (e.g. on the meta device)."""
+
+
+@runtime_checkable
+class DataPlugin(Protocol):
+    """Deterministic batches: step `start + k` of `split` for `rank` of `world_size` is the k-th item."""
+
+    def batches(
+        self, split: str, *, sequence_length: int, batch_size: int, rank: int, world_size: int,
+        seed: int, start: int = 0,
+    ) -> Iterator[Batch]:
+        """This rank's share (batch_size // world_size sequences) of each global batch, from step `start`."""
+
+
+@runtime_checkable
+class LossFn(Protocol):
+    """A scalar loss from the model's output and the batch's targets."""
+
+    def __call__(self, output: Any, targets: Any) -> Any: ...
+
+
+def load_object(path: str) -> Any:
+    """Resolve "package.module:Name" (Name may be dotted), naming the path in every error."""
+    module_name, sep, attr_path = path.partition(":")
+    if not sep or not module_name or not attr_path:
+        raise PluginError(f'plugin {path!r}: write it as "package.module:Name"')
+    try:
+        obj = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise PluginError(
+            f"plugin {path!r}: cannot import module {module_name!r} ({error}); "
+            "is the package installed in this environment?"
+        ) from None
+    except Exception as error:  # the user's module raised while importing: report, don't crash deep inside
+        raise PluginError(f"plugin {path!r}: importing {module_name!r} failed: {type(error).__name__}: {error}") from None
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise PluginError(f"plugin {path!r}: module {module_name!r} has no attribute {attr_path!r}") from None
+    return obj
+
+
+def _missing_methods(obj: Any, protocol: type) -> list[str]:
+    wanted = [n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")]
+    if protocol is LossFn:
+        wanted = ["__call__"]
+    return [name for name in wanted if not callable(getattr(obj, name, None))]
+
+
+def load_plugin(ref: PluginRef, protocol: type, role: str) -> Any:
+    """Load a plugin: a class is instantiated with `args`; a function gets `args` bound as keywords."""
+    obj = load_object(ref.plugin)
+    try:
+        if inspect.isclass(obj):
+            instance = obj(**ref.args)
+        elif ref.args and callable(obj):
+            instance = partial(obj, **ref.args)
+        else:
+            instance = obj
+    except (TypeError, ValueError) as error:
+        raise PluginError(f"{role} plugin {ref.plugin!r}: cannot be built with args {ref.args}: {error}") from None
+    missing = _missing_methods(instance, protocol)
+    if missing:
+        raise PluginError(
+            f"{role} plugin {ref.plugin!r} does not satisfy the {protocol.__name__} protocol: "
+            f"missing {', '.join(missing)}"
+        )
+    return instance

@@ -1,0 +1,102 @@
+"""Run one experiment end to end: skip if done, load plugins, check N, train, write result.json last."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib import metadata
+
+import torch
+
+from ff_core import exit_codes
+from ff_core.flops import training_flops
+from ff_core.plan import Experiment, plan_sweep
+from ff_core.results import ResultRecord, result_key
+from ff_core.spec import ScalingSweep
+from ff_core.store import Store
+from ff_trainer.checkpoint import Checkpointer
+from ff_trainer.errors import ConfigError
+from ff_trainer.plugins import DataPlugin, LossFn, ModelPlugin, load_plugin
+from ff_trainer.train import Outcome, train
+from ff_trainer.world import World, setup_world, teardown_world
+
+
+def checkpoint_key(sweep: str, experiment: str) -> str:
+    return f"{sweep}/{experiment}/checkpoint/latest.pt"
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    try:
+        versions["flops-fit"] = metadata.version("flops-fit")
+    except metadata.PackageNotFoundError:
+        versions["flops-fit"] = "unknown"
+    return versions
+
+
+def _device_name(world: World) -> str:
+    return torch.cuda.get_device_name(world.device) if world.device.type == "cuda" else "cpu"
+
+
+def build_checked_model(sweep: ScalingSweep, experiment: Experiment):
+    """Build the model and fail fast (exit 3) when its parameter count disagrees with the spec."""
+    spec = sweep.spec
+    model_plugin = load_plugin(spec.model, ModelPlugin, "model")
+    torch.manual_seed(spec.training.seed)  # the same initial weights for a size in every budget
+    try:
+        model = model_plugin.build(experiment.knobs, spec.training.sequence_length)
+        total, non_embedding = model_plugin.count_params(experiment.knobs, spec.training.sequence_length)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"size {experiment.size!r}: the model plugin rejected its knobs: {error}") from None
+    built = sum(p.numel() for p in model.parameters())
+    if built != experiment.n_params or total != built:
+        raise ConfigError(
+            f"size {experiment.size!r}: the spec says nParams={experiment.n_params} but the model built from "
+            f"knobs {experiment.knobs} has {built}; fix nParams (`ffctl plan SWEEP --write` fills it)"
+        )
+    return model, non_embedding
+
+
+def make_record(sweep: ScalingSweep, experiment: Experiment, outcome: Outcome, non_embedding: int,
+                world: World) -> ResultRecord:
+    planned = experiment.flops
+    flops = {"6nd": training_flops(experiment.n_params, experiment.tokens), "planned": planned}
+    return ResultRecord(
+        sweep=sweep.name, experiment=experiment.id, budget=experiment.budget, size=experiment.size,
+        knobs=experiment.knobs, n_params=experiment.n_params, n_params_non_embedding=non_embedding,
+        tokens=experiment.tokens, flops=flops, status=outcome.status, final_loss=outcome.final_loss,
+        eval_loss=outcome.eval_loss, loss_curve=outcome.curve, tokens_per_second=outcome.tokens_per_second,
+        mfu=None, wall_seconds=outcome.train_seconds, world_size=world.world_size,
+        device=_device_name(world), seed=sweep.spec.training.seed, versions=_versions(),
+    )
+
+
+def run_experiment(sweep: ScalingSweep, experiment_id: str, store: Store) -> int:
+    """Train one experiment of the sweep into `store`; returns the trainer exit code."""
+    experiment = plan_sweep(sweep).by_id(experiment_id)
+    key = result_key(sweep.name, experiment.id)
+    if store.exists(key):
+        print(f"{experiment.id}: result exists at {store.uri}/{key}; nothing to do", file=sys.stderr)
+        return exit_codes.DONE
+    spec = sweep.spec
+    data = load_plugin(spec.data, DataPlugin, "data")
+    loss_fn = load_plugin(spec.loss, LossFn, "loss")
+    model, non_embedding = build_checked_model(sweep, experiment)
+    world = setup_world()
+    try:
+        if world.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        ckpt = Checkpointer(store, checkpoint_key(sweep.name, experiment.id), world.is_main)
+        outcome = train(model, data, loss_fn, spec.training, experiment.steps, world, ckpt)
+        record = make_record(sweep, experiment, outcome, non_embedding, world)
+        if world.is_main:
+            store.put_json(key, record.model_dump(mode="json"))  # written last: "has result.json" = finished
+        world.barrier()
+    finally:
+        teardown_world()
+    if outcome.status == "diverged":
+        print(f"{experiment.id}: loss diverged (NaN/inf); recorded as diverged", file=sys.stderr)
+        return exit_codes.DIVERGED
+    print(f"{experiment.id}: eval loss {outcome.eval_loss:.4f} -> {store.uri}/{key}", file=sys.stderr)
+    return exit_codes.DONE

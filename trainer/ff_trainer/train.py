@@ -1,0 +1,174 @@
+"""The training loop: AdamW, warmup then decay to the last step, gradient accumulation, DDP, checkpoints."""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ff_core.spec import Training
+from ff_trainer.checkpoint import Checkpointer
+from ff_trainer.errors import ConfigError
+from ff_trainer.schedule import lr_multiplier
+from ff_trainer.world import World
+
+
+class Interrupted(Exception):
+    """SIGTERM arrived; a checkpoint was written and the process should exit (retryable)."""
+
+
+@dataclass
+class Outcome:
+    status: str  # "completed" | "diverged"
+    final_loss: float | None
+    eval_loss: float | None
+    curve: list[dict[str, float]] = field(default_factory=list)
+    tokens_per_second: float = 0.0
+    train_seconds: float = 0.0
+
+
+class _StopFlag:
+    """Set by SIGTERM (Kubernetes preemption, Ctrl-C in the executor); polled once per step."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.set = True
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def _optimizer(model: torch.nn.Module, cfg: Training, device: torch.device) -> torch.optim.AdamW:
+    # Decay matrices only: biases, norms' gains and other vectors are left alone (GPT-2 / nanoGPT practice).
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.95), fused=device.type == "cuda")
+
+
+def _micro_batches(cfg: Training, world: World) -> tuple[int, int]:
+    """(sequences per micro-batch, accumulation steps) for this rank's share of the global batch."""
+    share, rem = divmod(cfg.global_batch_sequences, world.world_size)
+    if rem:
+        raise ConfigError(
+            f"global batch of {cfg.global_batch_sequences} sequences does not split over {world.world_size} "
+            "processes; change globalBatchTokens or the number of processes"
+        )
+    micro = min(cfg.micro_batch_size or share, share)
+    if share % micro:
+        raise ConfigError(f"microBatchSize {micro} must divide the per-process batch of {share} sequences")
+    return micro, share // micro
+
+
+def evaluate(model, data, loss_fn, cfg: Training, world: World, micro: int) -> float:
+    """Mean loss over evalTokens of the held-out split (the same sequences for every experiment)."""
+    batches = max(1, math.ceil(cfg.eval_tokens / cfg.global_batch_tokens))
+    stream = data.batches(
+        "eval", sequence_length=cfg.sequence_length, batch_size=cfg.global_batch_sequences,
+        rank=world.rank, world_size=world.world_size, seed=cfg.seed,
+    )
+    total, count = torch.zeros((), device=world.device), 0
+    model.eval()
+    with torch.no_grad(), _autocast(world.device):
+        for _ in range(batches):
+            inputs, targets = next(stream)
+            for x, y in zip(inputs.split(micro), targets.split(micro)):
+                total += loss_fn(model(x.to(world.device)), y.to(world.device)).float()
+                count += 1
+    model.train()
+    return float(world.mean(total / count))
+
+
+def _autocast(device: torch.device):
+    # bf16 on GPU for speed; fp32 on CPU so CPU runs are exact and reproducible.
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def train(model, data, loss_fn, cfg: Training, steps: int, world: World, ckpt: Checkpointer) -> Outcome:
+    """Train `model` for `steps` optimizer steps of the global batch; resume from `ckpt` when present."""
+    micro, accum = _micro_batches(cfg, world)
+    model.to(world.device)
+    wrapped = DistributedDataParallel(model) if world.world_size > 1 else model
+    optimizer = _optimizer(model, cfg, world.device)
+    warmup = math.ceil(cfg.warmup_fraction * steps)
+    log_every = max(1, steps // cfg.log_points)
+
+    # --- resume: everything the loop needs to continue exactly where it stopped ---
+    start, curve, elapsed, interval = 0, [], 0.0, (0.0, 0)
+    state = ckpt.load()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, curve, elapsed, interval = state["step"], state["curve"], state["elapsed"], state["interval"]
+        torch.set_rng_state(state["rng"])
+        if world.is_main:
+            print(f"resuming at step {start}/{steps}", file=sys.stderr)
+    interval_loss = torch.tensor(interval[0], device=world.device)  # loss summed since the last curve point
+    interval_steps = interval[1]
+
+    def save(step: int) -> None:
+        # The open logging interval is saved too (as its mean over ranks), so a resumed curve is exact.
+        pending = (float(world.mean(interval_loss)), interval_steps)
+        ckpt.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                   "curve": curve, "interval": pending, "rng": torch.get_rng_state(),
+                   "elapsed": elapsed + time.perf_counter() - began})
+
+    stream = data.batches(
+        "train", sequence_length=cfg.sequence_length, batch_size=cfg.global_batch_sequences,
+        rank=world.rank, world_size=world.world_size, seed=cfg.seed, start=start,
+    )
+    stop = _StopFlag()
+    began = time.perf_counter()
+    try:
+        for step in range(start, steps):
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.learning_rate * lr_multiplier(step, steps, warmup, cfg.schedule, cfg.min_lr_ratio)
+            inputs, targets = next(stream)  # this rank's share: (share, T) each
+            for i, (x, y) in enumerate(zip(inputs.split(micro), targets.split(micro))):
+                sync = i == accum - 1 or world.world_size == 1
+                with (nullcontext() if sync else wrapped.no_sync()), _autocast(world.device):
+                    loss = loss_fn(wrapped(x.to(world.device, non_blocking=True)), y.to(world.device)) / accum
+                loss.backward()
+                interval_loss += loss.detach()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            interval_steps += 1
+
+            done = step + 1
+            if done % log_every == 0 or done == steps:
+                mean = float(world.mean(interval_loss)) / interval_steps
+                interval_loss.zero_()
+                interval_steps = 0
+                if not math.isfinite(mean):
+                    return Outcome("diverged", None, None, curve, 0.0, elapsed + time.perf_counter() - began)
+                curve.append({"step": done, "tokens": done * cfg.global_batch_tokens, "loss": mean})
+                if world.is_main:
+                    print(f"step {done}/{steps} loss {mean:.4f}", file=sys.stderr)
+            if done % cfg.checkpoint_every_steps == 0 and done < steps:
+                save(done)
+            if world.any(stop.set):
+                save(done)
+                world.barrier()
+                raise Interrupted(f"stopped at step {done} of {steps}; checkpoint saved")
+    finally:
+        stop.restore()
+    this_run = time.perf_counter() - began
+    eval_loss = evaluate(wrapped, data, loss_fn, cfg, world, micro)
+    status = "completed" if math.isfinite(eval_loss) else "diverged"
+    tokens_per_second = (steps - start) * cfg.global_batch_tokens / max(this_run, 1e-9)
+    return Outcome(status, curve[-1]["loss"], eval_loss if status == "completed" else None, curve,
+                   tokens_per_second, elapsed + this_run)
