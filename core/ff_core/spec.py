@@ -152,6 +152,12 @@ class SweepSpec(_Model):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"size names repeat: {', '.join(repeated)}; give each size its own name")
+        seen: dict[str, str] = {}
+        for size in value:
+            key = json.dumps(size.knobs, sort_keys=True)
+            if key in seen:
+                raise ValueError(f"sizes {seen[key]} and {size.name} have the same knobs; give each size its own")
+            seen[key] = size.name
         return value
 
 

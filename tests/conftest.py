@@ -1,0 +1,67 @@
+"""Shared fixtures: small sweep manifests, and a real S3 endpoint (moto's server) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A sweep small enough to train in seconds on one CPU core; nParams as the GPT plugin counts them.
+TINY = {
+    "apiVersion": "flopsfit.dev/v1alpha1",
+    "kind": "ScalingSweep",
+    "metadata": {"name": "unit"},
+    "spec": {
+        "model": {"plugin": "ff_plugins.gpt:GPT", "args": {"vocab_size": 256}},
+        "data": {"plugin": "ff_plugins.text:TextData", "args": {"corpus_bytes": 200000}},
+        "budgets": [6.0e8, 1.2e9],
+        "pointsPerBudget": 3,
+        "tokensPerParam": {"min": 0.01, "max": 500},
+        "sizes": [
+            {"name": "xs", "knobs": {"d_model": 16, "n_layers": 1, "n_heads": 2}, "nParams": 7920},
+            {"name": "s", "knobs": {"d_model": 24, "n_layers": 1, "n_heads": 2}, "nParams": 14184},
+            {"name": "m", "knobs": {"d_model": 32, "n_layers": 2, "n_heads": 2}, "nParams": 34688},
+        ],
+        "training": {"globalBatchTokens": 512, "sequenceLength": 32, "learningRate": 3e-3, "evalTokens": 2048,
+                     "logPoints": 10, "checkpointEverySteps": 5},
+    },
+}
+
+
+@pytest.fixture
+def tiny_manifest() -> dict:
+    return copy.deepcopy(TINY)
+
+
+@pytest.fixture
+def write_sweep(tmp_path):
+    def write(manifest: dict, name: str = "sweep.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real HTTP S3 endpoint (moto server mode) with a bucket `ff-test`; boto3 talks to it as to AWS."""
+    import os
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    boto3.client("s3", endpoint_url=url).create_bucket(Bucket="ff-test")
+    yield url
+    server.stop()

@@ -1,0 +1,90 @@
+"""Planning: deterministic ids and order, D from the budget, the window, and notes for thin budgets."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ff_core.errors import SpecError
+from ff_core.plan import plan_sweep
+from ff_core.spec import parse_sweep
+
+
+def test_same_spec_same_plan_and_ids(tiny_manifest):
+    first = plan_sweep(parse_sweep(tiny_manifest))
+    second = plan_sweep(parse_sweep(tiny_manifest))
+    assert first == second
+    assert [e.index for e in first.experiments] == list(range(len(first.experiments)))
+    for e in first.experiments:
+        assert re.fullmatch(r"e[0-9a-f]{11}", e.id)
+
+
+def test_ids_are_pinned(tiny_manifest):
+    # Ids are a contract (Job names, store keys): changing how they are computed must be deliberate.
+    ids = [e.id for e in plan_sweep(parse_sweep(tiny_manifest)).experiments]
+    assert len(set(ids)) == len(ids) == 6
+    assert ids == ["ec491e45f979", "ec0e70a245ef", "e3d7522285a4", "eaeab21690d1", "eacf39f67b62", "e7173e850540"]
+
+
+def test_ids_ignore_logging_but_follow_training(tiny_manifest):
+    base = [e.id for e in plan_sweep(parse_sweep(tiny_manifest)).experiments]
+    tiny_manifest["spec"]["training"]["logPoints"] = 20
+    tiny_manifest["metadata"]["name"] = "renamed"
+    assert [e.id for e in plan_sweep(parse_sweep(tiny_manifest)).experiments] == base
+    tiny_manifest["spec"]["training"]["learningRate"] = 1e-3
+    assert not set(e.id for e in plan_sweep(parse_sweep(tiny_manifest)).experiments) & set(base)
+
+
+def test_tokens_follow_budget_and_whole_batches(tiny_manifest):
+    plan = plan_sweep(parse_sweep(tiny_manifest))
+    assert [e.budget for e in plan.experiments] == sorted(e.budget for e in plan.experiments)
+    for e in plan.experiments:
+        assert e.tokens % 512 == 0 and e.steps == e.tokens // 512
+        assert e.flops == pytest.approx(6 * e.n_params * e.tokens)
+        assert e.flops == pytest.approx(e.budget, rel=0.5 * 512 / e.tokens + 1e-9)  # within half a batch
+
+
+def test_flops_per_token_override(tiny_manifest):
+    tiny_manifest["spec"]["sizes"][0]["flopsPerToken"] = 1.0e5
+    plan = plan_sweep(parse_sweep(tiny_manifest))
+    xs = [e for e in plan.experiments if e.size == "xs"][0]
+    assert xs.flops == pytest.approx(1.0e5 * xs.tokens)
+    assert xs.tokens == round(6e8 / 1e5 / 512) * 512
+
+
+def test_window_selects_centred_run_and_explains_thin_budgets(tiny_manifest):
+    tiny_manifest["spec"]["tokensPerParam"] = {"min": 0.5, "max": 200}
+    plan = plan_sweep(parse_sweep(tiny_manifest))
+    assert all(0.5 <= e.tokens_per_param <= 200 for e in plan.experiments)
+    assert any("fewer than the 3 an isoFLOP parabola needs" in n and "outside [0.5, 200]" in n for n in plan.notes)
+
+
+def test_centred_selection_when_more_sizes_fit(tiny_manifest):
+    sizes = tiny_manifest["spec"]["sizes"]
+    sizes.append({"name": "l", "knobs": {"d_model": 40, "n_layers": 2, "n_heads": 2}, "nParams": 50000})
+    sizes.append({"name": "xl", "knobs": {"d_model": 48, "n_layers": 2, "n_heads": 2}, "nParams": 70000})
+    tiny_manifest["spec"]["tokensPerParam"] = {"min": 0.01, "max": 1000}
+    plan = plan_sweep(parse_sweep(tiny_manifest))
+    at = [e for e in plan.experiments if e.budget == 1.2e9]
+    assert len(at) == 3
+    names = [e.size for e in at]
+    assert names == sorted(names, key=["xs", "s", "m", "l", "xl"].index)  # consecutive in N
+
+
+def test_missing_nparams_says_how_to_fill(tiny_manifest):
+    del tiny_manifest["spec"]["sizes"][1]["nParams"]
+    with pytest.raises(SpecError, match=r"sizes\[1\] \(s\): nParams is missing; run `ffctl plan SWEEP --write`"):
+        plan_sweep(parse_sweep(tiny_manifest))
+
+
+def test_duplicate_knobs_rejected(tiny_manifest):
+    tiny_manifest["spec"]["sizes"][1]["knobs"] = dict(tiny_manifest["spec"]["sizes"][0]["knobs"])
+    with pytest.raises(SpecError, match="sizes xs and s have the same knobs"):
+        plan_sweep(parse_sweep(tiny_manifest))
+
+
+def test_nothing_planned_is_an_error(tiny_manifest):
+    tiny_manifest["spec"]["budgets"] = [1.0e3]
+    with pytest.raises(SpecError, match="plans no experiments.*less than one global batch"):
+        plan_sweep(parse_sweep(tiny_manifest))

@@ -1,0 +1,71 @@
+"""Stores: the same behaviour from a local folder and from S3 over HTTP (moto's server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ff_core.errors import StoreError
+from ff_core.store import FileStore, MissingKey, S3Store, open_store
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request, tmp_path):
+    if request.param == "file":
+        return open_store(f"file://{tmp_path}/results")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    return open_store(f"s3://ff-test/{tmp_path.name}", endpoint_url=endpoint)
+
+
+def test_round_trip(store, tmp_path):
+    assert store.list() == []
+    store.put_json("sw/e1/result.json", {"loss": 1.5, "curve": [1, 2]})
+    assert store.exists("sw/e1/result.json")
+    assert not store.exists("sw/e2/result.json")
+    assert store.get_json("sw/e1/result.json") == {"loss": 1.5, "curve": [1, 2]}
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(b"\x00\x01" * 1000)
+    store.put_file("sw/e1/checkpoint/latest.pt", blob)
+    store.get_file("sw/e1/checkpoint/latest.pt", tmp_path / "back.bin")
+    assert (tmp_path / "back.bin").read_bytes() == blob.read_bytes()
+    assert store.list() == ["sw/e1/checkpoint/latest.pt", "sw/e1/result.json"]
+    assert store.list("sw/e1/r") == ["sw/e1/result.json"]
+    store.delete("sw/e1/checkpoint/latest.pt")
+    assert store.list() == ["sw/e1/result.json"]
+
+
+def test_missing_and_corrupt(store):
+    with pytest.raises(MissingKey, match="does not exist"):
+        store.get_json("nope.json")
+    if isinstance(store, FileStore):
+        store.root.mkdir(parents=True, exist_ok=True)
+        (store.root / "bad.json").write_text("{truncated")
+    else:
+        store._client.put_object(Bucket=store.bucket, Key=store._key("bad.json"), Body=b"{truncated")
+    with pytest.raises(StoreError, match="bad.json: not valid JSON"):
+        store.get_json("bad.json")
+
+
+def test_file_store_leaves_no_temporary_files(tmp_path):
+    store = FileStore(tmp_path)
+    for i in range(5):
+        store.put_json("a/b.json", {"i": i})
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b.json"]
+    with pytest.raises(StoreError, match="escapes the store root"):
+        store.put_json("../outside.json", {})
+
+
+def test_s3_errors_say_what_to_do(s3_endpoint):
+    with pytest.raises(StoreError, match="bucket 'no-such-bucket' does not exist; create it first"):
+        S3Store("no-such-bucket", "", s3_endpoint).put_json("x.json", {})
+    with pytest.raises(StoreError, match="check the endpoint URL"):
+        S3Store("ff-test", "", "http://127.0.0.1:9").put_json("x.json", {})
+
+
+def test_uri_forms(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert open_store("file://./res").root == tmp_path / "res"
+    assert open_store("plain/dir").root == tmp_path / "plain" / "dir"
+    with pytest.raises(StoreError, match="unsupported store"):
+        open_store("gs://bucket/x")
+    with pytest.raises(StoreError, match="name a bucket"):
+        open_store("s3://")
