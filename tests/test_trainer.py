@@ -1,0 +1,119 @@
+"""The trainer as the executor and Kubernetes run it: a real `python -m ff_trainer` process per call."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ff_core import exit_codes
+from ff_core.plan import plan_sweep
+from ff_core.spec import parse_sweep
+
+TESTS = Path(__file__).resolve().parent
+
+
+def trainer(sweep: Path, experiment: str, store: Path, wait: bool = True):
+    env = dict(os.environ, PYTHONPATH=str(TESTS), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "ff_trainer", "--sweep", str(sweep), "--experiment", experiment,
+           "--store", f"file://{store}"]
+    if not wait:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def first_id(manifest: dict, index: int = 0) -> str:
+    return plan_sweep(parse_sweep(manifest)).experiments[index].id
+
+
+def result(store: Path, manifest: dict, experiment: str) -> dict:
+    return json.loads((store / manifest["metadata"]["name"] / experiment / "result.json").read_text())
+
+
+def test_smoke_run_writes_a_valid_record_then_skips(tiny_manifest, write_sweep, tmp_path):
+    exp = first_id(tiny_manifest)
+    proc = trainer(write_sweep(tiny_manifest), exp, tmp_path / "store")
+    assert proc.returncode == exit_codes.DONE, proc.stderr
+    record = result(tmp_path / "store", tiny_manifest, exp)
+    assert record["status"] == "completed" and record["schema_version"] == 1
+    assert record["n_params"] == 7920 and record["n_params_non_embedding"] == 3312
+    assert record["tokens"] == 25 * 512
+    assert record["flops"]["6nd"] == 6 * 7920 * 25 * 512
+    assert record["loss_curve"][-1]["step"] == 25 and len(record["loss_curve"]) >= 10
+    assert record["loss_curve"][-1]["loss"] < record["loss_curve"][0]["loss"]  # it learned something
+    assert 0 < record["eval_loss"] < 5.6  # below uniform over 256 bytes (ln 256 = 5.55)
+    again = trainer(write_sweep(tiny_manifest), exp, tmp_path / "store")
+    assert again.returncode == 0 and "nothing to do" in again.stderr
+
+
+def test_same_seed_same_losses_on_cpu(tiny_manifest, write_sweep, tmp_path):
+    exp = first_id(tiny_manifest)
+    for name in ("a", "b"):
+        assert trainer(write_sweep(tiny_manifest), exp, tmp_path / name).returncode == 0
+    a, b = (result(tmp_path / n, tiny_manifest, exp) for n in ("a", "b"))
+    assert a["eval_loss"] == b["eval_loss"] and a["loss_curve"] == b["loss_curve"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_killed_run_resumes_to_the_uninterrupted_loss(tiny_manifest, write_sweep, tmp_path, sig):
+    tiny_manifest["spec"]["budgets"] = [1.0e10]  # xs: ~410 steps, long enough to kill part-way
+    tiny_manifest["spec"]["training"]["checkpointEverySteps"] = 20
+    sweep, exp = write_sweep(tiny_manifest), first_id(tiny_manifest)
+    assert trainer(sweep, exp, tmp_path / "whole").returncode == 0
+    ckpt = tmp_path / "cut" / "unit" / exp / "checkpoint" / "latest.pt"
+    proc = trainer(sweep, exp, tmp_path / "cut", wait=False)
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == (exit_codes.INTERRUPTED if sig == signal.SIGTERM else -signal.SIGKILL), output
+    assert not (tmp_path / "cut" / "unit" / exp / "result.json").exists()
+    resumed = trainer(sweep, exp, tmp_path / "cut")
+    assert resumed.returncode == 0 and "resuming at step" in resumed.stderr
+    whole, cut = result(tmp_path / "whole", tiny_manifest, exp), result(tmp_path / "cut", tiny_manifest, exp)
+    assert cut["eval_loss"] == whole["eval_loss"]
+    assert cut["loss_curve"] == whole["loss_curve"]
+
+
+def test_wrong_nparams_fails_fast_with_exit_3(tiny_manifest, write_sweep, tmp_path):
+    tiny_manifest["spec"]["sizes"][0]["nParams"] = 7000
+    proc = trainer(write_sweep(tiny_manifest), first_id(tiny_manifest), tmp_path)
+    assert proc.returncode == exit_codes.BAD_CONFIG
+    assert "spec says nParams=7000 but the model built from knobs" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("role,plugin,message", [
+    ("model", "no_such_pkg.mod:GPT", "plugin 'no_such_pkg.mod:GPT': cannot import module 'no_such_pkg.mod'"),
+    ("model", "ff_plugins.gpt:Nope", "plugin 'ff_plugins.gpt:Nope': module 'ff_plugins.gpt' has no attribute 'Nope'"),
+    ("model", "helper_plugins:NotAModel", "model plugin 'helper_plugins:NotAModel' does not satisfy the ModelPlugin protocol: missing count_params"),
+    ("data", "ff_plugins.gpt:GPT", "data plugin 'ff_plugins.gpt:GPT' does not satisfy the DataPlugin protocol: missing batches"),
+])
+def test_bad_plugins_exit_3_naming_the_path(tiny_manifest, write_sweep, tmp_path, role, plugin, message):
+    exp = first_id(tiny_manifest)
+    tiny_manifest["spec"][role] = {"plugin": plugin}
+    proc = trainer(write_sweep(tiny_manifest), plan_sweep(parse_sweep(tiny_manifest)).experiments[0].id, tmp_path)
+    assert proc.returncode == exit_codes.BAD_CONFIG, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert exp  # the plan itself needs no plugin code
+
+
+def test_unknown_experiment_is_a_config_error(tiny_manifest, write_sweep, tmp_path):
+    proc = trainer(write_sweep(tiny_manifest), "e000000000000", tmp_path)
+    assert proc.returncode == exit_codes.BAD_CONFIG and "has no experiment 'e000000000000'" in proc.stderr
+
+
+def test_nan_loss_records_diverged_and_exits_4(tiny_manifest, write_sweep, tmp_path):
+    tiny_manifest["spec"]["loss"] = {"plugin": "helper_plugins:nan_after_ten"}
+    exp = first_id(tiny_manifest)
+    proc = trainer(write_sweep(tiny_manifest), exp, tmp_path)
+    assert proc.returncode == exit_codes.DIVERGED, proc.stderr
+    record = result(tmp_path, tiny_manifest, exp)
+    assert record["status"] == "diverged" and record["eval_loss"] is None
