@@ -57,7 +57,7 @@ def plan(sweep: str, as_json: bool, write: bool) -> None:
               help="Experiments trained at once, each its own process. [env: FF_WORKERS]")
 def run(sweep: str, store: str | None, workers: int) -> None:
     """Train every experiment of SWEEP on this machine; a rerun skips finished ones."""
-    resolved = load_resolved(sweep, say=output.say)
+    resolved = load_resolved(sweep, verify=True, say=output.say)
     the_plan = plan_sweep(resolved)
     target = open_store(store or resolved.spec.storage.uri, resolved.spec.storage.endpoint_url)
     progress = output.Progress(len(the_plan.experiments))

@@ -1,0 +1,72 @@
+"""The local executor through `ffctl run`: trains everything, survives Ctrl-C, and a rerun skips what is done."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ff_core.plan import plan_sweep
+from ff_core.spec import parse_sweep
+
+FFCTL = [sys.executable, "-m", "ff_client.cli"]
+
+
+def ffctl(*args: str, **kwargs):
+    return subprocess.run([*FFCTL, *args], capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def results(store: Path) -> set[str]:
+    return {p.parent.name for p in store.glob("*/*/result.json")}
+
+
+def test_interrupted_run_resumes_and_skips_finished(tiny_manifest, write_sweep, tmp_path):
+    tiny_manifest["spec"]["budgets"] = [6.0e8, 3.0e9]  # the larger budget runs for a few seconds
+    sweep = write_sweep(tiny_manifest)
+    store = tmp_path / "store"
+    ids = {e.id for e in plan_sweep(parse_sweep(tiny_manifest)).experiments}
+
+    proc = subprocess.Popen([*FFCTL, "run", str(sweep), "--store", f"file://{store}", "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not results(store) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "rerun the same command to resume" in err
+    done_first = results(store)
+    assert done_first and done_first < ids
+    # nothing half-written: no stray temporary files, and every record present is complete
+    assert not [p for p in store.rglob("*.tmp")]
+
+    rerun = ffctl("run", str(sweep), "--store", f"file://{store}", "--workers", "2")
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(ids) - len(done_first)} trained, {len(done_first)} already done, 0 failed" in rerun.stderr
+    assert results(store) == ids
+    assert f"next: ffctl analyze file://{store}/unit" in rerun.stderr
+
+    third = ffctl("run", str(sweep), "--store", f"file://{store}")
+    assert f"0 trained, {len(ids)} already done" in third.stderr
+
+
+def test_wrong_nparams_is_refused_before_anything_trains(tiny_manifest, write_sweep, tmp_path):
+    tiny_manifest["spec"]["sizes"][0]["nParams"] = 7000
+    proc = ffctl("run", str(write_sweep(tiny_manifest)), "--store", f"file://{tmp_path}/s")
+    assert proc.returncode == 1
+    assert "size 'xs': nParams is 7000 but the model plugin counts 7920" in proc.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_failed_experiment_is_reported_with_its_log(tiny_manifest, write_sweep, tmp_path):
+    tiny_manifest["spec"]["data"]["args"]["source"] = str(tmp_path / "missing.txt")  # the trainer refuses (exit 3)
+    tiny_manifest["spec"]["budgets"] = [6.0e8]
+    proc = ffctl("run", str(write_sweep(tiny_manifest)), "--store", f"file://{tmp_path}/s", "--workers", "2",
+                 env=dict(os.environ, NO_COLOR="1"))
+    assert proc.returncode == 1
+    assert "failed  " in proc.stderr and "exit 3" in proc.stderr and "3 experiment(s) failed" in proc.stderr
+    log = next((tmp_path / "s" / "unit" / "logs").glob("*.log"))
+    assert "missing.txt' is not a file; give a path or 'synthetic'" in log.read_text()

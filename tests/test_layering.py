@@ -1,0 +1,53 @@
+"""Layering: ff_core imports none of ours and no torch; the client never imports the trainer or torch."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = {"ff_core": REPO / "core" / "ff_core", "ff_trainer": REPO / "trainer" / "ff_trainer",
+            "ff_plugins": REPO / "plugins" / "ff_plugins", "ff_client": REPO / "client" / "ff_client"}
+FORBIDDEN = {
+    "ff_core": {"ff_trainer", "ff_plugins", "ff_client", "torch", "kopf", "kubernetes", "matplotlib", "scipy"},
+    "ff_trainer": {"ff_client", "ff_plugins", "kopf", "kubernetes"},
+    "ff_plugins": {"ff_client", "kopf", "kubernetes"},
+    "ff_client": {"ff_trainer", "ff_plugins", "torch"},
+}
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_layering(package):
+    offences = []
+    for path in sorted(PACKAGES[package].rglob("*.py")):
+        bad = imported_roots(path) & FORBIDDEN[package]
+        if bad:
+            offences.append(f"{path.relative_to(REPO)} imports {sorted(bad)}")
+    assert not offences, offences
+
+
+def test_no_package_shadows_the_stdlib_operator_module():
+    # A package called `operator` would shadow the standard library's (imported at start-up by Python).
+    shadows = [p for p in REPO.rglob("operator/__init__.py") if ".venv" not in p.parts]
+    assert not shadows
+    import operator
+
+    assert operator.__file__.startswith(str(Path(ast.__file__).parent))  # the stdlib's, not ours
+
+
+def test_every_module_opens_with_a_docstring():
+    for package, root in PACKAGES.items():
+        for path in root.rglob("*.py"):
+            assert ast.get_docstring(ast.parse(path.read_text())), f"{path.relative_to(REPO)} has no docstring"
