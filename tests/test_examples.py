@@ -1,0 +1,46 @@
+"""Every example sweep validates and plans; the demo sweep trains end to end with interior isoFLOP minima."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ff_client.analysis import analyze_store
+from ff_client.params import count_params
+from ff_core.plan import plan_sweep
+from ff_core.spec import load_sweep
+from ff_core.store import open_store
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_validates_plans_and_counts_match_the_plugin(path):
+    sweep = load_sweep(path)
+    plan = plan_sweep(sweep)
+    budgets = {e.budget for e in plan.experiments}
+    assert len(budgets) == len(sweep.spec.budgets) >= 3
+    assert not plan.notes, plan.notes  # every budget gets all its points
+    written = {s.name: s.n_params for s in sweep.spec.sizes}
+    assert {c["name"]: c["nParams"] for c in count_params(sweep)} == written
+
+
+@pytest.mark.slow
+def test_demo_sweep_end_to_end(tmp_path):
+    """`make demo` in miniature: the real tiny.yaml, trained and analysed (a few minutes on 2 cores)."""
+    tiny = Path(__file__).resolve().parents[1] / "examples" / "tiny.yaml"
+    store = f"file://{tmp_path}/results"
+    proc = subprocess.run([sys.executable, "-m", "ff_client.cli", "run", str(tiny), "--store", store,
+                           "--workers", "2"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    analysis = analyze_store(open_store(f"{store}/tiny"), out_dir=tmp_path / "out")
+    assert len(analysis.points) == 15 and not analysis.excluded
+    assert [c.interior for c in analysis.isoflop.curves] == [True, True, True]
+    # bigger budgets want bigger models and more data
+    n_opts = [c.n_opt for c in analysis.isoflop.curves]
+    assert n_opts == sorted(n_opts)
+    assert 0.3 < analysis.isoflop.n_opt.exponent < 0.8
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"table.md", "table.csv", "isoflop.png", "optimal.png"}
