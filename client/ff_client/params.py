@@ -36,17 +36,23 @@ def count_params(sweep: ScalingSweep) -> list[dict]:
 
 
 def fill_params(sweep: ScalingSweep) -> ScalingSweep:
-    """The sweep with every size's nParams set from the model plugin (sizes that have one are checked too)."""
+    """The sweep with every size's nParams (and flopsPerToken, given a flops plugin) from the plugins.
+
+    Sizes that already carry nParams are checked against the plugin's count.
+    """
     manifest = sweep.to_manifest()
-    counts = {c["name"]: c["nParams"] for c in count_params(sweep)}
+    counts = {c["name"]: c for c in count_params(sweep)}
     for size in manifest["spec"]["sizes"]:
+        counted = counts[size["name"]]
         written = size.get("nParams")
-        if written is not None and written != counts[size["name"]]:
+        if written is not None and written != counted["nParams"]:
             raise SpecError(
-                f"size {size['name']!r}: nParams is {written} but the model plugin counts {counts[size['name']]}; "
+                f"size {size['name']!r}: nParams is {written} but the model plugin counts {counted['nParams']}; "
                 "remove nParams to have it filled, or fix the knobs"
             )
-        size["nParams"] = counts[size["name"]]
+        size["nParams"] = counted["nParams"]
+        if "flopsPerToken" in counted:  # the sweep names a flops plugin: it defines the budget's D
+            size["flopsPerToken"] = counted["flopsPerToken"]
     return parse_sweep(manifest, sweep.name)
 
 

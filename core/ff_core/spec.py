@@ -93,6 +93,7 @@ class Training(_Model):
     eval_tokens: int = Field(default=65536, gt=0)
     log_points: int = Field(default=50, ge=2, description="points kept on the loss curve")
     checkpoint_every_steps: int = Field(default=500, gt=0)
+    compile: bool = Field(default=False, description="torch.compile the model (GPU runs)")
 
     @model_validator(mode="after")
     def _batch_divides(self) -> Training:
@@ -128,6 +129,9 @@ class SweepSpec(_Model):
     model: PluginRef
     data: PluginRef
     loss: PluginRef = PluginRef(plugin="ff_plugins.losses:cross_entropy")
+    flops: PluginRef | None = Field(
+        default=None, description="optional: per-token training FLOPs for each size; fills sizes[].flopsPerToken"
+    )
     budgets: list[float] = Field(min_length=1, description="compute budgets C in FLOPs")
     sizes: list[SizeEntry] = Field(min_length=1)
     points_per_budget: int = Field(default=5, ge=3, le=50)

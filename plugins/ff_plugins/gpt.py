@@ -95,9 +95,28 @@ class GPT:
     def build(self, knobs: Mapping[str, Any], sequence_length: int) -> GPTModule:
         return self._module(knobs, sequence_length)
 
+    def flops_per_token(self, knobs: Mapping[str, Any], sequence_length: int) -> float:
+        """Exact training FLOPs per token (optional in the ModelPlugin protocol)."""
+        return transformer_flops_per_token(knobs, sequence_length, self.vocab_size)
+
     def count_params(self, knobs: Mapping[str, Any], sequence_length: int) -> tuple[int, int]:
         with torch.device("meta"):
             module = self._module(knobs, sequence_length)
         total = sum(p.numel() for p in module.parameters())
         embedding = module.tok_emb.weight.numel() + module.pos_emb.weight.numel()
         return total, total - embedding
+
+
+def transformer_flops_per_token(knobs: Mapping[str, Any], sequence_length: int, vocab_size: int = 256) -> float:
+    """Training FLOPs per token of the GPT above, counted exactly for its matrix products (Chinchilla App. F).
+
+    Forward, per token: 2 FLOPs per weight of every linear layer (QKV and output projections, the MLP,
+    the LM head) plus attention over the sequence (QK^T and the weighted sum of V: 2 * 2 * T * d per layer,
+    counted over the full T as Hoffmann et al. do). Backward is twice the forward. Embedding lookups,
+    norms, biases and softmax are left out (under 1% at these widths).
+    """
+    d, layers = int(knobs["d_model"]), int(knobs["n_layers"])
+    d_ff = int(knobs.get("d_ff", 4 * d))
+    per_layer = 2 * (4 * d * d + 2 * d * d_ff) + 2 * 2 * sequence_length * d
+    forward = layers * per_layer + 2 * d * vocab_size
+    return 3.0 * forward

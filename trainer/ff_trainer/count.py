@@ -13,19 +13,27 @@ from ff_core import exit_codes
 from ff_core.errors import SpecError
 from ff_core.spec import ScalingSweep, load_sweep
 from ff_trainer.errors import ConfigError
-from ff_trainer.plugins import ModelPlugin, load_plugin
+from ff_trainer.plugins import FlopsFn, ModelPlugin, load_plugin
 
 
 def count_sizes(sweep: ScalingSweep) -> list[dict]:
-    """[{name, nParams, nonEmbeddingParams}] for every size of the sweep, in spec order."""
+    """[{name, nParams, nonEmbeddingParams[, flopsPerToken]}] for every size, in spec order.
+
+    flopsPerToken comes from the sweep's flops plugin, when it names one.
+    """
     plugin = load_plugin(sweep.spec.model, ModelPlugin, "model")
+    flops = load_plugin(sweep.spec.flops, FlopsFn, "flops") if sweep.spec.flops else None
+    seq = sweep.spec.training.sequence_length
     counts = []
     for size in sweep.spec.sizes:
         try:
-            total, non_embedding = plugin.count_params(size.knobs, sweep.spec.training.sequence_length)
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"size {size.name!r}: the model plugin rejected its knobs: {error}") from None
-        counts.append({"name": size.name, "nParams": int(total), "nonEmbeddingParams": int(non_embedding)})
+            total, non_embedding = plugin.count_params(size.knobs, seq)
+            entry = {"name": size.name, "nParams": int(total), "nonEmbeddingParams": int(non_embedding)}
+            if flops is not None:
+                entry["flopsPerToken"] = float(flops(size.knobs, seq))
+        except (TypeError, ValueError, KeyError) as error:
+            raise ConfigError(f"size {size.name!r}: the plugin rejected its knobs: {error!r}") from None
+        counts.append(entry)
     return counts
 
 

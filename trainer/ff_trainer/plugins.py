@@ -16,7 +16,12 @@ Batch = tuple[Any, Any]  # (inputs, targets), tensors or anything the model and 
 
 @runtime_checkable
 class ModelPlugin(Protocol):
-    """Builds the model of one size of the family, and counts its parameters without building it for real."""
+    """Builds the model of one size of the family, and counts its parameters without building it for real.
+
+    Optional methods, used when present: `flops_per_token(knobs, sequence_length) -> float` (an exact
+    training FLOP count, recorded beside 6ND) and `param_groups(model) -> list[dict]` (optimizer groups,
+    e.g. for muP-style per-layer learning rates; default: weight decay on matrices only).
+    """
 
     def build(self, knobs: Mapping[str, Any], sequence_length: int) -> Any:
         """An nn.Module for these size knobs."""
@@ -43,6 +48,13 @@ class LossFn(Protocol):
     def __call__(self, output: Any, targets: Any) -> Any: ...
 
 
+@runtime_checkable
+class FlopsFn(Protocol):
+    """Training FLOPs per token of a size, for models where 6N is wrong (MoE, SSMs, CNNs, ViTs)."""
+
+    def __call__(self, knobs: Mapping[str, Any], sequence_length: int) -> float: ...
+
+
 def load_object(path: str) -> Any:
     """Resolve "package.module:Name" (Name may be dotted), naming the path in every error."""
     module_name, sep, attr_path = path.partition(":")
@@ -67,7 +79,7 @@ def load_object(path: str) -> Any:
 
 def _missing_methods(obj: Any, protocol: type) -> list[str]:
     wanted = [n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")]
-    if protocol is LossFn:
+    if protocol in (LossFn, FlopsFn):
         wanted = ["__call__"]
     return [name for name in wanted if not callable(getattr(obj, name, None))]
 

@@ -16,7 +16,8 @@ from ff_core.spec import ScalingSweep
 from ff_core.store import Store
 from ff_trainer.checkpoint import Checkpointer
 from ff_trainer.errors import ConfigError
-from ff_trainer.plugins import DataPlugin, LossFn, ModelPlugin, load_plugin
+from ff_trainer.metrics import measure_flops_per_token, mfu
+from ff_trainer.plugins import DataPlugin, FlopsFn, LossFn, ModelPlugin, load_plugin
 from ff_trainer.train import Outcome, train
 from ff_trainer.world import World, setup_world, teardown_world
 
@@ -38,10 +39,9 @@ def _device_name(world: World) -> str:
     return torch.cuda.get_device_name(world.device) if world.device.type == "cuda" else "cpu"
 
 
-def build_checked_model(sweep: ScalingSweep, experiment: Experiment):
+def build_checked_model(sweep: ScalingSweep, experiment: Experiment, model_plugin):
     """Build the model and fail fast (exit 3) when its parameter count disagrees with the spec."""
     spec = sweep.spec
-    model_plugin = load_plugin(spec.model, ModelPlugin, "model")
     torch.manual_seed(spec.training.seed)  # the same initial weights for a size in every budget
     try:
         model = model_plugin.build(experiment.knobs, spec.training.sequence_length)
@@ -57,18 +57,48 @@ def build_checked_model(sweep: ScalingSweep, experiment: Experiment):
     return model, non_embedding
 
 
+def flops_by_method(sweep: ScalingSweep, experiment: Experiment, model_plugin, measured: float | None) -> dict:
+    """Training FLOPs of the experiment by every counting method available (all go into the record)."""
+    spec, tokens = sweep.spec, experiment.tokens
+    seq = spec.training.sequence_length
+    flops = {"6nd": training_flops(experiment.n_params, tokens), "planned": experiment.flops}
+    if callable(getattr(model_plugin, "flops_per_token", None)):
+        flops["model"] = float(model_plugin.flops_per_token(experiment.knobs, seq)) * tokens
+    if spec.flops is not None:
+        flops["plugin"] = float(load_plugin(spec.flops, FlopsFn, "flops")(experiment.knobs, seq)) * tokens
+    if measured is not None:
+        flops["measured"] = measured * tokens
+    return flops
+
+
 def make_record(sweep: ScalingSweep, experiment: Experiment, outcome: Outcome, non_embedding: int,
-                world: World) -> ResultRecord:
-    planned = experiment.flops
-    flops = {"6nd": training_flops(experiment.n_params, experiment.tokens), "planned": planned}
+                world: World, flops: dict[str, float]) -> ResultRecord:
+    device = _device_name(world)
+    # MFU from the most faithful count available: measured, then the model's own, then 6ND.
+    best = next(flops[m] for m in ("measured", "model", "plugin", "6nd") if m in flops) / experiment.tokens
     return ResultRecord(
         sweep=sweep.name, experiment=experiment.id, budget=experiment.budget, size=experiment.size,
         knobs=experiment.knobs, n_params=experiment.n_params, n_params_non_embedding=non_embedding,
         tokens=experiment.tokens, flops=flops, status=outcome.status, final_loss=outcome.final_loss,
         eval_loss=outcome.eval_loss, loss_curve=outcome.curve, tokens_per_second=outcome.tokens_per_second,
-        mfu=None, wall_seconds=outcome.train_seconds, world_size=world.world_size,
-        device=_device_name(world), seed=sweep.spec.training.seed, versions=_versions(),
+        mfu=mfu(best, outcome.tokens_per_second, device, world.world_size), wall_seconds=outcome.train_seconds,
+        world_size=world.world_size, device=device, seed=sweep.spec.training.seed, versions=_versions(),
     )
+
+
+def _measure(model, data, loss_fn, sweep: ScalingSweep, world: World) -> float | None:
+    """FLOPs per token of one training micro-batch, counted by PyTorch (None if the counter fails)."""
+    cfg = sweep.spec.training
+    inputs, targets = next(data.batches("eval", sequence_length=cfg.sequence_length,
+                                        batch_size=cfg.global_batch_sequences, rank=world.rank,
+                                        world_size=world.world_size, seed=cfg.seed))
+    micro = cfg.micro_batch_size or len(inputs)
+    x, y = inputs[:micro].to(world.device), targets[:micro].to(world.device)
+    try:
+        return measure_flops_per_token(model, loss_fn, x, y, len(x) * cfg.sequence_length)
+    except (RuntimeError, NotImplementedError) as error:  # an op the counter cannot trace: record no value
+        print(f"warning: measuring FLOPs failed ({error}); 'measured' left out", file=sys.stderr)
+        return None
 
 
 def run_experiment(sweep: ScalingSweep, experiment_id: str, store: Store) -> int:
@@ -81,15 +111,28 @@ def run_experiment(sweep: ScalingSweep, experiment_id: str, store: Store) -> int
     spec = sweep.spec
     data = load_plugin(spec.data, DataPlugin, "data")
     loss_fn = load_plugin(spec.loss, LossFn, "loss")
-    model, non_embedding = build_checked_model(sweep, experiment)
+    model_plugin = load_plugin(spec.model, ModelPlugin, "model")
+    model, non_embedding = build_checked_model(sweep, experiment, model_plugin)
     world = setup_world()
     try:
         if world.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         ckpt = Checkpointer(store, checkpoint_key(sweep.name, experiment.id), world.is_main)
-        outcome = train(model, data, loss_fn, spec.training, experiment.steps, world, ckpt)
-        record = make_record(sweep, experiment, outcome, non_embedding, world)
+        model.to(world.device)
+        measured = _measure(model, data, loss_fn, sweep, world)
+        groups = model_plugin.param_groups(model) if callable(getattr(model_plugin, "param_groups", None)) else None
+        try:
+            outcome = train(model, data, loss_fn, spec.training, experiment.steps, world, ckpt, groups)
+        except torch.cuda.OutOfMemoryError:
+            micro = spec.training.micro_batch_size or spec.training.global_batch_sequences // world.world_size
+            raise ConfigError(
+                f"out of GPU memory with {micro} sequences of {spec.training.sequence_length} tokens per "
+                f"forward pass on {_device_name(world)}; lower spec.training.microBatchSize (gradient "
+                "accumulation keeps the global batch) or the sequence length"
+            ) from None
+        flops = flops_by_method(sweep, experiment, model_plugin, measured)
+        record = make_record(sweep, experiment, outcome, non_embedding, world, flops)
         if world.is_main:
             store.put_json(key, record.model_dump(mode="json"))  # written last: "has result.json" = finished
         world.barrier()

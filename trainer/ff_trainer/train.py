@@ -48,13 +48,18 @@ class _StopFlag:
         signal.signal(signal.SIGTERM, self._previous)
 
 
-def _optimizer(model: torch.nn.Module, cfg: Training, device: torch.device) -> torch.optim.AdamW:
-    # Decay matrices only: biases, norms' gains and other vectors are left alone (GPT-2 / nanoGPT practice).
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
+def _optimizer(model: torch.nn.Module, cfg: Training, device: torch.device,
+               groups: list[dict] | None) -> torch.optim.AdamW:
+    if groups is None:
+        # Decay matrices only: biases, norms' gains and other vectors are left alone (GPT-2 / nanoGPT practice).
+        params = [p for p in model.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+    # A plugin's group may scale the learning rate ("lr_scale", muP-style); the schedule multiplies it.
+    for group in groups:
+        group.setdefault("lr_scale", 1.0)
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.95), fused=device.type == "cuda")
 
 
@@ -96,12 +101,16 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
-def train(model, data, loss_fn, cfg: Training, steps: int, world: World, ckpt: Checkpointer) -> Outcome:
+def train(model, data, loss_fn, cfg: Training, steps: int, world: World, ckpt: Checkpointer,
+          param_groups: list[dict] | None = None) -> Outcome:
     """Train `model` for `steps` optimizer steps of the global batch; resume from `ckpt` when present."""
     micro, accum = _micro_batches(cfg, world)
     model.to(world.device)
-    wrapped = DistributedDataParallel(model) if world.world_size > 1 else model
-    optimizer = _optimizer(model, cfg, world.device)
+    ddp = DistributedDataParallel(model) if world.world_size > 1 else None
+    wrapped = ddp or model
+    if cfg.compile:
+        wrapped = torch.compile(wrapped)
+    optimizer = _optimizer(model, cfg, world.device, param_groups)
     warmup = math.ceil(cfg.warmup_fraction * steps)
     log_every = max(1, steps // cfg.log_points)
 
@@ -133,12 +142,14 @@ def train(model, data, loss_fn, cfg: Training, steps: int, world: World, ckpt: C
     began = time.perf_counter()
     try:
         for step in range(start, steps):
+            scale = cfg.learning_rate * lr_multiplier(step, steps, warmup, cfg.schedule, cfg.min_lr_ratio)
             for group in optimizer.param_groups:
-                group["lr"] = cfg.learning_rate * lr_multiplier(step, steps, warmup, cfg.schedule, cfg.min_lr_ratio)
+                group["lr"] = scale * group["lr_scale"]
             inputs, targets = next(stream)  # this rank's share: (share, T) each
             for i, (x, y) in enumerate(zip(inputs.split(micro), targets.split(micro))):
-                sync = i == accum - 1 or world.world_size == 1
-                with (nullcontext() if sync else wrapped.no_sync()), _autocast(world.device):
+                # gradients are all-reduced once per step, on the last micro-batch
+                skip_sync = ddp is not None and i < accum - 1
+                with (ddp.no_sync() if skip_sync else nullcontext()), _autocast(world.device):
                     loss = loss_fn(wrapped(x.to(world.device, non_blocking=True)), y.to(world.device)) / accum
                 loss.backward()
                 interval_loss += loss.detach()
