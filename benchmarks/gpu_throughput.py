@@ -1,0 +1,147 @@
+"""GPU throughput of the trainer: tokens/s and MFU for GPT at ~30M, 124M and 350M parameters, sequence 1024.
+
+Our training loop (ff_trainer.train.train) and a bare PyTorch loop run side by side in one process, with
+the same model, batches (the same data plugin), optimizer (fused AdamW), bf16 autocast, TF32 and SDPA.
+Our per-step time is the difference of two runs of different lengths divided by the extra steps, which
+cancels start-up, compilation and the final evaluation. MFU counts the model's exact training FLOPs per
+token (matrix products and attention, as ff_plugins.gpt.transformer_flops_per_token) against the GPU's
+dense bf16 peak (ff_trainer.metrics.PEAK_BF16).
+
+Usage: python benchmarks/gpu_throughput.py [--sizes 30M,124M,350M] [--compile 124M] [--smoke]
+(--smoke: tiny models on the CPU, to check the script itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+
+from ff_core.spec import Training
+from ff_core.store import FileStore
+from ff_plugins.gpt import GPT, transformer_flops_per_token
+from ff_plugins.losses import cross_entropy
+from ff_trainer.checkpoint import Checkpointer
+from ff_trainer.metrics import peak_flops
+from ff_trainer.train import train
+from ff_trainer.world import World
+
+VOCAB = 50304  # GPT-2's 50257 rounded up to a multiple of 128 for tensor cores
+SIZES = {
+    "30M": {"d_model": 384, "n_layers": 6, "n_heads": 6},
+    "124M": {"d_model": 768, "n_layers": 12, "n_heads": 12},
+    "350M": {"d_model": 1024, "n_layers": 24, "n_heads": 16},
+    "smoke": {"d_model": 32, "n_layers": 2, "n_heads": 2},
+}
+
+
+class RandomTokens:
+    """Data plugin of uniform random tokens (throughput does not depend on the text)."""
+
+    def __init__(self, vocab: int):
+        self.vocab = vocab
+
+    def batches(self, split, *, sequence_length, batch_size, rank, world_size, seed, start=0):
+        generator = torch.Generator().manual_seed(seed)
+        while True:
+            chunk = torch.randint(self.vocab, (batch_size // world_size, sequence_length + 1), generator=generator)
+            yield chunk[:, :-1], chunk[:, 1:]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def ours(knobs, cfg: Training, steps: int, device: torch.device) -> float:
+    """Wall seconds of a whole train() call of `steps` steps (fresh model each time)."""
+    torch.manual_seed(0)
+    model = GPT(VOCAB).build(knobs, cfg.sequence_length)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Checkpointer(FileStore(tmp), "bench/latest.pt", True)
+        sync(device)
+        began = time.perf_counter()
+        train(model, RandomTokens(VOCAB), cross_entropy, cfg, steps, World(0, 1, device), ckpt)
+        sync(device)
+        return time.perf_counter() - began
+
+
+def bare(knobs, cfg: Training, steps: int, warmup: int, device: torch.device) -> float:
+    """Seconds per step of the plainest loop with the same model, batches and optimizer."""
+    torch.manual_seed(0)
+    model = GPT(VOCAB).build(knobs, cfg.sequence_length).to(device)
+    forward = torch.compile(model) if cfg.compile else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.95),
+                                  weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+    stream = RandomTokens(VOCAB).batches("train", sequence_length=cfg.sequence_length,
+                                         batch_size=cfg.global_batch_sequences, rank=0, world_size=1, seed=0)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    for step in range(warmup + steps):
+        if step == warmup:
+            sync(device)
+            began = time.perf_counter()
+        x, y = next(stream)
+        with autocast:
+            loss = cross_entropy(forward(x.to(device, non_blocking=True)), y.to(device))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    sync(device)
+    return (time.perf_counter() - began) / steps
+
+
+def measure(name: str, compiled: bool, device: torch.device, args) -> dict:
+    knobs = SIZES[name]
+    seq = args.seq
+    cfg = Training(global_batch_tokens=args.batch * seq, sequence_length=seq, learning_rate=3e-4,
+                   log_points=2, checkpoint_every_steps=10**9, eval_tokens=args.batch * seq, compile=compiled)
+    short, long = args.steps // 4, args.steps
+    repeats = 1 if compiled else args.repeats  # compilation dominates the cost of a compiled repeat
+    ours_runs = [ours(knobs, cfg, long, device) - ours(knobs, cfg, short, device) for _ in range(repeats)]
+    ours_step = statistics.median(ours_runs) / (long - short)
+    bare_step = statistics.median(bare(knobs, cfg, args.steps, 5, device) for _ in range(repeats))
+    tokens = cfg.global_batch_tokens
+    n_params = GPT(VOCAB).count_params(knobs, seq)[0]
+    fpt = transformer_flops_per_token(knobs, seq, VOCAB)
+    peak = peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+    row = {"size": name, "params": n_params, "compile": compiled, "ours_tok_s": tokens / ours_step,
+           "bare_tok_s": tokens / bare_step, "ratio": ours_step / bare_step}
+    row["ours_mfu"] = fpt * row["ours_tok_s"] / peak if peak else None
+    row["bare_mfu"] = fpt * row["bare_tok_s"] / peak if peak else None
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="30M,124M,350M")
+    parser.add_argument("--compile", default="124M", help="sizes also measured under torch.compile ('' for none)")
+    parser.add_argument("--seq", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=16, help="sequences per step")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="tiny model on the CPU: checks the script only")
+    args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.compile, args.seq, args.batch, args.steps, args.repeats = "smoke", "", 64, 4, 8, 1
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, torch {torch.__version__}, "
+          f"seq {args.seq}, {args.batch} sequences/step, medians of {args.repeats}")
+    print(f"{'size':6} {'params':>8} {'compile':7} {'ours tok/s':>11} {'bare tok/s':>11} {'ours/bare time':>14} "
+          f"{'ours MFU':>8} {'bare MFU':>8}")
+    plan = [(s, False) for s in args.sizes.split(",")] + [(s, True) for s in args.compile.split(",") if s]
+    for name, compiled in plan:
+        r = measure(name, compiled, device, args)
+        mfu = lambda v: f"{100 * v:7.1f}%" if v is not None else "     n/a"  # noqa: E731
+        print(f"{r['size']:6} {r['params'] / 1e6:7.1f}M {str(r['compile']):7} {r['ours_tok_s']:11.0f} "
+              f"{r['bare_tok_s']:11.0f} {r['ratio']:14.3f} {mfu(r['ours_mfu'])} {mfu(r['bare_mfu'])}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
