@@ -15,19 +15,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
-import time
 
 import torch
 
 from ff_core.spec import Training
-from ff_core.store import FileStore
 from ff_plugins.gpt import GPT, transformer_flops_per_token
-from ff_plugins.losses import cross_entropy
-from ff_trainer.checkpoint import Checkpointer
 from ff_trainer.metrics import peak_flops
-from ff_trainer.train import train
-from ff_trainer.world import World
+from step_timing import bare, ours
 
 VOCAB = 50304  # GPT-2's 50257 rounded up to a multiple of 128 for tensor cores
 SIZES = {
@@ -38,62 +32,6 @@ SIZES = {
 }
 
 
-class RandomTokens:
-    """Data plugin of uniform random tokens (throughput does not depend on the text)."""
-
-    def __init__(self, vocab: int):
-        self.vocab = vocab
-
-    def batches(self, split, *, sequence_length, batch_size, rank, world_size, seed, start=0):
-        generator = torch.Generator().manual_seed(seed)
-        while True:
-            chunk = torch.randint(self.vocab, (batch_size // world_size, sequence_length + 1), generator=generator)
-            yield chunk[:, :-1], chunk[:, 1:]
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def ours(knobs, cfg: Training, steps: int, device: torch.device) -> float:
-    """Wall seconds of a whole train() call of `steps` steps (fresh model each time)."""
-    torch.manual_seed(0)
-    model = GPT(VOCAB).build(knobs, cfg.sequence_length)
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = Checkpointer(FileStore(tmp), "bench/latest.pt", True)
-        sync(device)
-        began = time.perf_counter()
-        train(model, RandomTokens(VOCAB), cross_entropy, cfg, steps, World(0, 1, device), ckpt)
-        sync(device)
-        return time.perf_counter() - began
-
-
-def bare(knobs, cfg: Training, steps: int, warmup: int, device: torch.device) -> float:
-    """Seconds per step of the plainest loop with the same model, batches and optimizer."""
-    torch.manual_seed(0)
-    model = GPT(VOCAB).build(knobs, cfg.sequence_length).to(device)
-    forward = torch.compile(model) if cfg.compile else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.95),
-                                  weight_decay=cfg.weight_decay, fused=device.type == "cuda")
-    stream = RandomTokens(VOCAB).batches("train", sequence_length=cfg.sequence_length,
-                                         batch_size=cfg.global_batch_sequences, rank=0, world_size=1, seed=0)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    for step in range(warmup + steps):
-        if step == warmup:
-            sync(device)
-            began = time.perf_counter()
-        x, y = next(stream)
-        with autocast:
-            loss = cross_entropy(forward(x.to(device, non_blocking=True)), y.to(device))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    sync(device)
-    return (time.perf_counter() - began) / steps
-
-
 def measure(name: str, compiled: bool, device: torch.device, args) -> dict:
     knobs = SIZES[name]
     seq = args.seq
@@ -101,10 +39,10 @@ def measure(name: str, compiled: bool, device: torch.device, args) -> dict:
                    log_points=2, checkpoint_every_steps=10**9, eval_tokens=args.batch * seq, compile=compiled)
     short, long = args.steps // 4, args.steps
     repeats = 1 if compiled else args.repeats  # compilation dominates the cost of a compiled repeat
-    ours(knobs, cfg, short, device)  # warm up (CUDA context, cuBLAS, compilation) outside the timed runs
-    ours_runs = [ours(knobs, cfg, long, device) - ours(knobs, cfg, short, device) for _ in range(repeats)]
+    ours(knobs, VOCAB, cfg, short, device)  # warm up (CUDA context, cuBLAS, compilation) outside the timed runs
+    ours_runs = [ours(knobs, VOCAB, cfg, long, device) - ours(knobs, VOCAB, cfg, short, device) for _ in range(repeats)]
     ours_step = statistics.median(ours_runs) / (long - short)
-    bare_step = statistics.median(bare(knobs, cfg, args.steps, 5, device) for _ in range(repeats))
+    bare_step = statistics.median(bare(knobs, VOCAB, cfg, args.steps, 5, device) for _ in range(repeats))
     tokens = cfg.global_batch_tokens
     n_params = GPT(VOCAB).count_params(knobs, seq)[0]
     fpt = transformer_flops_per_token(knobs, seq, VOCAB)

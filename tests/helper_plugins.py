@@ -19,3 +19,26 @@ class NotAModel:
 
     def build(self, knobs, sequence_length):
         raise AssertionError("never called")
+
+
+class OutOfMemoryGPT:
+    """A GPT whose forward pass runs out of GPU memory, as a too-large micro-batch does."""
+
+    def __init__(self, vocab_size: int = 256):
+        from ff_plugins.gpt import GPT
+
+        self.inner = GPT(vocab_size)
+
+    def count_params(self, knobs, sequence_length):
+        return self.inner.count_params(knobs, sequence_length)
+
+    def build(self, knobs, sequence_length):
+        import torch
+
+        model = self.inner.build(knobs, sequence_length)
+
+        def forward(idx):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+        model.forward = forward
+        return model

@@ -96,9 +96,18 @@ def _measure(model, data, loss_fn, sweep: ScalingSweep, world: World) -> float |
     x, y = inputs[:micro].to(world.device), targets[:micro].to(world.device)
     try:
         return measure_flops_per_token(model, loss_fn, x, y, len(x) * cfg.sequence_length)
+    except torch.cuda.OutOfMemoryError:
+        raise
     except (RuntimeError, NotImplementedError) as error:  # an op the counter cannot trace: record no value
         print(f"warning: measuring FLOPs failed ({error}); 'measured' left out", file=sys.stderr)
         return None
+
+
+def _oom_message(cfg, world: World) -> str:
+    micro = cfg.micro_batch_size or cfg.global_batch_sequences // world.world_size
+    return (f"out of GPU memory with {micro} sequences of {cfg.sequence_length} tokens per forward pass on "
+            f"{_device_name(world)}; lower spec.training.microBatchSize (gradient accumulation keeps the "
+            "global batch) or the sequence length")
 
 
 def run_experiment(sweep: ScalingSweep, experiment_id: str, store: Store) -> int:
@@ -115,22 +124,14 @@ def run_experiment(sweep: ScalingSweep, experiment_id: str, store: Store) -> int
     model, non_embedding = build_checked_model(sweep, experiment, model_plugin)
     world = setup_world()
     try:
-        if world.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
         ckpt = Checkpointer(store, checkpoint_key(sweep.name, experiment.id), world.is_main)
         model.to(world.device)
-        measured = _measure(model, data, loss_fn, sweep, world)
-        groups = model_plugin.param_groups(model) if callable(getattr(model_plugin, "param_groups", None)) else None
         try:
+            measured = _measure(model, data, loss_fn, sweep, world)
+            groups = model_plugin.param_groups(model) if hasattr(model_plugin, "param_groups") else None
             outcome = train(model, data, loss_fn, spec.training, experiment.steps, world, ckpt, groups)
         except torch.cuda.OutOfMemoryError:
-            micro = spec.training.micro_batch_size or spec.training.global_batch_sequences // world.world_size
-            raise ConfigError(
-                f"out of GPU memory with {micro} sequences of {spec.training.sequence_length} tokens per "
-                f"forward pass on {_device_name(world)}; lower spec.training.microBatchSize (gradient "
-                "accumulation keeps the global batch) or the sequence length"
-            ) from None
+            raise ConfigError(_oom_message(spec.training, world)) from None
         flops = flops_by_method(sweep, experiment, model_plugin, measured)
         record = make_record(sweep, experiment, outcome, non_embedding, world, flops)
         if world.is_main:

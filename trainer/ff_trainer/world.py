@@ -48,6 +48,9 @@ def setup_world() -> World:
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
+        # TF32 for the fp32 matrix products that autocast leaves (a ~free speed-up on Ampere and later)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     else:
         device = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
