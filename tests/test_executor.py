@@ -69,4 +69,4 @@ def test_failed_experiment_is_reported_with_its_log(tiny_manifest, write_sweep, 
     assert proc.returncode == 1
     assert "failed  " in proc.stderr and "exit 3" in proc.stderr and "3 experiment(s) failed" in proc.stderr
     log = next((tmp_path / "s" / "unit" / "logs").glob("*.log"))
-    assert "missing.txt' is not a file; give a path or 'synthetic'" in log.read_text()
+    assert "missing.txt' is not a file or folder" in log.read_text()

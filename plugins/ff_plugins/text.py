@@ -1,38 +1,43 @@
-"""Byte-level text data: the built-in synthetic corpus or a local UTF-8 text file, split into train and eval."""
+"""Byte-level text data: the built-in synthetic corpus, or TinyStories-format files (local or s3://)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from ff_plugins.corpus import synthetic_corpus
+from ff_plugins.textfiles import load_corpus
 
 _SPLITS = {"train": 0, "eval": 1}
 
 
 class TextData:
-    """Data plugin: `source` is "synthetic" or a path to a text file; the last `eval_fraction` is held out.
+    """Data plugin over byte-level tokens.
+
+    `source` is "synthetic" (the generated corpus), or a TinyStories-format file, folder or s3:// URI
+    (see ff_plugins.textfiles). Held-out data is `eval_source` when given (e.g. TinyStories-valid.txt),
+    else the last `eval_fraction` of the source.
 
     Batch b of step s is a pure function of (seed, split, s), so resuming at a step needs no saved state,
     and the global batch is the same for any world size: rank r takes its slice of it.
     """
 
-    def __init__(self, source: str = "synthetic", eval_fraction: float = 0.05, corpus_bytes: int = 3_000_000):
+    def __init__(self, source: str = "synthetic", eval_source: str | None = None, eval_fraction: float = 0.05,
+                 text_field: str = "text", endpoint_url: str | None = None, corpus_bytes: int = 3_000_000):
         if not 0 < eval_fraction < 0.5:
             raise ValueError(f"eval_fraction must be in (0, 0.5), got {eval_fraction}")
         if source == "synthetic":
             raw = synthetic_corpus(corpus_bytes)
         else:
-            path = Path(source).expanduser()
-            if not path.is_file():
-                raise ValueError(f"text source {source!r} is not a file; give a path or 'synthetic'")
-            raw = path.read_bytes()
+            raw = load_corpus(source, text_field, endpoint_url)
         tokens = np.frombuffer(raw, dtype=np.uint8)
-        cut = int(len(tokens) * (1 - eval_fraction))
-        self._splits = {"train": tokens[:cut], "eval": tokens[cut:]}
+        if eval_source is not None:
+            held_out = np.frombuffer(load_corpus(eval_source, text_field, endpoint_url), dtype=np.uint8)
+            self._splits = {"train": tokens, "eval": held_out}
+        else:
+            cut = int(len(tokens) * (1 - eval_fraction))
+            self._splits = {"train": tokens[:cut], "eval": tokens[cut:]}
 
     def batches(
         self, split: str, *, sequence_length: int, batch_size: int, rank: int, world_size: int,
