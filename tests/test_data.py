@@ -82,3 +82,41 @@ def test_s3_object_and_prefix(tmp_path, s3_endpoint):
     assert len(prefix._splits["train"]) + len(prefix._splits["eval"]) == 2 * len(read_corpus(folder / "train.txt"))
     with pytest.raises(ValueError, match="no .txt, .jsonl, .parquet objects under this prefix"):
         TextData("s3://ff-test/nothing-here", endpoint_url=s3_endpoint)
+
+
+def write_cifar(folder, per_file: int = 40, seed: int = 0):
+    """Small files in the CIFAR-10 python format: dicts of b'data' (N x 3072 uint8) and b'labels'."""
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = rng.integers(0, 10, per_file)
+        # learnable: the label sets the mean brightness of the red plane
+        data = rng.integers(0, 64, (per_file, 3072)).astype(np.uint8)
+        data[:, :1024] += (labels[:, None] * 19).astype(np.uint8)
+        with open(folder / name, "wb") as handle:
+            pickle.dump({b"data": data, b"labels": labels.tolist(), b"batch_label": name.encode()}, handle)
+    return folder
+
+
+def test_cifar_batches_local_and_s3(tmp_path, s3_endpoint):
+    from ff_plugins.cifar import CIFAR10
+
+    folder = write_cifar(tmp_path / "cifar-10-batches-py")
+    data = CIFAR10(str(folder))
+    x, y = next(data.batches("train", sequence_length=1, batch_size=8, rank=0, world_size=1, seed=0))
+    assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32 and y.shape == (8,) and y.dtype == torch.int64
+    assert len(data._splits["train"][0]) == 200 and len(data._splits["eval"][0]) == 40
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    for path in folder.iterdir():
+        client.upload_file(str(path), "ff-test", f"cifar/{path.name}")
+    remote = CIFAR10("s3://ff-test/cifar", endpoint_url=s3_endpoint)
+    xr, _ = next(remote.batches("train", sequence_length=1, batch_size=8, rank=0, world_size=1, seed=0))
+    assert torch.equal(x, xr)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "data_batch_1").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="not a CIFAR-10 python batch"):
+        CIFAR10(str(tmp_path / "broken"))
+    with pytest.raises(ValueError, match="none of data_batch_1"):
+        CIFAR10(str(tmp_path))

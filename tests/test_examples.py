@@ -24,8 +24,10 @@ def test_example_validates_plans_and_counts_match_the_plugin(path):
     budgets = {e.budget for e in plan.experiments}
     assert len(budgets) == len(sweep.spec.budgets) >= 3
     assert not plan.notes, plan.notes  # every budget gets all its points
-    written = {s.name: s.n_params for s in sweep.spec.sizes}
-    assert {c["name"]: c["nParams"] for c in count_params(sweep)} == written
+    counted = {c["name"]: c for c in count_params(sweep)}
+    for size in sweep.spec.sizes:
+        assert counted[size.name]["nParams"] == size.n_params
+        assert counted[size.name].get("flopsPerToken") == size.flops_per_token
 
 
 @pytest.mark.slow

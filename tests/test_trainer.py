@@ -132,3 +132,35 @@ def test_nan_loss_records_diverged_and_exits_4(tiny_manifest, write_sweep, tmp_p
     assert proc.returncode == exit_codes.DIVERGED, proc.stderr
     record = result(tmp_path, tiny_manifest, exp)
     assert record["status"] == "diverged" and record["eval_loss"] is None
+
+
+def test_vit_on_cifar_format_files(tmp_path):
+    """The image path end to end: ViT + CIFAR-10 python batches (generated), FLOPs per image from the plugin."""
+    from test_data import write_cifar
+
+    from ff_plugins.vit import ViT, vit_flops_per_image
+
+    knobs = {"width": 16, "depth": 1, "heads": 2, "patch_size": 8}
+    manifest = {
+        "apiVersion": "flopsfit.dev/v1alpha1", "kind": "ScalingSweep", "metadata": {"name": "vit"},
+        "spec": {
+            "model": {"plugin": "ff_plugins.vit:ViT"},
+            "data": {"plugin": "ff_plugins.cifar:CIFAR10", "args": {"source": str(write_cifar(tmp_path / "c"))}},
+            "flops": {"plugin": "ff_plugins.vit:vit_flops_per_image"},
+            "budgets": [vit_flops_per_image(knobs) * 16 * 30], "pointsPerBudget": 3,
+            "tokensPerParam": {"min": 0.001, "max": 1000},
+            "sizes": [{"name": "t", "knobs": knobs, "nParams": ViT().count_params(knobs, 1)[0],
+                       "flopsPerToken": vit_flops_per_image(knobs)}],
+            "training": {"globalBatchTokens": 16, "sequenceLength": 1, "evalTokens": 32, "learningRate": 3e-3},
+        },
+    }
+    sweep = tmp_path / "vit.json"
+    sweep.write_text(json.dumps(manifest))
+    exp = first_id(manifest)
+    proc = trainer(sweep, exp, tmp_path / "store")
+    assert proc.returncode == 0, proc.stderr
+    record = result(tmp_path / "store", manifest, exp)
+    assert record["tokens"] == 16 * 30 and record["status"] == "completed"
+    assert record["flops"]["plugin"] == pytest.approx(vit_flops_per_image(knobs) * 16 * 30)
+    assert record["flops"]["planned"] == record["flops"]["plugin"]
+    assert record["eval_loss"] < 2.31  # below chance over 10 classes (ln 10)

@@ -52,6 +52,12 @@ def fill_params(sweep: ScalingSweep) -> ScalingSweep:
             )
         size["nParams"] = counted["nParams"]
         if "flopsPerToken" in counted:  # the sweep names a flops plugin: it defines the budget's D
+            written = size.get("flopsPerToken")
+            if written is not None and abs(written - counted["flopsPerToken"]) > 1e-9 * counted["flopsPerToken"]:
+                raise SpecError(
+                    f"size {size['name']!r}: flopsPerToken is {written:g} but the flops plugin counts "
+                    f"{counted['flopsPerToken']:g}; remove it to have it filled, or fix the knobs"
+                )
             size["flopsPerToken"] = counted["flopsPerToken"]
     return parse_sweep(manifest, sweep.name)
 
