@@ -96,6 +96,19 @@ def evaluate(model, data, loss_fn, cfg: Training, world: World, micro: int) -> f
     return float(world.mean(total / count))
 
 
+def _get_rng(device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
 def _autocast(device: torch.device):
     # bf16 on GPU for speed; fp32 on CPU so CPU runs are exact and reproducible.
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
@@ -121,7 +134,7 @@ def train(model, data, loss_fn, cfg: Training, steps: int, world: World, ckpt: C
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, curve, elapsed, interval = state["step"], state["curve"], state["elapsed"], state["interval"]
-        torch.set_rng_state(state["rng"])
+        _set_rng(state["rng"][world.rank % len(state["rng"])])  # a new world size reuses states
         if world.is_main:
             print(f"resuming at step {start}/{steps}", file=sys.stderr)
     interval_loss = torch.tensor(interval[0], device=world.device)  # loss summed since the last curve point
@@ -130,8 +143,9 @@ def train(model, data, loss_fn, cfg: Training, steps: int, world: World, ckpt: C
     def save(step: int) -> None:
         # The open logging interval is saved too (as its mean over ranks), so a resumed curve is exact.
         pending = (float(world.mean(interval_loss)), interval_steps)
+        rng = world.gather(_get_rng(world.device))  # every rank's generators, saved by rank 0
         ckpt.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                   "curve": curve, "interval": pending, "rng": torch.get_rng_state(),
+                   "curve": curve, "interval": pending, "rng": rng,
                    "elapsed": elapsed + time.perf_counter() - began})
 
     stream = data.batches(
