@@ -60,11 +60,13 @@ def test_smoke_run_writes_a_valid_record_then_skips(tiny_manifest, write_sweep, 
 
 
 def test_same_seed_same_losses_on_cpu(tiny_manifest, write_sweep, tmp_path):
+    tiny_manifest["spec"]["training"]["deterministic"] = True  # deterministic kernels: same ids, same losses
     exp = first_id(tiny_manifest)
     for name in ("a", "b"):
         assert trainer(write_sweep(tiny_manifest), exp, tmp_path / name).returncode == 0
     a, b = (result(tmp_path / n, tiny_manifest, exp) for n in ("a", "b"))
     assert a["eval_loss"] == b["eval_loss"] and a["loss_curve"] == b["loss_curve"]
+    assert a["seed"] == 0 and {"python", "torch", "numpy", "flops-fit"} <= set(a["versions"])
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])

@@ -13,7 +13,7 @@ from ff_core.flops import flops_per_token, tokens_for_budget
 from ff_core.spec import ScalingSweep, SizeEntry, SweepSpec
 
 # Training knobs that change what an experiment computes (logging and checkpoint cadence do not).
-_IDENTITY_EXCLUDED = {"log_points", "checkpoint_every_steps", "compile"}
+_IDENTITY_EXCLUDED = {"log_points", "checkpoint_every_steps", "compile", "deterministic"}
 MIN_POINTS_FOR_FIT = 3
 
 

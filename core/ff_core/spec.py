@@ -94,6 +94,7 @@ class Training(_Model):
     log_points: int = Field(default=50, ge=2, description="points kept on the loss curve")
     checkpoint_every_steps: int = Field(default=500, gt=0)
     compile: bool = Field(default=False, description="torch.compile the model (GPU runs)")
+    deterministic: bool = Field(default=False, description="deterministic kernels only (slower; for checks)")
 
     @model_validator(mode="after")
     def _batch_divides(self) -> Training:

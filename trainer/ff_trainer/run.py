@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import random
 import sys
 from importlib import metadata
 
+import numpy as np
 import torch
 
 from ff_core import exit_codes
@@ -27,7 +30,7 @@ def checkpoint_key(sweep: str, experiment: str) -> str:
 
 
 def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
     try:
         versions["flops-fit"] = metadata.version("flops-fit")
     except metadata.PackageNotFoundError:
@@ -39,10 +42,21 @@ def _device_name(world: World) -> str:
     return torch.cuda.get_device_name(world.device) if world.device.type == "cuda" else "cpu"
 
 
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """One seed for Python's, NumPy's and torch's generators; optionally deterministic kernels only."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
 def build_checked_model(sweep: ScalingSweep, experiment: Experiment, model_plugin):
     """Build the model and fail fast (exit 3) when its parameter count disagrees with the spec."""
     spec = sweep.spec
-    torch.manual_seed(spec.training.seed)  # the same initial weights for a size in every budget
+    seed_everything(spec.training.seed, spec.training.deterministic)  # same initial weights in every budget
     try:
         model = model_plugin.build(experiment.knobs, spec.training.sequence_length)
         total, non_embedding = model_plugin.count_params(experiment.knobs, spec.training.sequence_length)
