@@ -66,29 +66,61 @@ def test_analyze_writes_table_plots_and_json(runner, tmp_path):
     diverged["experiment"] = "ediverged000"
     store.put_json("synth/ediverged000/result.json", diverged)
     out = tmp_path / "out"
-    result = runner.invoke(main, ["analyze", f"file://{store.root}", "--out", str(out), "--json"])
+    result = runner.invoke(main, ["analyze", f"file://{store.root}", "--out", str(out), "--json", "--bootstrap", "200",
+                                  "--target-flops", "3e22", "--plot-format", "png,svg,pdf"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["points"] == len(points)
-    assert data["isoflop"]["n_opt"]["exponent"] == pytest.approx(0.4516, abs=0.02)
-    assert data["parametric"]["alpha"] == pytest.approx(0.34, rel=0.05)
+    assert data["schema_version"] == 1 and data["points"] == len(points)
+    a = data["approaches"]["isoflop"]["parameters"]["a"]
+    assert a["value"] == pytest.approx(0.4516, abs=0.02) and a["ci_low"] < a["value"] < a["ci_high"]
+    alpha = data["approaches"]["parametric"]["parameters"]["alpha"]
+    assert alpha["value"] == pytest.approx(0.34, rel=0.05) and alpha["ci_low"] < 0.34 < alpha["ci_high"]
+    target = [p for p in data["approaches"]["parametric"]["predictions"] if p["kind"] == "target"]
+    assert target[0]["flops"] == 3e22 and target[0]["n_opt"]["ci_low"] < target[0]["n_opt"]["value"]
     reasons = {e["label"]: e["reason"] for e in data["excluded"]}
     assert "not valid JSON" in reasons["synth/broken/result.json"]
     assert reasons["ediverged000"].startswith("diverged")
     assert "warning: excluded synth/broken/result.json" in result.stderr
-    for name in ("table.md", "table.csv", "isoflop.png", "optimal.png"):
-        assert (out / name).stat().st_size > 0
+    assert data["backtest"]["held_out"] == 1e21 and abs(data["backtest"]["parametric"]["l_opt_error"]) < 0.01
+    for name in ("table.md", "table.csv", "table.tex", "table.json", "report.txt", "isoflop.png", "optimal.png",
+                 "isoflop.svg", "optimal.pdf"):
+        assert (out / name).stat().st_size > 0, name
+    # every table format re-reads to the same numbers
     rows = list(csv.DictReader((out / "table.csv").open()))
-    assert {r["approach"] for r in rows} == {"isoflop", "parametric"}
+    again = json.loads((out / "table.json").read_text())
+    assert {r["approach"] for r in rows} == {"isoflop", "parametric"} and len(rows) == len(again)
+    for row, record in zip(rows, again):
+        assert float(row["n_opt"]) == record["n_opt"]["value"] and float(row["l_opt_ci_high"]) == record["l_opt"]["ci_high"]
     assert float(rows[0]["flops"]) == 1e18
-    assert (out / "isoflop.png").read_bytes()[:4] == b"\x89PNG"
+    assert "\\begin{tabular}" in (out / "table.tex").read_text() and "\\bottomrule" in (out / "table.tex").read_text()
+    assert (out / "isoflop.png").read_bytes()[:4] == b"\x89PNG" and (out / "optimal.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_analyze_external_points_file(runner, tmp_path):
+    points = isoflop_points(noise=0.003, seed=8)
+    path = tmp_path / "chinchilla-like.csv"
+    path.write_text("n_params,tokens,loss\n" + "".join(f"{p.n_params},{p.tokens},{p.loss}\n" for p in points))
+    result = runner.invoke(main, ["analyze", "--data", str(path), "--json", "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["sweep"] == "chinchilla-like" and data["points"] == len(points)
+    assert len(data["approaches"]["isoflop"]["curves"]) == 4  # budgets recovered from 6ND
+    assert data["approaches"]["isoflop"]["parameters"]["a"]["ci_low"] is None
+    path.write_text("n_params,tokens,loss\n1e6,2e7,2.5\n1e6,abc,2.4\n")
+    bad = runner.invoke(main, ["analyze", "--data", str(path)])
+    assert bad.exit_code == 1 and "row 2, column 'tokens': 'abc' is not a number" in bad.stderr
+    path.write_text("params,tokens,loss\n1,2,3\n")
+    assert "missing column(s) n_params" in runner.invoke(main, ["analyze", "--data", str(path)]).stderr
+    both = runner.invoke(main, ["analyze", str(tmp_path), "--data", str(path)])
+    assert both.exit_code == 2 and "give a STORE_URI or --data FILE" in both.stderr
 
 
 def test_analyze_text_report(runner, tmp_path):
     store = _synthetic_store(tmp_path, isoflop_points(seed=6))
-    result = runner.invoke(main, ["analyze", str(store.root)])
+    result = runner.invoke(main, ["analyze", str(store.root), "--bootstrap", "50"])
     assert result.exit_code == 0, result.output
-    assert "| approach | FLOPs | N_opt | D_opt | D/N | L_opt | extrapolated |" in result.stdout
+    assert "| approach | FLOPs | N_opt | D_opt | D/N | L_opt | budget |" in result.stdout
+    assert "95% bootstrap intervals, 50 resamples, seed 0" in result.stdout
     assert "n_opt = " in result.stdout and "Approach 3" in result.stdout
 
 

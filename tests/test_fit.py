@@ -60,3 +60,63 @@ def test_off_centre_and_flat_curves_are_flagged():
     assert "opens downward" in fit_curve(1e20, flat).problem
     fit = fit_isoflop(shifted)
     assert fit.n_opt is None and any("left out of the power laws" in w for w in fit.warnings)
+
+
+def test_single_local_run_stops_early_but_our_fit_does_not():
+    """The known failure (Besiroglu et al. 2024): one L-BFGS-B run from a fixed start stops short."""
+    from scipy.optimize import minimize
+
+    points = isoflop_points(noise=0.005, seed=11)
+    data = (np.log([p.n_params for p in points]), np.log([p.tokens for p in points]), np.log([p.loss for p in points]))
+    single = minimize(_objective, np.array([5.0, 5.0, 0.0, 0.5, 0.5]), args=(*data, 1e-3), jac=True, method="L-BFGS-B")
+    ours = fit_parametric(points)
+    assert single.fun > 1.2 * ours.objective  # stopped early, well above the optimum
+    assert abs(ours.alpha - 0.34) < abs(single.x[3] - 0.34)
+    assert ours.converged
+
+
+def test_planted_outliers_are_flagged_and_excluded():
+    from ff_client.analysis import Settings, analyze
+    from ff_client.points import Observations
+
+    points = isoflop_points(noise=0.002, seed=4)
+    planted = {3, 17}
+    noisy = tuple(p if i not in planted else p.__class__(p.n_params, p.tokens, p.loss * 1.08, p.budget, p.flops, f"bad{i}")
+                  for i, p in enumerate(points))
+    result = analyze(Observations("s", noisy), Settings(resamples=0))
+    assert {e.label for e in result.excluded} == {"bad3", "bad17"}
+    assert all("outlier" in e.reason for e in result.excluded) and len(result.points) == len(points) - 2
+    kept = analyze(Observations("s", noisy), Settings(resamples=0, keep_outliers=True))
+    assert len(kept.points) == len(points) and any("kept (--keep-outliers)" in w for w in kept.warnings)
+    clean = analyze(Observations("s", tuple(points)), Settings(resamples=0))
+    assert not clean.excluded
+
+
+def test_backtest_scores_the_held_out_budget():
+    from ff_client.backtest import backtest
+
+    result = backtest(tuple(isoflop_points(noise=0.001, seed=9)))
+    assert result["held_out"] == 1e21
+    assert abs(result["isoflop"]["n_opt_error"]) < 0.15 and abs(result["parametric"]["l_opt_error"]) < 0.005
+    assert backtest(tuple(isoflop_points(budgets=(1e18, 1e19, 1e20)))) is None  # fewer than 4 budgets
+
+
+def test_nominal_95_intervals_cover_the_truth():
+    """Repeated synthetic trials: the bootstrap's 95% intervals must cover the truth in >= 85% of them."""
+    from ff_client.uncertainty import bootstrap
+
+    truth = CHINCHILLA
+    a_true = truth["beta"] / (truth["alpha"] + truth["beta"])
+    covered = {"alpha": 0, "beta": 0, "a3": 0, "a2": 0}
+    trials = 30
+    for trial in range(trials):
+        points = isoflop_points(noise=0.01, seed=100 + trial)
+        iso, par = fit_isoflop(points), fit_parametric(points)
+        boot = bootstrap(points, iso, par, (), resamples=150, seed=trial, workers=1)
+        p, i = boot["parametric"], boot["isoflop"]
+        covered["alpha"] += p["alpha"].low <= truth["alpha"] <= p["alpha"].high
+        covered["beta"] += p["beta"].low <= truth["beta"] <= p["beta"].high
+        covered["a3"] += p["a"].low <= a_true <= p["a"].high
+        covered["a2"] += i["a"].low <= a_true <= i["a"].high
+    rates = {k: v / trials for k, v in covered.items()}
+    assert all(rate >= 0.85 for rate in rates.values()), rates

@@ -1,4 +1,7 @@
-"""The analysis API behind `ffctl analyze`: observations -> fits -> table, report, plots (usable in a notebook)."""
+"""The analysis API behind `ffctl analyze`: observations -> fits, intervals, backtest -> table, report, plots.
+
+Usable from a notebook: `analyze(load_observations(open_store(uri)))` or `analyze(load_points("x.csv"))`.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ff_client.isoflop import IsoflopFit, PowerLaw, fit_isoflop
+from ff_client.backtest import backtest
+from ff_client.isoflop import IsoflopFit, fit_isoflop
+from ff_client.outliers import flag_outliers
 from ff_client.parametric import ParametricFit, fit_parametric
 from ff_client.plots import plot_isoflop, plot_optimal
-from ff_client.points import Observations, Point, load_observations
-from ff_client.table import Row, optimal_rows, to_csv, to_markdown
+from ff_client.points import Exclusion, Observations, Point, load_observations
+from ff_client.report import report_json, report_text
+from ff_client.table import WRITERS, Row, optimal_rows, table_budgets
+from ff_client.uncertainty import Interval, bootstrap, isoflop_stats, parametric_stats
 from ff_core.store import Store
+
+
+@dataclass(frozen=True)
+class Settings:
+    targets: tuple[float, ...] = ()   # compute budgets to predict at, beyond the table's
+    resamples: int = 1000             # bootstrap resamples (0: no intervals)
+    seed: int = 0
+    workers: int | None = None        # processes for the bootstrap (default: all cores)
+    keep_outliers: bool = False
 
 
 @dataclass(frozen=True)
@@ -20,90 +36,83 @@ class Analysis:
     points: tuple[Point, ...]
     isoflop: IsoflopFit
     parametric: ParametricFit | None
+    intervals: dict[str, dict[str, Interval]]  # approach -> reported number -> interval
     rows: tuple[Row, ...]
-    excluded: tuple = ()
+    settings: Settings
+    excluded: tuple[Exclusion, ...] = ()
+    backtest: dict | None = None
+    failed: dict[str, int] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     files: list[Path] = field(default_factory=list)
 
     def text(self) -> str:
-        """A readable report: the table, then each approach's fitted laws."""
-        parts = [f"# {self.sweep}: {len(self.points)} points, {len(self.isoflop.curves)} budgets", ""]
-        parts.append(to_markdown(list(self.rows)) if self.rows else "(no compute-optimal table: see warnings)\n")
-        parts.append("## Approach 2 (isoFLOP parabolas)")
-        for curve in self.isoflop.curves:
-            where = f"N_opt {curve.n_opt:.3g}, L_opt {curve.l_opt:.4f}" if curve.n_opt else "no minimum"
-            flag = "" if curve.interior else "  (not interior: excluded)"
-            parts.append(f"  C {curve.budget:.3g}: {len(curve.points)} points, {where}{flag}")
-        for law in (self.isoflop.n_opt, self.isoflop.d_opt, self.isoflop.l_opt):
-            if law is not None:
-                parts.append(f"  {law.name} = {law.coefficient:.4g} * C^{law.exponent:.4f}   (R^2 {law.r2:.4f})")
-        parts.append("## Approach 3 (parametric L(N, D) = E + A/N^alpha + B/D^beta)")
-        if self.parametric is None:
-            parts.append("  not fitted: fewer than 6 points")
-        else:
-            p = self.parametric
-            parts.append(f"  E {p.E:.4g}  A {p.A:.4g}  B {p.B:.4g}  alpha {p.alpha:.4f}  beta {p.beta:.4f}")
-            parts.append(f"  N_opt ~ C^{p.a:.4f}, D_opt ~ C^{p.b:.4f}; Huber objective {p.objective:.3g}, "
-                         f"{'converged' if p.converged else 'NOT converged'} ({p.starts} grid starts)")
-        if self.excluded:
-            parts.append("## Excluded")
-            parts += [f"  {e.label}: {e.reason}" for e in self.excluded]
-        return "\n".join(parts)
+        return report_text(self)
 
     def to_json(self) -> dict[str, Any]:
-        def law(pl: PowerLaw | None):
-            return None if pl is None else {"coefficient": pl.coefficient, "exponent": pl.exponent, "r2": pl.r2}
-
-        p = self.parametric
-        return {
-            "sweep": self.sweep,
-            "points": len(self.points),
-            "isoflop": {
-                "n_opt": law(self.isoflop.n_opt), "d_opt": law(self.isoflop.d_opt), "l_opt": law(self.isoflop.l_opt),
-                "curves": [{"budget": c.budget, "points": len(c.points), "n_opt": c.n_opt, "d_opt": c.d_opt,
-                            "l_opt": c.l_opt, "interior": c.interior, "problem": c.problem}
-                           for c in self.isoflop.curves],
-            },
-            "parametric": None if p is None else {
-                "E": p.E, "A": p.A, "B": p.B, "alpha": p.alpha, "beta": p.beta, "a": p.a, "b": p.b,
-                "objective": p.objective, "converged": p.converged},
-            "table": [{"approach": r.approach, "flops": r.flops, "n_opt": r.n_opt, "d_opt": r.d_opt,
-                       "tokens_per_param": r.tokens_per_param, "l_opt": r.l_opt, "extrapolated": r.extrapolated}
-                      for r in self.rows],
-            "excluded": [{"label": e.label, "reason": e.reason} for e in self.excluded],
-            "warnings": list(self.warnings),
-            "files": [str(f) for f in self.files],
-        }
+        return report_json(self)
 
 
-def analyze(observations: Observations) -> Analysis:
-    """Fit Approaches 2 and 3 to the observations and tabulate the compute-optimal allocation."""
-    points = observations.points
-    isoflop = fit_isoflop(points)
-    parametric = fit_parametric(points)
-    rows = optimal_rows([p.budget for p in points], isoflop, parametric) if points else []
-    warnings = list(isoflop.warnings) + (list(parametric.warnings) if parametric else [])
-    warnings += [f"excluded {e.label}: {e.reason}" for e in observations.excluded]
-    return Analysis(observations.sweep, points, isoflop, parametric, tuple(rows), observations.excluded,
-                    tuple(warnings))
+def _without_outliers(points: tuple[Point, ...], keep: bool) -> tuple[tuple[Point, ...], list[Exclusion], list[str]]:
+    fit = fit_parametric(points)
+    flagged = flag_outliers(points, fit) if fit is not None else []
+    if not flagged:
+        return points, [], []
+    if keep:
+        return points, [], [f"{p.label}: far off the parametric fit (modified z {z:+.1f}); kept (--keep-outliers)"
+                             for p, z in flagged]
+    dropped = {id(p) for p, _ in flagged}
+    exclusions = [Exclusion(p.label, f"outlier: far off the parametric fit (modified z {z:+.1f}, N={p.n_params:.3g}, "
+                                     f"D={p.tokens:.3g}, loss {p.loss:.4g})") for p, z in flagged]
+    return tuple(p for p in points if id(p) not in dropped), exclusions, []
 
 
-def write_outputs(analysis: Analysis, out_dir: str | Path) -> list[Path]:
-    """table.md, table.csv, isoflop.png and optimal.png in out_dir."""
+def analyze(observations: Observations, settings: Settings = Settings()) -> Analysis:
+    """Fit Approaches 2 and 3, bootstrap their intervals, backtest, and tabulate the compute-optimal allocation."""
+    points, outliers, kept = _without_outliers(observations.points, settings.keep_outliers)
+    isoflop, parametric = fit_isoflop(points), fit_parametric(points)
+    budgets = table_budgets([p.budget for p in points], settings.targets) if points else []
+    targets = tuple(c for c, _ in budgets)
+    central = {"isoflop": isoflop_stats(isoflop, targets), "parametric": parametric_stats(parametric, targets)}
+    intervals = {k: {n: Interval(v) for n, v in (stats or {}).items()} for k, stats in central.items()}
+    failed: dict[str, int] = {}
+    if settings.resamples > 0 and points:
+        boot = bootstrap(points, isoflop, parametric, targets, settings.resamples, settings.seed, settings.workers)
+        intervals = {"isoflop": boot["isoflop"], "parametric": boot["parametric"]}
+        failed = boot["failed"]
+    excluded = tuple(observations.excluded) + tuple(outliers)
+    warnings = list(isoflop.warnings) + (list(parametric.warnings) if parametric else []) + kept
+    warnings += [f"excluded {e.label}: {e.reason}" for e in excluded]
+    warnings += [f"{n} of {settings.resamples} {k} bootstrap fits failed and were left out" for k, n in failed.items() if n]
+    return Analysis(observations.sweep, points, isoflop, parametric, intervals, tuple(optimal_rows(budgets, intervals)),
+                    settings, excluded, backtest(points), failed, tuple(warnings))
+
+
+def write_outputs(analysis: Analysis, out_dir: str | Path, formats=("md", "csv", "tex", "json"),
+                  plot_formats=("png",)) -> list[Path]:
+    """table.<fmt> for each table format, report.txt, and each plot in each image format, in out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = [out / "table.md", out / "table.csv"]
-    files[0].write_text(to_markdown(list(analysis.rows)))
-    files[1].write_text(to_csv(list(analysis.rows)))
-    files.append(plot_isoflop(analysis.isoflop, out / "isoflop.png"))
-    if analysis.isoflop.n_opt is not None:
-        files.append(plot_optimal(analysis.isoflop, out / "optimal.png"))
+    files = []
+    for fmt in formats:
+        files.append(out / f"table.{fmt}")
+        files[-1].write_text(WRITERS[fmt](list(analysis.rows)))
+    files.append(out / "report.txt")
+    files[-1].write_text(analysis.text() + "\n")
+    for ext in plot_formats:
+        files.append(plot_isoflop(analysis.isoflop, out / f"isoflop.{ext}"))
+        if analysis.isoflop.n_opt is not None:
+            files.append(plot_optimal(analysis, out / f"optimal.{ext}"))
     return files
 
 
-def analyze_store(store: Store, out_dir: str | Path | None = None) -> Analysis:
-    """Everything `ffctl analyze` does: read the store, fit, and write outputs when out_dir is given."""
-    analysis = analyze(load_observations(store))
+def analyze_store(store: Store, out_dir: str | Path | None = None, settings: Settings = Settings()) -> Analysis:
+    """Everything `ffctl analyze` does for a result store: read, fit, and write outputs when out_dir is given."""
+    return finish(analyze(load_observations(store), settings), out_dir)
+
+
+def finish(analysis: Analysis, out_dir: str | Path | None, **formats) -> Analysis:
+    """Write the outputs (when out_dir is given) and record their paths on the analysis."""
     if out_dir is not None:
-        analysis.files.extend(write_outputs(analysis, out_dir))
+        analysis.files.extend(write_outputs(analysis, out_dir, **formats))
     return analysis
+

@@ -72,22 +72,49 @@ def run(sweep: str, store: str | None, workers: int) -> None:
     output.next_step(f"ffctl analyze {target.uri}/{resolved.name}")
 
 
-@main.command()
-@click.argument("store_uri")
-@click.option("--out", type=click.Path(file_okay=False), help="Folder for the table and plots.")
-@click.option("--json", "as_json", is_flag=True, help="Print the fitted numbers as JSON.")
-@click.option("--endpoint-url", envvar="FF_S3_ENDPOINT_URL", help="S3 endpoint (MinIO etc.). [env: FF_S3_ENDPOINT_URL]")
-def analyze(store_uri: str, out: str | None, as_json: bool, endpoint_url: str | None) -> None:
-    """Fit scaling laws to the results under STORE_URI; write a table and plots."""
-    from ff_client.analysis import analyze_store
+def _csv_choice(allowed: tuple[str, ...]):
+    def convert(ctx, param, value: str) -> tuple[str, ...]:
+        chosen = tuple(v.strip() for v in value.split(",") if v.strip())
+        bad = [v for v in chosen if v not in allowed]
+        if bad:
+            raise click.BadParameter(f"{', '.join(bad)}: choose from {', '.join(allowed)}")
+        return chosen
 
-    report = analyze_store(open_store(store_uri, endpoint_url), out_dir=out)
+    return convert
+
+
+@main.command()
+@click.argument("store_uri", required=False)
+@click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False),
+              help="Fit points from a CSV/JSON file (n_params, tokens, loss[, flops, budget]) instead of a store.")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for tables, report and plots.")
+@click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON (schema: ff_client.report).")
+@click.option("--target-flops", "targets", type=float, multiple=True, help="Predict N_opt, D_opt, L_opt at this budget (repeatable).")
+@click.option("--bootstrap", "resamples", type=click.IntRange(0), default=1000, envvar="FF_BOOTSTRAP",
+              help="Bootstrap resamples for the intervals (0: none). [env: FF_BOOTSTRAP]")
+@click.option("--seed", type=int, default=0, help="Seed of the bootstrap.")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Processes for the bootstrap [default: all cores].")
+@click.option("--keep-outliers", is_flag=True, help="Keep points the outlier rule flags (they are still listed).")
+@click.option("--format", "formats", default="md,csv,tex,json", callback=_csv_choice(("md", "csv", "tex", "json")),
+              help="Table formats written to --out.")
+@click.option("--plot-format", "plot_formats", default="png", callback=_csv_choice(("png", "svg", "pdf")),
+              help="Plot formats written to --out.")
+@click.option("--endpoint-url", envvar="FF_S3_ENDPOINT_URL", help="S3 endpoint (MinIO etc.). [env: FF_S3_ENDPOINT_URL]")
+def analyze(store_uri, data_file, out, as_json, targets, resamples, seed, workers, keep_outliers, formats,
+            plot_formats, endpoint_url) -> None:
+    """Fit scaling laws to the results under STORE_URI (or to --data points); print the table and report."""
+    from ff_client.analysis import Settings, analyze as run_analysis, finish
+    from ff_client.datafile import load_points
+    from ff_client.points import load_observations
+
+    if (store_uri is None) == (data_file is None):
+        raise click.UsageError("give a STORE_URI or --data FILE (one of them)")
+    observations = load_points(data_file) if data_file else load_observations(open_store(store_uri, endpoint_url))
+    settings = Settings(tuple(targets), resamples, seed, workers, keep_outliers)
+    report = finish(run_analysis(observations, settings), out, formats=formats, plot_formats=plot_formats)
     for warning in report.warnings:
         output.warn(warning)
-    if as_json:
-        click.echo(json.dumps(report.to_json(), indent=1))
-    else:
-        click.echo(report.text())
+    click.echo(json.dumps(report.to_json(), indent=1) if as_json else report.text())
     if report.files:
         output.say("wrote: " + ", ".join(str(f) for f in report.files))
 

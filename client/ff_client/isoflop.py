@@ -64,9 +64,10 @@ class IsoflopFit:
 def fit_curve(budget: float, points: list[Point]) -> IsoflopCurve:
     """The parabola of one budget and its vertex (None with a reason when it cannot be located)."""
     points = sorted(points, key=lambda p: p.n_params)
-    if len(points) < 3:
+    sizes = len({p.n_params for p in points})
+    if sizes < 3:
         return IsoflopCurve(budget, tuple(points), None, None, None, None, False,
-                            f"{len(points)} point(s); a parabola needs 3")
+                            f"{sizes} distinct size(s); a parabola needs 3")
     x = np.log([p.n_params for p in points])
     y = np.array([p.loss for p in points])
     c2, c1, c0 = np.polyfit(x, y, 2)

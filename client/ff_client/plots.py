@@ -43,24 +43,33 @@ def plot_isoflop(fit: IsoflopFit, path: Path) -> Path:
     return path
 
 
-def plot_optimal(fit: IsoflopFit, path: Path) -> Path:
-    """N_opt(C) and D_opt(C) on log-log axes with the fitted power laws."""
-    usable = [c for c in fit.curves if c.interior]
+def plot_optimal(analysis, path: Path) -> Path:
+    """N_opt, D_opt and L_opt against C: isoFLOP minima, each approach's law, bootstrap bands, targets (diamonds)."""
+    usable = [c for c in analysis.isoflop.curves if c.interior]
+    styles = {"isoflop": ("C0", "-"), "parametric": ("C3", "--")}
     with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-        for ax, name, law, label in ((axes[0], "n_opt", fit.n_opt, "N_opt"), (axes[1], "d_opt", fit.d_opt, "D_opt")):
-            compute = np.array([c.budget for c in usable])
-            ax.scatter(compute, [getattr(c, name) for c in usable], color="black", s=24, zorder=3, label="isoFLOP minima")
-            if law is not None and len(compute):
-                grid = np.geomspace(compute.min() / 2, compute.max() * 10, 50)
-                ax.plot(grid, law(grid), color="C0", lw=1.5,
-                        label=f"{label} = {law.coefficient:.2g} C^{law.exponent:.3f} (R² {law.r2:.3f})")
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+        for ax, quantity, label in zip(axes, ("n_opt", "d_opt", "l_opt"), ("N_opt", "D_opt", "L_opt")):
+            ax.scatter([c.budget for c in usable], [getattr(c, quantity) for c in usable], color="black", s=24,
+                       zorder=4, label="isoFLOP minima")
+            for approach, (color, dash) in styles.items():
+                rows = sorted((r for r in analysis.rows if r.approach == approach), key=lambda r: r.flops)
+                if not rows:
+                    continue
+                compute = np.array([r.flops for r in rows])
+                values = [getattr(r, quantity) for r in rows]
+                ax.plot(compute, [v.value for v in values], color=color, ls=dash, lw=1.5, label=approach)
+                if all(v.low is not None for v in values):
+                    ax.fill_between(compute, [v.low for v in values], [v.high for v in values], color=color, alpha=0.15, lw=0)
+                targets = [(r.flops, getattr(r, quantity).value) for r in rows if r.kind == "target"]
+                if targets:
+                    ax.scatter(*zip(*targets), marker="D", s=40, color=color, edgecolor="black", zorder=5)
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("compute C (FLOPs)")
             ax.set_ylabel(label)
-            ax.legend(frameon=False, fontsize=8)
-        fig.suptitle("Compute-optimal allocation (Approach 2)")
+        axes[0].legend(frameon=False, fontsize=8)
+        fig.suptitle("Compute-optimal allocation (bands: 95% bootstrap intervals)")
         fig.savefig(path)
         plt.close(fig)
     return path

@@ -1,0 +1,109 @@
+"""The analysis as text (an lmfit-style report) and as JSON (the schema `ffctl analyze --json` prints).
+
+JSON schema (version 1):
+  sweep, points (count), settings {resamples, seed, targets, keep_outliers, level},
+  approaches.isoflop: parameters {a, b, l_exponent, n_coefficient, d_coefficient, l_coefficient},
+                      r2 {n_opt, d_opt, l_opt}, curves [{budget, points, n_opt, d_opt, l_opt, interior, problem}],
+                      predictions [{flops, kind, n_opt, d_opt, l_opt}]
+  approaches.parametric: parameters {E, A, B, alpha, beta, a, b}, objective, converged, predictions [...]
+  every parameter and predicted quantity is {value, ci_low, ci_high} (ci_* null without a bootstrap);
+  table [{approach, flops, kind, n_opt, d_opt, l_opt, tokens_per_param}], backtest, excluded [{label, reason}],
+  bootstrap_failures {approach: count}, warnings [...], files [...].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ff_client.table import to_markdown
+from ff_client.uncertainty import LEVEL
+
+SCHEMA_VERSION = 1
+
+
+def _ci(interval) -> str:
+    if interval.low is None:
+        return f"{interval.value:.4g}"
+    return f"{interval.value:.4g}  [{interval.low:.4g}, {interval.high:.4g}]"
+
+
+def _parameters(analysis, approach: str) -> dict:
+    return {k: v for k, v in analysis.intervals.get(approach, {}).items() if "@" not in k}
+
+
+def report_text(analysis) -> str:
+    """Table first, then per approach its fit statistics and parameters with intervals, exclusions, backtest."""
+    s = analysis.settings
+    ci = f"{int(LEVEL * 100)}% bootstrap intervals, {s.resamples} resamples, seed {s.seed}" if s.resamples else "no intervals"
+    lines = [f"# {analysis.sweep}: {len(analysis.points)} points, {len(analysis.isoflop.curves)} budgets ({ci})", ""]
+    lines.append(to_markdown(list(analysis.rows)) if analysis.rows else "(no compute-optimal table: see warnings)\n")
+    lines.append("## Approach 2: isoFLOP parabolas (Hoffmann et al. 2022)")
+    for curve in analysis.isoflop.curves:
+        where = f"N_opt {curve.n_opt:.3g}, L_opt {curve.l_opt:.4f}" if curve.n_opt else "no minimum"
+        flag = "" if curve.interior else "  (excluded from the power laws)"
+        lines.append(f"  C {curve.budget:.3g}: {len(curve.points)} points, {where}{flag}")
+    for law in (analysis.isoflop.n_opt, analysis.isoflop.d_opt, analysis.isoflop.l_opt):
+        if law is not None:
+            lines.append(f"  {law.name} = {law.coefficient:.4g} * C^{law.exponent:.4f}   (R^2 {law.r2:.4f})")
+    lines += [f"  {name:14} {_ci(v)}" for name, v in _parameters(analysis, "isoflop").items()]
+    lines.append("## Approach 3: parametric L(N, D) = E + A/N^alpha + B/D^beta")
+    p = analysis.parametric
+    if p is None:
+        lines.append("  not fitted: fewer than 6 points")
+    else:
+        lines.append(f"  Huber objective {p.objective:.4g} (delta 1e-3, log-loss), {'converged' if p.converged else 'NOT converged'}, "
+                     f"{p.starts} grid starts")
+        lines += [f"  {name:14} {_ci(v)}" for name, v in _parameters(analysis, "parametric").items()]
+    if analysis.backtest:
+        lines.append("## Backtest (largest budget held out)")
+        bt = analysis.backtest
+        if "observed" in bt:
+            lines.append(f"  C {bt['held_out']:.3g}: observed N_opt {bt['observed']['n_opt']:.3g}, L_opt {bt['observed']['l_opt']:.4f}")
+            for approach in ("isoflop", "parametric"):
+                if approach in bt:
+                    r = bt[approach]
+                    lines.append(f"  {approach:10} predicted N_opt {r['n_opt']:.3g} ({r['n_opt_error']:+.1%}), "
+                                 f"L_opt {r['l_opt']:.4f} ({r['l_opt_error']:+.2%})")
+        else:
+            lines.append(f"  C {bt['held_out']:.3g}: {bt['problem']}")
+    if analysis.excluded:
+        lines.append("## Excluded")
+        lines += [f"  {e.label}: {e.reason}" for e in analysis.excluded]
+    return "\n".join(lines)
+
+
+def _predictions(analysis, approach: str) -> list[dict]:
+    return [{"flops": r.flops, "kind": r.kind, "n_opt": r.n_opt.to_json(), "d_opt": r.d_opt.to_json(),
+             "l_opt": r.l_opt.to_json()} for r in analysis.rows if r.approach == approach]
+
+
+def report_json(analysis) -> dict[str, Any]:
+    iso, par, s = analysis.isoflop, analysis.parametric, analysis.settings
+    approaches: dict[str, Any] = {
+        "isoflop": {
+            "parameters": {k: v.to_json() for k, v in _parameters(analysis, "isoflop").items()},
+            "r2": {law.name: law.r2 for law in (iso.n_opt, iso.d_opt, iso.l_opt) if law is not None},
+            "curves": [{"budget": c.budget, "points": len(c.points), "n_opt": c.n_opt, "d_opt": c.d_opt,
+                        "l_opt": c.l_opt, "interior": c.interior, "problem": c.problem} for c in iso.curves],
+            "predictions": _predictions(analysis, "isoflop"),
+        },
+        "parametric": None if par is None else {
+            "parameters": {k: v.to_json() for k, v in _parameters(analysis, "parametric").items()},
+            "objective": par.objective, "converged": par.converged,
+            "predictions": _predictions(analysis, "parametric"),
+        },
+    }
+    return {
+        "schema_version": SCHEMA_VERSION, "sweep": analysis.sweep, "points": len(analysis.points),
+        "settings": {"resamples": s.resamples, "seed": s.seed, "targets": list(s.targets),
+                     "keep_outliers": s.keep_outliers, "level": LEVEL},
+        "approaches": approaches,
+        "table": [{"approach": r.approach, "flops": r.flops, "kind": r.kind, "n_opt": r.n_opt.to_json(),
+                   "d_opt": r.d_opt.to_json(), "l_opt": r.l_opt.to_json(), "tokens_per_param": r.tokens_per_param}
+                  for r in analysis.rows],
+        "backtest": analysis.backtest,
+        "excluded": [{"label": e.label, "reason": e.reason} for e in analysis.excluded],
+        "bootstrap_failures": analysis.failed,
+        "warnings": list(analysis.warnings),
+        "files": [str(f) for f in analysis.files],
+    }
