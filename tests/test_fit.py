@@ -120,3 +120,39 @@ def test_nominal_95_intervals_cover_the_truth():
         covered["a2"] += i["a"].low <= a_true <= i["a"].high
     rates = {k: v / trials for k, v in covered.items()}
     assert all(rate >= 0.85 for rate in rates.values()), rates
+
+
+def test_kaplan_laws_recovered_on_the_envelope():
+    from ff_client.envelope import fit_kaplan, fit_loss_law, lower_envelope
+    from ff_client.points import Point
+
+    n_only = [Point(n, 1e12, (8.8e13 / n) ** 0.076, 1.0, 1.0) for n in np.geomspace(1e6, 1e9, 6)]
+    n_only.append(Point(3e6, 1e12, 9.0, 1.0, 1.0))  # beaten by a smaller model: off the envelope
+    assert len(lower_envelope(n_only, lambda p: p.n_params)) == 6
+    alpha, n_c, r2 = fit_loss_law(n_only, lambda p: p.n_params)
+    assert alpha == pytest.approx(0.076, rel=1e-6) and n_c == pytest.approx(8.8e13, rel=1e-4) and r2 > 0.9999
+    d_only = [Point(1e9, d, (5.4e13 / d) ** 0.095, 1.0, 1.0) for d in np.geomspace(1e8, 1e11, 6)]
+    alpha_d, d_c, _ = fit_loss_law(d_only, lambda p: p.tokens)
+    assert alpha_d == pytest.approx(0.095, rel=1e-6) and d_c == pytest.approx(5.4e13, rel=1e-4)
+    sweep = fit_kaplan(tuple(isoflop_points(noise=0.0)))
+    assert sweep.alpha_n > 0 and sweep.alpha_d > 0
+
+
+def test_approach_1_from_training_curves():
+    """Curves that follow the true surface at every token count: their envelope gives a near the truth."""
+    from ff_client.envelope import fit_training_curves
+    from ff_core.results import ResultRecord
+
+    truth, records = CHINCHILLA, []
+    for i, n in enumerate(np.geomspace(1e8, 5e10, 16)):  # spans N_opt over the curves' compute range
+        d = 1e23 / (6 * n)
+        tokens = np.geomspace(d / 300, d, 60)
+        loss = truth["E"] + truth["A"] / n ** truth["alpha"] + truth["B"] / tokens ** truth["beta"]
+        records.append(ResultRecord(
+            sweep="s", experiment=f"e{i}", budget=1e23, size="s", knobs={}, n_params=int(n), n_params_non_embedding=int(n),
+            tokens=int(d), flops={"6nd": 6 * int(n) * int(d)}, status="completed", final_loss=float(loss[-1]),
+            eval_loss=float(loss[-1]), loss_curve=[{"step": j, "tokens": int(t), "loss": float(v)} for j, (t, v) in
+                                                   enumerate(zip(tokens, loss))],
+            tokens_per_second=1, wall_seconds=1, world_size=1, device="cpu", seed=0, versions={}))
+    fit = fit_training_curves(tuple(records))
+    assert fit.n_opt.exponent == pytest.approx(truth["beta"] / (truth["alpha"] + truth["beta"]), abs=0.05)

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from ff_client.backtest import backtest
+from ff_client.envelope import EnvelopeFit, KaplanFit, fit_kaplan, fit_training_curves
 from ff_client.isoflop import IsoflopFit, fit_isoflop
 from ff_client.outliers import flag_outliers
 from ff_client.parametric import ParametricFit, fit_parametric
-from ff_client.plots import plot_isoflop, plot_optimal
+from ff_client.plots import plot_contours, plot_isoflop, plot_optimal, plot_residuals
 from ff_client.points import Exclusion, Observations, Point, load_observations
 from ff_client.report import report_json, report_text
 from ff_client.table import WRITERS, Row, optimal_rows, table_budgets
@@ -36,6 +37,8 @@ class Analysis:
     points: tuple[Point, ...]
     isoflop: IsoflopFit
     parametric: ParametricFit | None
+    curves: EnvelopeFit | None    # Approach 1, from the training curves (stores only)
+    kaplan: KaplanFit | None
     intervals: dict[str, dict[str, Interval]]  # approach -> reported number -> interval
     rows: tuple[Row, ...]
     settings: Settings
@@ -79,12 +82,15 @@ def analyze(observations: Observations, settings: Settings = Settings()) -> Anal
         boot = bootstrap(points, isoflop, parametric, targets, settings.resamples, settings.seed, settings.workers)
         intervals = {"isoflop": boot["isoflop"], "parametric": boot["parametric"]}
         failed = boot["failed"]
+    curves = fit_training_curves(observations.records)
+    if curves is not None:  # no bootstrap over curves: values only
+        intervals["curves"] = {f"{k}@{c:.6g}": Interval(v) for c in targets for k, v in curves.predict(c).items()}
     excluded = tuple(observations.excluded) + tuple(outliers)
     warnings = list(isoflop.warnings) + (list(parametric.warnings) if parametric else []) + kept
     warnings += [f"excluded {e.label}: {e.reason}" for e in excluded]
     warnings += [f"{n} of {settings.resamples} {k} bootstrap fits failed and were left out" for k, n in failed.items() if n]
-    return Analysis(observations.sweep, points, isoflop, parametric, intervals, tuple(optimal_rows(budgets, intervals)),
-                    settings, excluded, backtest(points), failed, tuple(warnings))
+    return Analysis(observations.sweep, points, isoflop, parametric, curves, fit_kaplan(points), intervals,
+                    tuple(optimal_rows(budgets, intervals)), settings, excluded, backtest(points), failed, tuple(warnings))
 
 
 def write_outputs(analysis: Analysis, out_dir: str | Path, formats=("md", "csv", "tex", "json"),
@@ -100,8 +106,11 @@ def write_outputs(analysis: Analysis, out_dir: str | Path, formats=("md", "csv",
     files[-1].write_text(analysis.text() + "\n")
     for ext in plot_formats:
         files.append(plot_isoflop(analysis.isoflop, out / f"isoflop.{ext}"))
-        if analysis.isoflop.n_opt is not None:
+        if analysis.isoflop.n_opt is not None or analysis.parametric is not None:
             files.append(plot_optimal(analysis, out / f"optimal.{ext}"))
+        if analysis.parametric is not None:
+            files.append(plot_contours(analysis, out / f"contours.{ext}"))
+            files.append(plot_residuals(analysis, out / f"residuals.{ext}"))
     return files
 
 

@@ -73,3 +73,50 @@ def plot_optimal(analysis, path: Path) -> Path:
         fig.savefig(path)
         plt.close(fig)
     return path
+
+
+def plot_contours(analysis, path: Path) -> Path:
+    """The parametric surface L(N, D) as contours over the sweep's range, iso-FLOP lines, the points and the
+    compute-efficient frontier (N_opt(C), D_opt(C))."""
+    fit = analysis.parametric
+    n = np.array([p.n_params for p in analysis.points])
+    d = np.array([p.tokens for p in analysis.points])
+    grid_n = np.geomspace(n.min() / 3, n.max() * 3, 120)
+    grid_d = np.geomspace(d.min() / 3, d.max() * 3, 120)
+    nn, dd = np.meshgrid(grid_n, grid_d)
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(6.2, 4.8))
+        filled = ax.contourf(nn, dd, np.log(fit.loss(nn, dd)), levels=20, cmap="viridis_r")
+        fig.colorbar(filled, ax=ax, label="ln L(N, D)")
+        budgets = sorted({p.budget for p in analysis.points})
+        for c in budgets:
+            ax.plot(grid_n, c / (fit.flops_per_param_token * grid_n), color="white", lw=0.6, ls=":")
+        frontier_c = np.geomspace(min(budgets) / 3, max(budgets) * 3, 50)
+        frontier = [fit.predict(c) for c in frontier_c]
+        ax.plot([f["n_opt"] for f in frontier], [f["d_opt"] for f in frontier], color="red", lw=1.8,
+                label="compute-efficient frontier")
+        ax.scatter(n, d, c="white", edgecolor="black", s=18, zorder=3, label="experiments")
+        ax.set(xscale="log", yscale="log", xlim=(grid_n[0], grid_n[-1]), ylim=(grid_d[0], grid_d[-1]),
+               xlabel="parameters N", ylabel="tokens D", title="Parametric fit (dotted: isoFLOP lines)")
+        ax.legend(frameon=False, fontsize=8, loc="upper right")
+        fig.savefig(path)
+        plt.close(fig)
+    return path
+
+
+def plot_residuals(analysis, path: Path) -> Path:
+    """Log-loss residuals of the parametric fit against N, coloured by budget."""
+    fit = analysis.parametric
+    budgets = sorted({p.budget for p in analysis.points})
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        for budget, color in zip(budgets, _budget_colors(len(budgets))):
+            pts = [p for p in analysis.points if p.budget == budget]
+            residual = np.log([p.loss for p in pts]) - np.log(fit.loss([p.n_params for p in pts], [p.tokens for p in pts]))
+            ax.scatter([p.n_params for p in pts], residual, color=color, s=20, label=f"C = {budget:.1e}")
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set(xscale="log", xlabel="parameters N", ylabel="ln L - ln L_fit", title="Parametric fit residuals")
+        ax.legend(frameon=False, fontsize=7)
+        fig.savefig(path)
+        plt.close(fig)
+    return path

@@ -6,6 +6,8 @@ JSON schema (version 1):
                       r2 {n_opt, d_opt, l_opt}, curves [{budget, points, n_opt, d_opt, l_opt, interior, problem}],
                       predictions [{flops, kind, n_opt, d_opt, l_opt}]
   approaches.parametric: parameters {E, A, B, alpha, beta, a, b}, objective, converged, predictions [...]
+  approaches.curves (Approach 1, stores only): parameters {a, b}, r2, predictions (no intervals)
+  approaches.kaplan: parameters {alpha_n, n_c, alpha_d, d_c}, r2 (no intervals)
   every parameter and predicted quantity is {value, ci_low, ci_high} (ci_* null without a bootstrap);
   table [{approach, flops, kind, n_opt, d_opt, l_opt, tokens_per_param}], backtest, excluded [{label, reason}],
   bootstrap_failures {approach: count}, warnings [...], files [...].
@@ -54,6 +56,19 @@ def report_text(analysis) -> str:
         lines.append(f"  Huber objective {p.objective:.4g} (delta 1e-3, log-loss), {'converged' if p.converged else 'NOT converged'}, "
                      f"{p.starts} grid starts")
         lines += [f"  {name:14} {_ci(v)}" for name, v in _parameters(analysis, "parametric").items()]
+    lines.append("## Approach 1: envelope of the training curves")
+    if analysis.curves is None:
+        lines.append("  not fitted: needs result records with loss curves from 2 or more sizes")
+    else:
+        for law in (analysis.curves.n_opt, analysis.curves.d_opt, analysis.curves.l_opt):
+            lines.append(f"  {law.name} = {law.coefficient:.4g} * C^{law.exponent:.4f}   (R^2 {law.r2:.4f})")
+    lines.append("## Kaplan-style: L(N) = (N_c/N)^alpha_N, L(D) = (D_c/D)^alpha_D on the lower envelopes")
+    k = analysis.kaplan
+    if k is None:
+        lines.append("  not fitted: fewer than 3 envelope points")
+    else:
+        lines.append(f"  alpha_N {k.alpha_n:.4f}, N_c {k.n_c:.4g} (R^2 {k.r2_n:.4f});  "
+                     f"alpha_D {k.alpha_d:.4f}, D_c {k.d_c:.4g} (R^2 {k.r2_d:.4f})")
     if analysis.backtest:
         lines.append("## Backtest (largest budget held out)")
         bt = analysis.backtest
@@ -93,6 +108,19 @@ def report_json(analysis) -> dict[str, Any]:
             "predictions": _predictions(analysis, "parametric"),
         },
     }
+    if analysis.curves is not None:
+        c = analysis.curves
+        approaches["curves"] = {
+            "parameters": {"a": {"value": c.n_opt.exponent, "ci_low": None, "ci_high": None},
+                           "b": {"value": c.d_opt.exponent, "ci_low": None, "ci_high": None}},
+            "r2": {law.name: law.r2 for law in (c.n_opt, c.d_opt, c.l_opt)},
+            "predictions": _predictions(analysis, "curves"),
+        }
+    if analysis.kaplan is not None:
+        k = analysis.kaplan
+        approaches["kaplan"] = {"parameters": {name: {"value": v, "ci_low": None, "ci_high": None} for name, v in
+                                               (("alpha_n", k.alpha_n), ("n_c", k.n_c), ("alpha_d", k.alpha_d), ("d_c", k.d_c))},
+                                "r2": {"L(N)": k.r2_n, "L(D)": k.r2_d}}
     return {
         "schema_version": SCHEMA_VERSION, "sweep": analysis.sweep, "points": len(analysis.points),
         "settings": {"resamples": s.resamples, "seed": s.seed, "targets": list(s.targets),
