@@ -46,6 +46,7 @@ def test_demo_sweep_end_to_end(tmp_path):
     assert n_opts == sorted(n_opts)
     assert 0.3 < analysis.isoflop.n_opt.exponent < 0.8
     assert {p.name for p in (tmp_path / "out").iterdir()} == {
-        "table.md", "table.csv", "table.tex", "table.json", "report.txt", "isoflop.png", "optimal.png"}
+        "table.md", "table.csv", "table.tex", "table.json", "report.txt", "isoflop.png", "optimal.png",
+        "contours.png", "residuals.png"}
     a = analysis.intervals["isoflop"]["a"]
     assert a.low < a.value < a.high  # bootstrap intervals by default
