@@ -33,57 +33,71 @@ def _parameters(analysis, approach: str) -> dict:
     return {k: v for k, v in analysis.intervals.get(approach, {}).items() if "@" not in k}
 
 
-def report_text(analysis) -> str:
-    """Table first, then per approach its fit statistics and parameters with intervals, exclusions, backtest."""
-    s = analysis.settings
-    ci = f"{int(LEVEL * 100)}% bootstrap intervals, {s.resamples} resamples, seed {s.seed}" if s.resamples else "no intervals"
-    lines = [f"# {analysis.sweep}: {len(analysis.points)} points, {len(analysis.isoflop.curves)} budgets ({ci})", ""]
-    lines.append(to_markdown(list(analysis.rows)) if analysis.rows else "(no compute-optimal table: see warnings)\n")
-    lines.append("## Approach 2: isoFLOP parabolas (Hoffmann et al. 2022)")
+def _law(law) -> str:
+    return f"  {law.name} = {law.coefficient:.4g} * C^{law.exponent:.4f}   (R^2 {law.r2:.4f})"
+
+
+def _isoflop_section(analysis) -> list[str]:
+    lines = ["## Approach 2: isoFLOP parabolas (Hoffmann et al. 2022)"]
     for curve in analysis.isoflop.curves:
         where = f"N_opt {curve.n_opt:.3g}, L_opt {curve.l_opt:.4f}" if curve.n_opt else "no minimum"
         flag = "" if curve.interior else "  (excluded from the power laws)"
         lines.append(f"  C {curve.budget:.3g}: {len(curve.points)} points, {where}{flag}")
-    for law in (analysis.isoflop.n_opt, analysis.isoflop.d_opt, analysis.isoflop.l_opt):
-        if law is not None:
-            lines.append(f"  {law.name} = {law.coefficient:.4g} * C^{law.exponent:.4f}   (R^2 {law.r2:.4f})")
-    lines += [f"  {name:14} {_ci(v)}" for name, v in _parameters(analysis, "isoflop").items()]
-    lines.append("## Approach 3: parametric L(N, D) = E + A/N^alpha + B/D^beta")
+    iso = analysis.isoflop
+    lines += [_law(law) for law in (iso.n_opt, iso.d_opt, iso.l_opt) if law is not None]
+    return lines + [f"  {name:14} {_ci(v)}" for name, v in _parameters(analysis, "isoflop").items()]
+
+
+def _parametric_section(analysis) -> list[str]:
+    lines = ["## Approach 3: parametric L(N, D) = E + A/N^alpha + B/D^beta"]
     p = analysis.parametric
     if p is None:
-        lines.append("  not fitted: fewer than 6 points")
-    else:
-        lines.append(f"  Huber objective {p.objective:.4g} (delta 1e-3, log-loss), {'converged' if p.converged else 'NOT converged'}, "
-                     f"{p.starts} grid starts")
-        lines += [f"  {name:14} {_ci(v)}" for name, v in _parameters(analysis, "parametric").items()]
-    lines.append("## Approach 1: envelope of the training curves")
-    if analysis.curves is None:
+        return lines + ["  not fitted: fewer than 6 points"]
+    lines.append(f"  Huber objective {p.objective:.4g} (delta 1e-3, log-loss), "
+                 f"{'converged' if p.converged else 'NOT converged'}, {p.starts} grid starts")
+    return lines + [f"  {name:14} {_ci(v)}" for name, v in _parameters(analysis, "parametric").items()]
+
+
+def _envelope_sections(analysis) -> list[str]:
+    lines = ["## Approach 1: envelope of the training curves"]
+    c = analysis.curves
+    if c is None:
         lines.append("  not fitted: needs result records with loss curves from 2 or more sizes")
     else:
-        for law in (analysis.curves.n_opt, analysis.curves.d_opt, analysis.curves.l_opt):
-            lines.append(f"  {law.name} = {law.coefficient:.4g} * C^{law.exponent:.4f}   (R^2 {law.r2:.4f})")
+        lines += [_law(law) for law in (c.n_opt, c.d_opt, c.l_opt)]
     lines.append("## Kaplan-style: L(N) = (N_c/N)^alpha_N, L(D) = (D_c/D)^alpha_D on the lower envelopes")
     k = analysis.kaplan
     if k is None:
-        lines.append("  not fitted: fewer than 3 envelope points")
-    else:
-        lines.append(f"  alpha_N {k.alpha_n:.4f}, N_c {k.n_c:.4g} (R^2 {k.r2_n:.4f});  "
-                     f"alpha_D {k.alpha_d:.4f}, D_c {k.d_c:.4g} (R^2 {k.r2_d:.4f})")
-    if analysis.backtest:
-        lines.append("## Backtest (largest budget held out)")
-        bt = analysis.backtest
-        if "observed" in bt:
-            lines.append(f"  C {bt['held_out']:.3g}: observed N_opt {bt['observed']['n_opt']:.3g}, L_opt {bt['observed']['l_opt']:.4f}")
-            for approach in ("isoflop", "parametric"):
-                if approach in bt:
-                    r = bt[approach]
-                    lines.append(f"  {approach:10} predicted N_opt {r['n_opt']:.3g} ({r['n_opt_error']:+.1%}), "
-                                 f"L_opt {r['l_opt']:.4f} ({r['l_opt_error']:+.2%})")
-        else:
-            lines.append(f"  C {bt['held_out']:.3g}: {bt['problem']}")
+        return lines + ["  not fitted: fewer than 3 envelope points"]
+    return lines + [f"  alpha_N {k.alpha_n:.4f}, N_c {k.n_c:.4g} (R^2 {k.r2_n:.4f});  "
+                    f"alpha_D {k.alpha_d:.4f}, D_c {k.d_c:.4g} (R^2 {k.r2_d:.4f})"]
+
+
+def _backtest_section(bt: dict | None) -> list[str]:
+    if not bt:
+        return []
+    lines = ["## Backtest (largest budget held out)"]
+    if "observed" not in bt:
+        return lines + [f"  C {bt['held_out']:.3g}: {bt['problem']}"]
+    lines.append(f"  C {bt['held_out']:.3g}: observed N_opt {bt['observed']['n_opt']:.3g}, L_opt {bt['observed']['l_opt']:.4f}")
+    for approach in ("isoflop", "parametric"):
+        if approach in bt:
+            r = bt[approach]
+            lines.append(f"  {approach:10} predicted N_opt {r['n_opt']:.3g} ({r['n_opt_error']:+.1%}), "
+                         f"L_opt {r['l_opt']:.4f} ({r['l_opt_error']:+.2%})")
+    return lines
+
+
+def report_text(analysis) -> str:
+    """Table first, then per approach its fit statistics and parameters with intervals, backtest, exclusions."""
+    s = analysis.settings
+    ci = f"{int(LEVEL * 100)}% bootstrap intervals, {s.resamples} resamples, seed {s.seed}" if s.resamples else "no intervals"
+    lines = [f"# {analysis.sweep}: {len(analysis.points)} points, {len(analysis.isoflop.curves)} budgets ({ci})", ""]
+    lines.append(to_markdown(list(analysis.rows)) if analysis.rows else "(no compute-optimal table: see warnings)\n")
+    lines += _isoflop_section(analysis) + _parametric_section(analysis) + _envelope_sections(analysis)
+    lines += _backtest_section(analysis.backtest)
     if analysis.excluded:
-        lines.append("## Excluded")
-        lines += [f"  {e.label}: {e.reason}" for e in analysis.excluded]
+        lines += ["## Excluded"] + [f"  {e.label}: {e.reason}" for e in analysis.excluded]
     return "\n".join(lines)
 
 
