@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/ffctl run examples/tiny.yaml --store $(STORE) --workers $(WORKERS)
 	$(BIN)/ffctl analyze $(STORE)/tiny --out demo-out
-	@echo "table: demo-out/table.md (and table.csv); plots: demo-out/isoflop.png, demo-out/optimal.png"
+	@echo "report: demo-out/report.txt; table: demo-out/table.md (also .csv .tex .json); plots: demo-out/isoflop.png optimal.png contours.png residuals.png"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
