@@ -24,7 +24,7 @@ from synthetic import isoflop_points  # noqa: E402
 
 from ff_client.isoflop import fit_isoflop  # noqa: E402
 from ff_client.parametric import _BOUNDS, _objective, fit_parametric  # noqa: E402
-from ff_client.uncertainty import bootstrap  # noqa: E402
+from ff_client.uncertainty import bootstrap, isoflop_stats, parametric_stats  # noqa: E402
 
 
 def reference(points, starts: int) -> tuple[float, float]:
@@ -54,7 +54,8 @@ def main() -> None:
         times.append(time.perf_counter() - began)
     ours_s = statistics.median(times)
     began = time.perf_counter()
-    boot = bootstrap(points, fit_isoflop(points), fit, (), args.resamples, seed=0)
+    central = {"isoflop": isoflop_stats(fit_isoflop(points), ()), "parametric": parametric_stats(fit, ())}
+    boot = bootstrap(points, central, (), args.resamples, seed=0, start=fit.theta)
     boot_s = time.perf_counter() - began
     ref_s, ref_obj = reference(points, args.reference_starts)
     print(f"{len(points)} points; objective = Huber(delta 1e-3) of log-loss residuals, summed")

@@ -103,7 +103,7 @@ def test_backtest_scores_the_held_out_budget():
 
 def test_nominal_95_intervals_cover_the_truth():
     """Repeated synthetic trials: the bootstrap's 95% intervals must cover the truth in >= 85% of them."""
-    from ff_client.uncertainty import bootstrap
+    from ff_client.uncertainty import bootstrap, isoflop_stats, parametric_stats
 
     truth = CHINCHILLA
     a_true = truth["beta"] / (truth["alpha"] + truth["beta"])
@@ -112,8 +112,9 @@ def test_nominal_95_intervals_cover_the_truth():
     for trial in range(trials):
         points = isoflop_points(noise=0.01, seed=100 + trial)
         iso, par = fit_isoflop(points), fit_parametric(points)
-        boot = bootstrap(points, iso, par, (), resamples=150, seed=trial, workers=1)
-        p, i = boot["parametric"], boot["isoflop"]
+        central = {"isoflop": isoflop_stats(iso, ()), "parametric": parametric_stats(par, ())}
+        boot = bootstrap(points, central, (), resamples=150, seed=trial, workers=1, start=par.theta)
+        p, i = boot["intervals"]["parametric"], boot["intervals"]["isoflop"]
         covered["alpha"] += p["alpha"].low <= truth["alpha"] <= p["alpha"].high
         covered["beta"] += p["beta"].low <= truth["beta"] <= p["beta"].high
         covered["a3"] += p["a"].low <= a_true <= p["a"].high

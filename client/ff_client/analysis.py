@@ -18,7 +18,7 @@ from ff_client.plots import plot_contours, plot_isoflop, plot_optimal, plot_resi
 from ff_client.points import Exclusion, Observations, Point, load_observations
 from ff_client.report import report_json, report_text
 from ff_client.table import WRITERS, Row, optimal_rows, table_budgets
-from ff_client.uncertainty import Interval, bootstrap, isoflop_stats, parametric_stats
+from ff_client.uncertainty import Interval, bootstrap, curves_stats, isoflop_stats, kaplan_stats, parametric_stats
 from ff_core.store import Store
 
 
@@ -29,6 +29,7 @@ class Settings:
     seed: int = 0
     workers: int | None = None        # processes for the bootstrap (default: all cores)
     keep_outliers: bool = False
+    delta: float = 1e-3               # Huber delta of the parametric fit (on log-loss)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Analysis:
     excluded: tuple[Exclusion, ...] = ()
     backtest: dict | None = None
     failed: dict[str, int] = field(default_factory=dict)
+    correlations: dict[str, float] = field(default_factory=dict)  # between parametric parameters
     warnings: tuple[str, ...] = ()
     files: list[Path] = field(default_factory=list)
 
@@ -55,8 +57,9 @@ class Analysis:
         return report_json(self)
 
 
-def _without_outliers(points: tuple[Point, ...], keep: bool) -> tuple[tuple[Point, ...], list[Exclusion], list[str]]:
-    fit = fit_parametric(points)
+def _without_outliers(points: tuple[Point, ...], keep: bool,
+                      delta: float) -> tuple[tuple[Point, ...], list[Exclusion], list[str]]:
+    fit = fit_parametric(points, delta)
     flagged = flag_outliers(points, fit) if fit is not None else []
     if not flagged:
         return points, [], []
@@ -71,26 +74,26 @@ def _without_outliers(points: tuple[Point, ...], keep: bool) -> tuple[tuple[Poin
 
 def analyze(observations: Observations, settings: Settings = Settings()) -> Analysis:
     """Fit Approaches 2 and 3, bootstrap their intervals, backtest, and tabulate the compute-optimal allocation."""
-    points, outliers, kept = _without_outliers(observations.points, settings.keep_outliers)
-    isoflop, parametric = fit_isoflop(points), fit_parametric(points)
+    points, outliers, kept = _without_outliers(observations.points, settings.keep_outliers, settings.delta)
+    isoflop, parametric = fit_isoflop(points), fit_parametric(points, settings.delta)
+    curves, kaplan = fit_training_curves(observations.records), fit_kaplan(points)
     budgets = table_budgets([p.budget for p in points], settings.targets) if points else []
     targets = tuple(c for c, _ in budgets)
-    central = {"isoflop": isoflop_stats(isoflop, targets), "parametric": parametric_stats(parametric, targets)}
-    intervals = {k: {n: Interval(v) for n, v in (stats or {}).items()} for k, stats in central.items()}
-    failed: dict[str, int] = {}
+    central = {"isoflop": isoflop_stats(isoflop, targets), "parametric": parametric_stats(parametric, targets),
+               "curves": curves_stats(curves, targets), "kaplan": kaplan_stats(kaplan)}
+    intervals = {k: {n: Interval(v) for n, v in stats.items()} for k, stats in central.items() if stats}
+    failed, correlations = {}, {}
     if settings.resamples > 0 and points:
-        boot = bootstrap(points, isoflop, parametric, targets, settings.resamples, settings.seed, settings.workers)
-        intervals = {"isoflop": boot["isoflop"], "parametric": boot["parametric"]}
-        failed = boot["failed"]
-    curves = fit_training_curves(observations.records)
-    if curves is not None:  # no bootstrap over curves: values only
-        intervals["curves"] = {f"{k}@{c:.6g}": Interval(v) for c in targets for k, v in curves.predict(c).items()}
+        boot = bootstrap(points, central, targets, settings.resamples, settings.seed, settings.workers,
+                         parametric.theta if parametric else None, settings.delta, observations.records)
+        intervals, failed, correlations = boot["intervals"], boot["failed"], boot["correlations"]
     excluded = tuple(observations.excluded) + tuple(outliers)
     warnings = list(isoflop.warnings) + (list(parametric.warnings) if parametric else []) + kept
     warnings += [f"excluded {e.label}: {e.reason}" for e in excluded]
     warnings += [f"{n} of {settings.resamples} {k} bootstrap fits failed and were left out" for k, n in failed.items() if n]
-    return Analysis(observations.sweep, points, isoflop, parametric, curves, fit_kaplan(points), intervals,
-                    tuple(optimal_rows(budgets, intervals)), settings, excluded, backtest(points), failed, tuple(warnings))
+    rows = optimal_rows(budgets, {k: v for k, v in intervals.items() if k != "kaplan"})
+    return Analysis(observations.sweep, points, isoflop, parametric, curves, kaplan, intervals, tuple(rows), settings,
+                    excluded, backtest(points), failed, correlations, tuple(warnings))
 
 
 def write_outputs(analysis: Analysis, out_dir: str | Path, formats=("md", "csv", "tex", "json"),

@@ -94,13 +94,15 @@ def _csv_choice(allowed: tuple[str, ...]):
               help="Bootstrap resamples for the intervals (0: none). [env: FF_BOOTSTRAP]")
 @click.option("--seed", type=int, default=0, help="Seed of the bootstrap.")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes for the bootstrap [default: all cores].")
+@click.option("--huber-delta", "delta", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+              help="Huber delta of the parametric fit, on log-loss residuals.")
 @click.option("--keep-outliers", is_flag=True, help="Keep points the outlier rule flags (they are still listed).")
 @click.option("--format", "formats", default="md,csv,tex,json", callback=_csv_choice(("md", "csv", "tex", "json")),
               help="Table formats written to --out.")
 @click.option("--plot-format", "plot_formats", default="png", callback=_csv_choice(("png", "svg", "pdf")),
               help="Plot formats written to --out.")
 @click.option("--endpoint-url", envvar="FF_S3_ENDPOINT_URL", help="S3 endpoint (MinIO etc.). [env: FF_S3_ENDPOINT_URL]")
-def analyze(store_uri, data_file, out, as_json, targets, resamples, seed, workers, keep_outliers, formats,
+def analyze(store_uri, data_file, out, as_json, targets, resamples, seed, workers, delta, keep_outliers, formats,
             plot_formats, endpoint_url) -> None:
     """Fit scaling laws to the results under STORE_URI (or to --data points); print the table and report."""
     from ff_client.analysis import Settings, analyze as run_analysis, finish
@@ -110,7 +112,7 @@ def analyze(store_uri, data_file, out, as_json, targets, resamples, seed, worker
     if (store_uri is None) == (data_file is None):
         raise click.UsageError("give a STORE_URI or --data FILE (one of them)")
     observations = load_points(data_file) if data_file else load_observations(open_store(store_uri, endpoint_url))
-    settings = Settings(tuple(targets), resamples, seed, workers, keep_outliers)
+    settings = Settings(tuple(targets), resamples, seed, workers, keep_outliers, delta)
     report = finish(run_analysis(observations, settings), out, formats=formats, plot_formats=plot_formats)
     for warning in report.warnings:
         output.warn(warning)

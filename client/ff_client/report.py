@@ -6,8 +6,9 @@ JSON schema (version 1):
                       r2 {n_opt, d_opt, l_opt}, curves [{budget, points, n_opt, d_opt, l_opt, interior, problem}],
                       predictions [{flops, kind, n_opt, d_opt, l_opt}]
   approaches.parametric: parameters {E, A, B, alpha, beta, a, b}, objective, converged, predictions [...]
-  approaches.curves (Approach 1, stores only): parameters {a, b}, r2, predictions (no intervals)
-  approaches.kaplan: parameters {alpha_n, n_c, alpha_d, d_c}, r2 (no intervals)
+  approaches.parametric.correlations {"alpha,beta": r, ...} (bootstrap, log-parameters)
+  approaches.curves (Approach 1, stores only): parameters {a, b, l_exponent}, r2, predictions
+  approaches.kaplan: parameters {alpha_n, n_c, alpha_d, d_c}, r2
   every parameter and predicted quantity is {value, ci_low, ci_high} (ci_* null without a bootstrap);
   table [{approach, flops, kind, n_opt, d_opt, l_opt, tokens_per_param}], backtest, excluded [{label, reason}],
   bootstrap_failures {approach: count}, warnings [...], files [...].
@@ -53,9 +54,14 @@ def _parametric_section(analysis) -> list[str]:
     p = analysis.parametric
     if p is None:
         return lines + ["  not fitted: fewer than 6 points"]
-    lines.append(f"  Huber objective {p.objective:.4g} (delta 1e-3, log-loss), "
+    lines.append(f"  Huber objective {p.objective:.4g} (delta {analysis.settings.delta:g}, log-loss), "
                  f"{'converged' if p.converged else 'NOT converged'}, {p.starts} grid starts")
-    return lines + [f"  {name:14} {_ci(v)}" for name, v in _parameters(analysis, "parametric").items()]
+    lines += [f"  {name:14} {_ci(v)}" for name, v in _parameters(analysis, "parametric").items()]
+    strong = sorted(analysis.correlations.items(), key=lambda kv: -abs(kv[1]))
+    if strong:
+        lines.append("  correlations (bootstrap, log-parameters): " +
+                     ", ".join(f"C({k}) {v:+.3f}" for k, v in strong if abs(v) >= 0.1))
+    return lines
 
 
 def _envelope_sections(analysis) -> list[str]:
@@ -65,12 +71,13 @@ def _envelope_sections(analysis) -> list[str]:
         lines.append("  not fitted: needs result records with loss curves from 2 or more sizes")
     else:
         lines += [_law(law) for law in (c.n_opt, c.d_opt, c.l_opt)]
+        lines += [f"  {name:14} {_ci(v)}" for name, v in _parameters(analysis, "curves").items()]
     lines.append("## Kaplan-style: L(N) = (N_c/N)^alpha_N, L(D) = (D_c/D)^alpha_D on the lower envelopes")
     k = analysis.kaplan
     if k is None:
         return lines + ["  not fitted: fewer than 3 envelope points"]
-    return lines + [f"  alpha_N {k.alpha_n:.4f}, N_c {k.n_c:.4g} (R^2 {k.r2_n:.4f});  "
-                    f"alpha_D {k.alpha_d:.4f}, D_c {k.d_c:.4g} (R^2 {k.r2_d:.4f})"]
+    lines.append(f"  R^2 of L(N) {k.r2_n:.4f}, of L(D) {k.r2_d:.4f}")
+    return lines + [f"  {name:14} {_ci(v)}" for name, v in _parameters(analysis, "kaplan").items()]
 
 
 def _backtest_section(bt: dict | None) -> list[str]:
@@ -125,20 +132,19 @@ def report_json(analysis) -> dict[str, Any]:
     if analysis.curves is not None:
         c = analysis.curves
         approaches["curves"] = {
-            "parameters": {"a": {"value": c.n_opt.exponent, "ci_low": None, "ci_high": None},
-                           "b": {"value": c.d_opt.exponent, "ci_low": None, "ci_high": None}},
+            "parameters": {k: v.to_json() for k, v in _parameters(analysis, "curves").items()},
             "r2": {law.name: law.r2 for law in (c.n_opt, c.d_opt, c.l_opt)},
             "predictions": _predictions(analysis, "curves"),
         }
     if analysis.kaplan is not None:
-        k = analysis.kaplan
-        approaches["kaplan"] = {"parameters": {name: {"value": v, "ci_low": None, "ci_high": None} for name, v in
-                                               (("alpha_n", k.alpha_n), ("n_c", k.n_c), ("alpha_d", k.alpha_d), ("d_c", k.d_c))},
-                                "r2": {"L(N)": k.r2_n, "L(D)": k.r2_d}}
+        approaches["kaplan"] = {"parameters": {k: v.to_json() for k, v in _parameters(analysis, "kaplan").items()},
+                                "r2": {"L(N)": analysis.kaplan.r2_n, "L(D)": analysis.kaplan.r2_d}}
+    if approaches["parametric"] is not None:
+        approaches["parametric"]["correlations"] = analysis.correlations
     return {
         "schema_version": SCHEMA_VERSION, "sweep": analysis.sweep, "points": len(analysis.points),
         "settings": {"resamples": s.resamples, "seed": s.seed, "targets": list(s.targets),
-                     "keep_outliers": s.keep_outliers, "level": LEVEL},
+                     "keep_outliers": s.keep_outliers, "level": LEVEL, "huber_delta": s.delta},
         "approaches": approaches,
         "table": [{"approach": r.approach, "flops": r.flops, "kind": r.kind, "n_opt": r.n_opt.to_json(),
                    "d_opt": r.d_opt.to_json(), "l_opt": r.l_opt.to_json(), "tokens_per_param": r.tokens_per_param}

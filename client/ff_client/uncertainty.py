@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from ff_client.envelope import EnvelopeFit, KaplanFit, fit_kaplan, fit_training_curves
 from ff_client.isoflop import IsoflopFit, fit_isoflop
 from ff_client.parametric import ParametricFit, fit_parametric
 from ff_client.points import Point
+from ff_core.results import ResultRecord
 
 CHUNK = 25
 LEVEL = 0.95
@@ -42,42 +45,69 @@ def isoflop_stats(fit: IsoflopFit, targets: tuple[float, ...]) -> dict[str, floa
     stats = {"a": fit.n_opt.exponent, "b": fit.d_opt.exponent, "l_exponent": fit.l_opt.exponent,
              "n_coefficient": fit.n_opt.coefficient, "d_coefficient": fit.d_opt.coefficient,
              "l_coefficient": fit.l_opt.coefficient}
-    for c in targets:
-        stats.update({f"{k}@{c:.6g}": v for k, v in fit.predict(c).items()})
-    return stats
+    return stats | _predictions(fit, targets)
 
 
 def parametric_stats(fit: ParametricFit | None, targets: tuple[float, ...]) -> dict[str, float] | None:
     if fit is None:
         return None
     stats = {"E": fit.E, "A": fit.A, "B": fit.B, "alpha": fit.alpha, "beta": fit.beta, "a": fit.a, "b": fit.b}
-    for c in targets:
-        stats.update({f"{k}@{c:.6g}": v for k, v in fit.predict(c).items()})
-    return stats
+    return stats | _predictions(fit, targets)
 
 
-def _resample(groups: list[list[Point]], rng: np.random.Generator) -> list[Point]:
-    return [group[i] for group in groups for i in rng.integers(0, len(group), len(group))]
+def curves_stats(fit: EnvelopeFit | None, targets: tuple[float, ...]) -> dict[str, float] | None:
+    if fit is None:
+        return None
+    return {"a": fit.n_opt.exponent, "b": fit.d_opt.exponent, "l_exponent": fit.l_opt.exponent} | _predictions(fit, targets)
 
 
-def _guarded(fit, stats, sample, targets, **kwargs) -> dict | None:
+def kaplan_stats(fit: KaplanFit | None, targets: tuple[float, ...] = ()) -> dict[str, float] | None:
+    if fit is None:
+        return None
+    return {"alpha_n": fit.alpha_n, "n_c": fit.n_c, "alpha_d": fit.alpha_d, "d_c": fit.d_c}
+
+
+def _predictions(fit, targets: tuple[float, ...]) -> dict[str, float]:
+    return {f"{k}@{c:.6g}": v for c in targets for k, v in fit.predict(c).items()}
+
+
+def _guarded(compute) -> dict | None:
     """A replicate's numbers, or None when its fit breaks down numerically (it is counted as failed)."""
     try:
-        with np.errstate(all="raise"):
-            return stats(fit(sample, **kwargs), targets)
+        with np.errstate(all="raise"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. a poorly conditioned parabola: judged by its result
+            return compute()
     except (FloatingPointError, ZeroDivisionError, OverflowError, ValueError, np.linalg.LinAlgError):
         return None
 
 
-def _chunk(args) -> tuple[list, list]:
-    groups, seed, count, targets, start = args
-    rng = np.random.default_rng(seed)
-    iso, par = [], []
-    for _ in range(count):
-        sample = _resample(groups, rng)
-        iso.append(_guarded(fit_isoflop, isoflop_stats, sample, targets))
-        par.append(_guarded(fit_parametric, parametric_stats, sample, targets, start=start) if start else None)
-    return iso, par
+@dataclass(frozen=True)
+class _Job:
+    groups: list[list[Point]]
+    records: dict[str, ResultRecord]  # by experiment id, for Approach 1's curves
+    seed: np.random.SeedSequence
+    count: int
+    targets: tuple[float, ...]
+    start: tuple[float, ...] | None  # the full-data parametric optimum
+    delta: float
+
+
+def _replicate(job: _Job, sample: list[Point]) -> dict[str, dict | None]:
+    t = job.targets
+    out = {"isoflop": _guarded(lambda: isoflop_stats(fit_isoflop(sample), t)),
+           "kaplan": _guarded(lambda: kaplan_stats(fit_kaplan(tuple(sample))))}
+    if job.start is not None:
+        out["parametric"] = _guarded(lambda: parametric_stats(fit_parametric(sample, job.delta, job.start), t))
+    if job.records:
+        picked = tuple(job.records[p.label] for p in sample if p.label in job.records)
+        out["curves"] = _guarded(lambda: curves_stats(fit_training_curves(picked), t))
+    return out
+
+
+def _chunk(job: _Job) -> list[dict]:
+    rng = np.random.default_rng(job.seed)
+    return [_replicate(job, [g[i] for g in job.groups for i in rng.integers(0, len(g), len(g))])
+            for _ in range(job.count)]
 
 
 def _intervals(central: dict[str, float] | None, replicates: list[dict | None]) -> tuple[dict[str, Interval], int]:
@@ -97,26 +127,40 @@ def _intervals(central: dict[str, float] | None, replicates: list[dict | None]) 
     return out, len(replicates) - len(good)
 
 
-def bootstrap(points, isoflop: IsoflopFit, parametric: ParametricFit | None, targets: tuple[float, ...],
-              resamples: int, seed: int = 0, workers: int | None = None) -> dict:
-    """{"isoflop": {name: Interval}, "parametric": {...}, "failed": {approach: count}}."""
+def correlations(replicates: list[dict | None], names=("E", "A", "B", "alpha", "beta")) -> dict[str, float]:
+    """Pearson correlations between parameters across bootstrap replicates (lmfit reports these)."""
+    rows = np.array([[r[n] for n in names] for r in replicates if r is not None])
+    if len(rows) < 10:
+        return {}
+    matrix = np.corrcoef(np.log(np.abs(rows)), rowvar=False)
+    return {f"{names[i]},{names[j]}": float(matrix[i, j]) for i in range(len(names)) for j in range(i + 1, len(names))}
+
+
+def bootstrap(points, central: dict[str, dict | None], targets: tuple[float, ...], resamples: int, seed: int = 0,
+              workers: int | None = None, start: tuple[float, ...] | None = None, delta: float = 1e-3,
+              records: tuple[ResultRecord, ...] = ()) -> dict:
+    """{"intervals": {approach: {name: Interval}}, "failed": {approach: count}, "correlations": {...}}.
+
+    `central` holds each approach's numbers from the full data (None where it was not fitted).
+    """
     by_budget: dict[float, list[Point]] = defaultdict(list)
     for p in points:
         by_budget[p.budget].append(p)
     groups = [by_budget[b] for b in sorted(by_budget)]
-    start = parametric.theta if parametric is not None else None
+    by_id = {r.experiment: r for r in records} if central.get("curves") else {}
     counts = [min(CHUNK, resamples - i) for i in range(0, resamples, CHUNK)]
-    seeds = np.random.SeedSequence(seed).spawn(len(counts))
-    jobs = [(groups, s, n, targets, start) for s, n in zip(seeds, counts)]
+    jobs = [_Job(groups, by_id, s, n, targets, start, delta)
+            for s, n in zip(np.random.SeedSequence(seed).spawn(len(counts)), counts)]
     workers = workers or os.cpu_count() or 1
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            results = list(pool.map(_chunk, jobs))
+            replicates = [r for chunk in pool.map(_chunk, jobs) for r in chunk]
     else:
-        results = [_chunk(job) for job in jobs]
-    iso = [r for chunk in results for r in chunk[0]]
-    par = [r for chunk in results for r in chunk[1]]
-    iso_intervals, iso_failed = _intervals(isoflop_stats(isoflop, targets), iso)
-    par_intervals, par_failed = _intervals(parametric_stats(parametric, targets), par)
-    return {"isoflop": iso_intervals, "parametric": par_intervals,
-            "failed": {"isoflop": iso_failed, "parametric": par_failed if parametric else 0}}
+        replicates = [r for job in jobs for r in _chunk(job)]
+    intervals, failed = {}, {}
+    for approach, numbers in central.items():
+        if numbers is None:
+            continue
+        intervals[approach], failed[approach] = _intervals(numbers, [r.get(approach) for r in replicates])
+    return {"intervals": intervals, "failed": failed,
+            "correlations": correlations([r.get("parametric") for r in replicates]) if central.get("parametric") else {}}
