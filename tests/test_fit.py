@@ -157,3 +157,22 @@ def test_approach_1_from_training_curves():
             tokens_per_second=1, wall_seconds=1, world_size=1, device="cpu", seed=0, versions={}))
     fit = fit_training_curves(tuple(records))
     assert fit.n_opt.exponent == pytest.approx(truth["beta"] / (truth["alpha"] + truth["beta"]), abs=0.05)
+
+
+def test_data_constrained_recovers_r_star():
+    from ff_client.constrained import effective_tokens, fit_data_constrained
+    from ff_client.points import Point
+
+    truth, r_star, rng = CHINCHILLA, 15.0, np.random.default_rng(0)
+    points = []
+    for p in isoflop_points(truth, noise=0.0):
+        unique = p.tokens / rng.choice([1, 2, 4, 16, 64])  # up to 64 epochs
+        d_eff = effective_tokens(p.tokens, unique, r_star)
+        loss = truth["E"] + truth["A"] / p.n_params ** truth["alpha"] + truth["B"] / d_eff ** truth["beta"]
+        points.append(Point(p.n_params, p.tokens, loss, p.budget, p.flops, p.label, unique))
+    fit = fit_data_constrained(tuple(points))
+    assert fit.repeated_points > 10
+    assert fit.r_star == pytest.approx(r_star, rel=0.3)  # the grid's resolution
+    assert fit.surface.alpha == pytest.approx(truth["alpha"], rel=0.05)
+    fresh = [Point(p.n_params, p.tokens, p.loss, p.budget, p.flops, p.label, p.tokens) for p in points]
+    assert fit_data_constrained(tuple(fresh)) is None  # nothing repeats: not applicable

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ff_client.backtest import backtest
+from ff_client.constrained import ConstrainedFit, fit_data_constrained
 from ff_client.envelope import EnvelopeFit, KaplanFit, fit_kaplan, fit_training_curves
 from ff_client.isoflop import IsoflopFit, fit_isoflop
 from ff_client.outliers import flag_outliers
@@ -40,6 +41,7 @@ class Analysis:
     parametric: ParametricFit | None
     curves: EnvelopeFit | None    # Approach 1, from the training curves (stores only)
     kaplan: KaplanFit | None
+    constrained: ConstrainedFit | None  # Muennighoff et al. (2023), when points repeat their data
     intervals: dict[str, dict[str, Interval]]  # approach -> reported number -> interval
     rows: tuple[Row, ...]
     settings: Settings
@@ -92,7 +94,8 @@ def analyze(observations: Observations, settings: Settings = Settings()) -> Anal
     warnings += [f"excluded {e.label}: {e.reason}" for e in excluded]
     warnings += [f"{n} of {settings.resamples} {k} bootstrap fits failed and were left out" for k, n in failed.items() if n]
     rows = optimal_rows(budgets, {k: v for k, v in intervals.items() if k != "kaplan"})
-    return Analysis(observations.sweep, points, isoflop, parametric, curves, kaplan, intervals, tuple(rows), settings,
+    return Analysis(observations.sweep, points, isoflop, parametric, curves, kaplan,
+                    fit_data_constrained(points, settings.delta), intervals, tuple(rows), settings,
                     excluded, backtest(points), failed, correlations, tuple(warnings))
 
 

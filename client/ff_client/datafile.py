@@ -72,7 +72,8 @@ def load_points(path: str | Path) -> Observations:
         n, d, loss = (_number(path, row, c, values[c]) for c in REQUIRED)
         extra = {c: _number(path, row, c, values[c]) for c in OPTIONAL if values.get(c) not in (None, "")}
         flops = extra.get("flops", 6.0 * n * d)
-        points.append(Point(n, d, loss, extra.get("budget", _budget_of(flops)), flops, f"row {row}"))
+        points.append(Point(n, d, loss, extra.get("budget", _budget_of(flops)), flops, f"row {row}",
+                            extra.get("unique_tokens")))
     if not points:
         raise DataFileError(f"{path}: no rows")
     return Observations(path.stem, tuple(points))

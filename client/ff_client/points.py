@@ -19,6 +19,7 @@ class Point:
     budget: float
     flops: float
     label: str = ""
+    unique_tokens: float | None = None  # distinct tokens behind `tokens` (fewer means repeated data)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ def point_from_record(record: ResultRecord) -> Point:
     return Point(
         n_params=float(record.n_params), tokens=float(record.tokens), loss=float(record.eval_loss),
         budget=record.budget, flops=record.flops.get("planned", record.flops["6nd"]), label=record.experiment,
+        unique_tokens=None if record.unique_tokens is None else float(min(record.unique_tokens, record.tokens)),
     )
 
 

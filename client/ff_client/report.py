@@ -9,6 +9,8 @@ JSON schema (version 1):
   approaches.parametric.correlations {"alpha,beta": r, ...} (bootstrap, log-parameters)
   approaches.curves (Approach 1, stores only): parameters {a, b, l_exponent}, r2, predictions
   approaches.kaplan: parameters {alpha_n, n_c, alpha_d, d_c}, r2
+  approaches.data_constrained (points with unique_tokens < tokens): parameters {r_star_d, E, A, B, alpha, beta}
+                      (profiled, no intervals), objective, repeated_points
   every parameter and predicted quantity is {value, ci_low, ci_high} (ci_* null without a bootstrap);
   table [{approach, flops, kind, n_opt, d_opt, l_opt, tokens_per_param}], backtest, excluded [{label, reason}],
   bootstrap_failures {approach: count}, warnings [...], files [...].
@@ -80,6 +82,17 @@ def _envelope_sections(analysis) -> list[str]:
     return lines + [f"  {name:14} {_ci(v)}" for name, v in _parameters(analysis, "kaplan").items()]
 
 
+def _constrained_section(analysis) -> list[str]:
+    fit = analysis.constrained
+    if fit is None:
+        return []
+    p = fit.surface
+    return ["## Data-constrained (Muennighoff et al. 2023): D' = U + U R*(1 - exp(-(D/U - 1)/R*))",
+            f"  {fit.repeated_points} points repeat their data; R*_D {fit.r_star:.3g} (profiled; no intervals)",
+            f"  E {p.E:.4g}, A {p.A:.4g}, B {p.B:.4g}, alpha {p.alpha:.4f}, beta {p.beta:.4f}, "
+            f"Huber objective {p.objective:.4g}"]
+
+
 def _backtest_section(bt: dict | None) -> list[str]:
     if not bt:
         return []
@@ -102,6 +115,7 @@ def report_text(analysis) -> str:
     lines = [f"# {analysis.sweep}: {len(analysis.points)} points, {len(analysis.isoflop.curves)} budgets ({ci})", ""]
     lines.append(to_markdown(list(analysis.rows)) if analysis.rows else "(no compute-optimal table: see warnings)\n")
     lines += _isoflop_section(analysis) + _parametric_section(analysis) + _envelope_sections(analysis)
+    lines += _constrained_section(analysis)
     lines += _backtest_section(analysis.backtest)
     if analysis.excluded:
         lines += ["## Excluded"] + [f"  {e.label}: {e.reason}" for e in analysis.excluded]
@@ -141,6 +155,13 @@ def report_json(analysis) -> dict[str, Any]:
                                 "r2": {"L(N)": analysis.kaplan.r2_n, "L(D)": analysis.kaplan.r2_d}}
     if approaches["parametric"] is not None:
         approaches["parametric"]["correlations"] = analysis.correlations
+    if analysis.constrained is not None:
+        c = analysis.constrained
+        approaches["data_constrained"] = {
+            "parameters": {name: {"value": v, "ci_low": None, "ci_high": None} for name, v in (
+                ("r_star_d", c.r_star), ("E", c.surface.E), ("A", c.surface.A), ("B", c.surface.B),
+                ("alpha", c.surface.alpha), ("beta", c.surface.beta))},
+            "objective": c.surface.objective, "repeated_points": c.repeated_points}
     return {
         "schema_version": SCHEMA_VERSION, "sweep": analysis.sweep, "points": len(analysis.points),
         "settings": {"resamples": s.resamples, "seed": s.seed, "targets": list(s.targets),

@@ -63,6 +63,10 @@ class CIFAR10:
             folder = Path(source).expanduser()
             self._splits = {"train": _load(folder, TRAIN_FILES), "eval": _load(folder, (EVAL_FILE,))}
 
+    def unique_tokens(self, split: str, sequence_length: int) -> int:
+        """Distinct images in a split (a token is an image)."""
+        return len(self._splits[split][0])
+
     def batches(self, split: str, *, sequence_length: int, batch_size: int, rank: int, world_size: int,
                 seed: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if split not in self._splits:

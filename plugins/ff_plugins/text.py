@@ -39,6 +39,10 @@ class TextData:
             cut = int(len(tokens) * (1 - eval_fraction))
             self._splits = {"train": tokens[:cut], "eval": tokens[cut:]}
 
+    def unique_tokens(self, split: str, sequence_length: int) -> int:
+        """Distinct tokens in a split (optional DataPlugin method: lets analysis tell repeated data)."""
+        return len(self._splits[split])
+
     def batches(
         self, split: str, *, sequence_length: int, batch_size: int, rank: int, world_size: int,
         seed: int, start: int = 0,

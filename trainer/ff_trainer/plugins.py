@@ -32,7 +32,11 @@ class ModelPlugin(Protocol):
 
 @runtime_checkable
 class DataPlugin(Protocol):
-    """Deterministic batches: step `start + k` of `split` for `rank` of `world_size` is the k-th item."""
+    """Deterministic batches: step `start + k` of `split` for `rank` of `world_size` is the k-th item.
+
+    Optional: `unique_tokens(split, sequence_length) -> int`, the distinct tokens available; recorded so
+    that analysis can tell runs that repeat their data (Muennighoff et al. 2023).
+    """
 
     def batches(
         self, split: str, *, sequence_length: int, batch_size: int, rank: int, world_size: int,
