@@ -21,6 +21,7 @@ from ff_trainer.checkpoint import Checkpointer
 from ff_trainer.errors import ConfigError
 from ff_trainer.metrics import measure_flops_per_token, mfu
 from ff_trainer.plugins import DataPlugin, FlopsFn, LossFn, ModelPlugin, load_plugin
+from ff_trainer.signals import StopFlag
 from ff_trainer.train import Outcome, train
 from ff_trainer.world import World, setup_world, teardown_world
 
@@ -124,6 +125,24 @@ def _oom_message(cfg, world: World) -> str:
             "global batch) or the sequence length")
 
 
+def _train_and_record(sweep: ScalingSweep, experiment: Experiment, store: Store, world: World, plugins: tuple,
+                      model, non_embedding: int, stop: StopFlag) -> ResultRecord:
+    """Measure FLOPs, train (resuming from a checkpoint), and build the result record."""
+    model_plugin, data, loss_fn = plugins
+    cfg = sweep.spec.training
+    ckpt = Checkpointer(store, checkpoint_key(sweep.name, experiment.id), world.is_main)
+    model.to(world.device)
+    try:
+        measured = _measure(model, data, loss_fn, sweep, world)
+        groups = model_plugin.param_groups(model) if hasattr(model_plugin, "param_groups") else None
+        outcome = train(model, data, loss_fn, cfg, experiment.steps, world, ckpt, groups, stop)
+    except torch.cuda.OutOfMemoryError:
+        raise ConfigError(_oom_message(cfg, world)) from None
+    flops = flops_by_method(sweep, experiment, model_plugin, measured)
+    unique = data.unique_tokens("train", cfg.sequence_length) if hasattr(data, "unique_tokens") else None
+    return make_record(sweep, experiment, outcome, non_embedding, world, flops, unique)
+
+
 def run_experiment(sweep: ScalingSweep, experiment_id: str, store: Store) -> int:
     """Train one experiment of the sweep into `store`; returns the trainer exit code."""
     experiment = plan_sweep(sweep).by_id(experiment_id)
@@ -132,30 +151,21 @@ def run_experiment(sweep: ScalingSweep, experiment_id: str, store: Store) -> int
         print(f"{experiment.id}: result exists at {store.uri}/{key}; nothing to do", file=sys.stderr)
         return exit_codes.DONE
     spec = sweep.spec
-    data = load_plugin(spec.data, DataPlugin, "data")
-    loss_fn = load_plugin(spec.loss, LossFn, "loss")
-    model_plugin = load_plugin(spec.model, ModelPlugin, "model")
-    model, non_embedding = build_checked_model(sweep, experiment, model_plugin)
+    plugins = (load_plugin(spec.model, ModelPlugin, "model"), load_plugin(spec.data, DataPlugin, "data"),
+               load_plugin(spec.loss, LossFn, "loss"))
+    model, non_embedding = build_checked_model(sweep, experiment, plugins[0])
     world = setup_world()
-    try:
-        ckpt = Checkpointer(store, checkpoint_key(sweep.name, experiment.id), world.is_main)
-        model.to(world.device)
+    # SIGTERM is a request from here on: during training it checkpoints; after, the result is finished first.
+    with StopFlag() as stop:
         try:
-            measured = _measure(model, data, loss_fn, sweep, world)
-            groups = model_plugin.param_groups(model) if hasattr(model_plugin, "param_groups") else None
-            outcome = train(model, data, loss_fn, spec.training, experiment.steps, world, ckpt, groups)
-        except torch.cuda.OutOfMemoryError:
-            raise ConfigError(_oom_message(spec.training, world)) from None
-        flops = flops_by_method(sweep, experiment, model_plugin, measured)
-        unique = data.unique_tokens("train", spec.training.sequence_length) if hasattr(data, "unique_tokens") else None
-        record = make_record(sweep, experiment, outcome, non_embedding, world, flops, unique)
-        if world.is_main:
-            store.put_json(key, record.model_dump(mode="json"))  # written last: "has result.json" = finished
-        world.barrier()
-    finally:
-        teardown_world()
-    if outcome.status == "diverged":
+            record = _train_and_record(sweep, experiment, store, world, plugins, model, non_embedding, stop)
+            if world.is_main:
+                store.put_json(key, record.model_dump(mode="json"))  # written last: "has result.json" = finished
+            world.barrier()
+        finally:
+            teardown_world()
+    if record.status == "diverged":
         print(f"{experiment.id}: loss diverged (NaN/inf); recorded as diverged", file=sys.stderr)
         return exit_codes.DIVERGED
-    print(f"{experiment.id}: eval loss {outcome.eval_loss:.4f} -> {store.uri}/{key}", file=sys.stderr)
+    print(f"{experiment.id}: eval loss {record.eval_loss:.4f} -> {store.uri}/{key}", file=sys.stderr)
     return exit_codes.DONE

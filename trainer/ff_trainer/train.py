@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -17,6 +16,7 @@ from ff_core.spec import Training
 from ff_trainer.checkpoint import Checkpointer
 from ff_trainer.errors import ConfigError
 from ff_trainer.schedule import lr_multiplier
+from ff_trainer.signals import StopFlag
 from ff_trainer.world import World
 
 
@@ -32,20 +32,6 @@ class Outcome:
     curve: list[dict[str, float]] = field(default_factory=list)
     tokens_per_second: float = 0.0
     train_seconds: float = 0.0
-
-
-class _StopFlag:
-    """Set by SIGTERM (Kubernetes preemption, Ctrl-C in the executor); polled once per step."""
-
-    def __init__(self) -> None:
-        self.set = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.set = True
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
 
 
 def _optimizer(model: torch.nn.Module, cfg: Training, device: torch.device,
@@ -115,8 +101,12 @@ def _autocast(device: torch.device):
 
 
 def train(model, data, loss_fn, cfg: Training, steps: int, world: World, ckpt: Checkpointer,
-          param_groups: list[dict] | None = None) -> Outcome:
-    """Train `model` for `steps` optimizer steps of the global batch; resume from `ckpt` when present."""
+          param_groups: list[dict] | None = None, stop: StopFlag | None = None) -> Outcome:
+    """Train `model` for `steps` optimizer steps of the global batch; resume from `ckpt` when present.
+
+    `stop` is polled once per step: when set (SIGTERM), a checkpoint is written and Interrupted raised.
+    """
+    stop = stop or StopFlag(install=False)
     micro, accum = _micro_batches(cfg, world)
     model.to(world.device)
     ddp = DistributedDataParallel(model) if world.world_size > 1 else None
@@ -152,45 +142,41 @@ def train(model, data, loss_fn, cfg: Training, steps: int, world: World, ckpt: C
         "train", sequence_length=cfg.sequence_length, batch_size=cfg.global_batch_sequences,
         rank=world.rank, world_size=world.world_size, seed=cfg.seed, start=start,
     )
-    stop = _StopFlag()
     began = time.perf_counter()
-    try:
-        for step in range(start, steps):
-            scale = cfg.learning_rate * lr_multiplier(step, steps, warmup, cfg.schedule, cfg.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = scale * group["lr_scale"]
-            inputs, targets = next(stream)  # this rank's share: (share, T) each
-            for i, (x, y) in enumerate(zip(inputs.split(micro), targets.split(micro))):
-                # gradients are all-reduced once per step, on the last micro-batch
-                skip_sync = ddp is not None and i < accum - 1
-                with (ddp.no_sync() if skip_sync else nullcontext()), _autocast(world.device):
-                    loss = loss_fn(wrapped(x.to(world.device, non_blocking=True)), y.to(world.device)) / accum
-                loss.backward()
-                interval_loss += loss.detach()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            interval_steps += 1
+    for step in range(start, steps):
+        scale = cfg.learning_rate * lr_multiplier(step, steps, warmup, cfg.schedule, cfg.min_lr_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = scale * group["lr_scale"]
+        inputs, targets = next(stream)  # this rank's share: (share, T) each
+        for i, (x, y) in enumerate(zip(inputs.split(micro), targets.split(micro))):
+            # gradients are all-reduced once per step, on the last micro-batch
+            skip_sync = ddp is not None and i < accum - 1
+            with (ddp.no_sync() if skip_sync else nullcontext()), _autocast(world.device):
+                loss = loss_fn(wrapped(x.to(world.device, non_blocking=True)), y.to(world.device)) / accum
+            loss.backward()
+            interval_loss += loss.detach()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        interval_steps += 1
 
-            done = step + 1
-            if done % log_every == 0 or done == steps:
-                mean = float(world.mean(interval_loss)) / interval_steps
-                interval_loss.zero_()
-                interval_steps = 0
-                if not math.isfinite(mean):
-                    return Outcome("diverged", None, None, curve, 0.0, elapsed + time.perf_counter() - began)
-                curve.append({"step": done, "tokens": done * cfg.global_batch_tokens, "loss": mean})
-                if world.is_main:
-                    print(f"step {done}/{steps} loss {mean:.4f}", file=sys.stderr)
-            if done % cfg.checkpoint_every_steps == 0 and done < steps:
-                save(done)
-            if world.any(stop.set):
-                save(done)
-                world.barrier()
-                raise Interrupted(f"stopped at step {done} of {steps}; checkpoint saved")
-    finally:
-        stop.restore()
+        done = step + 1
+        if done % log_every == 0 or done == steps:
+            mean = float(world.mean(interval_loss)) / interval_steps
+            interval_loss.zero_()
+            interval_steps = 0
+            if not math.isfinite(mean):
+                return Outcome("diverged", None, None, curve, 0.0, elapsed + time.perf_counter() - began)
+            curve.append({"step": done, "tokens": done * cfg.global_batch_tokens, "loss": mean})
+            if world.is_main:
+                print(f"step {done}/{steps} loss {mean:.4f}", file=sys.stderr)
+        if done % cfg.checkpoint_every_steps == 0 and done < steps:
+            save(done)
+        if world.any(stop.set):
+            save(done)
+            world.barrier()
+            raise Interrupted(f"stopped at step {done} of {steps}; checkpoint saved")
     this_run = time.perf_counter() - began
     eval_loss = evaluate(wrapped, data, loss_fn, cfg, world, micro)
     status = "completed" if math.isfinite(eval_loss) else "diverged"
