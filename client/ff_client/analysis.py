@@ -59,25 +59,26 @@ class Analysis:
         return report_json(self)
 
 
-def _without_outliers(points: tuple[Point, ...], keep: bool,
-                      delta: float) -> tuple[tuple[Point, ...], list[Exclusion], list[str]]:
+def _without_outliers(points: tuple[Point, ...], keep: bool, delta: float):
+    """(points kept, exclusions, warnings, the parametric fit of the points kept)."""
     fit = fit_parametric(points, delta)
     flagged = flag_outliers(points, fit) if fit is not None else []
     if not flagged:
-        return points, [], []
+        return points, [], [], fit
     if keep:
         return points, [], [f"{p.label}: far off the parametric fit (modified z {z:+.1f}); kept (--keep-outliers)"
-                             for p, z in flagged]
+                             for p, z in flagged], fit
     dropped = {id(p) for p, _ in flagged}
     exclusions = [Exclusion(p.label, f"outlier: far off the parametric fit (modified z {z:+.1f}, N={p.n_params:.3g}, "
                                      f"D={p.tokens:.3g}, loss {p.loss:.4g})") for p, z in flagged]
-    return tuple(p for p in points if id(p) not in dropped), exclusions, []
+    kept = tuple(p for p in points if id(p) not in dropped)
+    return kept, exclusions, [], fit_parametric(kept, delta)
 
 
 def analyze(observations: Observations, settings: Settings = Settings()) -> Analysis:
-    """Fit Approaches 2 and 3, bootstrap their intervals, backtest, and tabulate the compute-optimal allocation."""
-    points, outliers, kept = _without_outliers(observations.points, settings.keep_outliers, settings.delta)
-    isoflop, parametric = fit_isoflop(points), fit_parametric(points, settings.delta)
+    """Fit every approach, bootstrap their intervals, backtest, and tabulate the compute-optimal allocation."""
+    points, outliers, kept, parametric = _without_outliers(observations.points, settings.keep_outliers, settings.delta)
+    isoflop = fit_isoflop(points)
     curves, kaplan = fit_training_curves(observations.records), fit_kaplan(points)
     budgets = table_budgets([p.budget for p in points], settings.targets) if points else []
     targets = tuple(c for c, _ in budgets)
