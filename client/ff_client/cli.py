@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import click
 
 from ff_client import output
-from ff_client.executor import Event, run_plan
+from ff_client.executor import run_plan
 from ff_client.sweeps import load_resolved
 from ff_core.errors import FlopsFitError
 from ff_core.plan import plan_sweep

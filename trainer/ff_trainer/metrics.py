@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 # Dense bf16 tensor-core peaks in FLOP/s, by the vendors' datasheets (no sparsity).

@@ -7,7 +7,6 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
