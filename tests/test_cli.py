@@ -24,10 +24,12 @@ def test_plan_table_and_json(runner, tiny_manifest, write_sweep):
     table = runner.invoke(main, ["plan", str(sweep)])
     assert table.exit_code == 0, table.output
     assert "6 experiments over 2 budgets" in table.stdout
+    assert "GPU-hours at 35% MFU of 9.89e+14 FLOP/s" in table.stdout
     assert "next: ffctl run" in table.stderr
     data = json.loads(runner.invoke(main, ["plan", str(sweep), "--json"]).stdout)
     assert [e["id"] for e in data["experiments"]][0] == "ec491e45f979"
     assert data["experiments"][0]["tokens"] == 12800
+    assert data["gpuHours"] == pytest.approx(data["totalFlops"] / (989e12 * 0.35) / 3600)
 
 
 def test_plan_fills_and_writes_nparams_from_the_model_plugin(runner, tiny_manifest, write_sweep):

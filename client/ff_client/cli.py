@@ -11,6 +11,7 @@ from ff_client import output
 from ff_client.executor import run_plan
 from ff_client.sweeps import load_resolved
 from ff_core.errors import FlopsFitError
+from ff_core.flops import gpu_hours
 from ff_core.plan import plan_sweep
 from ff_core.store import open_store
 
@@ -35,14 +36,21 @@ def main() -> None:
 @click.argument("sweep", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--write", is_flag=True, help="Write the nParams counted by the model plugin back into SWEEP.")
-def plan(sweep: str, as_json: bool, write: bool) -> None:
-    """Show the experiments SWEEP expands to: id, budget, size, N, D, FLOPs, D/N."""
+@click.option("--gpu-flops", type=float, default=989e12, envvar="FF_GPU_FLOPS",
+              help="Peak FLOP/s of one GPU, for the cost estimate (default: H100/H200 dense bf16). [env: FF_GPU_FLOPS]")
+@click.option("--mfu", type=click.FloatRange(0, 1, min_open=True), default=0.35,
+              help="Assumed model FLOPs utilisation, for the cost estimate.")
+def plan(sweep: str, as_json: bool, write: bool, gpu_flops: float, mfu: float) -> None:
+    """Show the experiments SWEEP expands to (id, budget, size, N, D, FLOPs, D/N) and what they cost."""
     resolved = load_resolved(sweep, write=write, say=output.say)
     the_plan = plan_sweep(resolved)
     if as_json:
-        click.echo(json.dumps(output.plan_json(the_plan), indent=1))
+        data = output.plan_json(the_plan) | {"gpuHours": gpu_hours(the_plan.total_flops, gpu_flops, mfu),
+                                               "assumed": {"gpuFlops": gpu_flops, "mfu": mfu}}
+        click.echo(json.dumps(data, indent=1))
     else:
         click.echo(output.plan_table(the_plan))
+        click.echo(output.plan_cost(the_plan, gpu_flops, mfu))
     for note in the_plan.notes:
         output.warn(note)
     output.next_step(f"ffctl run {sweep}")

@@ -8,6 +8,7 @@ import time
 
 import click
 
+from ff_core.flops import gpu_hours
 from ff_core.plan import Plan
 
 
@@ -46,6 +47,14 @@ def plan_json(plan: Plan) -> dict:
             for e in plan.experiments
         ],
     }
+
+
+def plan_cost(plan: Plan, peak: float, mfu: float) -> str:
+    """The sweep's cost: total FLOPs, and GPU-hours at an assumed utilisation of a GPU's peak."""
+    hours = gpu_hours(plan.total_flops, peak, mfu)
+    largest = max(plan.experiments, key=lambda e: e.flops)
+    return (f"cost: {plan.total_flops:.3g} FLOPs = {hours:.3g} GPU-hours at {mfu:.0%} MFU of {peak:.3g} FLOP/s "
+            f"(largest experiment {gpu_hours(largest.flops, peak, mfu):.3g} GPU-hours)")
 
 
 def plan_table(plan: Plan) -> str:

@@ -21,3 +21,8 @@ def training_flops(n_params: int, tokens: int, flops_per_token_override: float |
 def tokens_for_budget(budget: float, n_params: int, flops_per_token_override: float | None = None) -> float:
     """The D that spends a compute budget C on a model of n_params: D = C / flops_per_token(N)."""
     return budget / flops_per_token(n_params, flops_per_token_override)
+
+
+def gpu_hours(total_flops: float, peak_flops_per_gpu: float, mfu: float) -> float:
+    """GPU-hours to spend `total_flops` at a model FLOPs utilisation `mfu` of a GPU's peak."""
+    return total_flops / (peak_flops_per_gpu * mfu) / 3600.0
