@@ -111,8 +111,10 @@ def test_analyze_external_points_file(runner, tmp_path):
     assert "data_constrained" not in data["approaches"]  # no unique_tokens column: not applicable
     path.write_text("n_params,tokens,loss,unique_tokens\n" + "".join(
         f"{p.n_params},{p.tokens},{p.loss},{p.tokens / (1 + i % 3)}\n" for i, p in enumerate(points)))
-    repeated = json.loads(runner.invoke(main, ["analyze", "--data", str(path), "--json", "--bootstrap", "0"]).stdout)
-    assert repeated["approaches"]["data_constrained"]["repeated_points"] == sum(1 for i in range(len(points)) if i % 3)
+    repeated = json.loads(runner.invoke(main, ["analyze", "--data", str(path), "--json", "--bootstrap", "60"]).stdout)
+    constrained = repeated["approaches"]["data_constrained"]
+    assert constrained["repeated_points"] == sum(1 for i in range(len(points)) if i % 3)
+    assert constrained["parameters"]["r_star_d"]["ci_low"] is not None
     path.write_text("n_params,tokens,loss\n1e6,2e7,2.5\n1e6,abc,2.4\n")
     bad = runner.invoke(main, ["analyze", "--data", str(path)])
     assert bad.exit_code == 1 and "row 2, column 'tokens': 'abc' is not a number" in bad.stderr

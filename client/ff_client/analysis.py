@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ff_client.backtest import backtest
-from ff_client.constrained import ConstrainedFit, fit_data_constrained
+from ff_client.constrained import ConstrainedFit, constrained_stats, fit_data_constrained
 from ff_client.envelope import EnvelopeFit, KaplanFit, fit_kaplan, fit_training_curves
 from ff_client.isoflop import IsoflopFit, fit_isoflop
 from ff_client.outliers import flag_outliers
@@ -80,23 +80,24 @@ def analyze(observations: Observations, settings: Settings = Settings()) -> Anal
     points, outliers, kept, parametric = _without_outliers(observations.points, settings.keep_outliers, settings.delta)
     isoflop = fit_isoflop(points)
     curves, kaplan = fit_training_curves(observations.records), fit_kaplan(points)
+    constrained = fit_data_constrained(points, settings.delta)
     budgets = table_budgets([p.budget for p in points], settings.targets) if points else []
     targets = tuple(c for c, _ in budgets)
     central = {"isoflop": isoflop_stats(isoflop, targets), "parametric": parametric_stats(parametric, targets),
-               "curves": curves_stats(curves, targets), "kaplan": kaplan_stats(kaplan)}
+               "curves": curves_stats(curves, targets), "kaplan": kaplan_stats(kaplan),
+               "constrained": constrained_stats(constrained)}
     intervals = {k: {n: Interval(v) for n, v in stats.items()} for k, stats in central.items() if stats}
     failed, correlations = {}, {}
     if settings.resamples > 0 and points:
         boot = bootstrap(points, central, targets, settings.resamples, settings.seed, settings.workers,
-                         parametric.theta if parametric else None, settings.delta, observations.records)
+                         parametric.theta if parametric else None, settings.delta, observations.records, constrained)
         intervals, failed, correlations = boot["intervals"], boot["failed"], boot["correlations"]
     excluded = tuple(observations.excluded) + tuple(outliers)
     warnings = list(isoflop.warnings) + (list(parametric.warnings) if parametric else []) + kept
     warnings += [f"excluded {e.label}: {e.reason}" for e in excluded]
     warnings += [f"{n} of {settings.resamples} {k} bootstrap fits failed and were left out" for k, n in failed.items() if n]
-    rows = optimal_rows(budgets, {k: v for k, v in intervals.items() if k != "kaplan"})
-    return Analysis(observations.sweep, points, isoflop, parametric, curves, kaplan,
-                    fit_data_constrained(points, settings.delta), intervals, tuple(rows), settings,
+    rows = optimal_rows(budgets, {k: v for k, v in intervals.items() if k not in ("kaplan", "constrained")})
+    return Analysis(observations.sweep, points, isoflop, parametric, curves, kaplan, constrained, intervals, tuple(rows), settings,
                     excluded, backtest(points), failed, correlations, tuple(warnings))
 
 

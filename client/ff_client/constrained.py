@@ -37,16 +37,29 @@ def effective_tokens(tokens: float, unique: float, r_star: float) -> float:
     return unique + unique * r_star * (1 - np.exp(-repetitions / r_star))
 
 
-def fit_data_constrained(points: tuple[Point, ...], delta: float = 1e-3) -> ConstrainedFit | None:
-    """None unless some points repeat their data (unique_tokens < tokens) and there are 6 or more points."""
+def fit_data_constrained(points, delta: float = 1e-3, start: ConstrainedFit | None = None) -> ConstrainedFit | None:
+    """None unless some points repeat their data (unique_tokens < tokens) and there are 6 or more points.
+
+    `start` (the full-data fit, for bootstrap resamples) narrows the profile to 0.5x..2x its R*_D and
+    warm-starts every surface fit from its optimum.
+    """
     known = [p for p in points if p.unique_tokens is not None]
     repeated = sum(p.unique_tokens < p.tokens for p in known)
     if repeated == 0 or len(known) < 6:
         return None
+    grid = R_STAR_GRID if start is None else start.r_star * np.geomspace(0.5, 2, 5)
     best: ConstrainedFit | None = None
-    for r_star in R_STAR_GRID:
+    for r_star in grid:
         shifted = [replace(p, tokens=effective_tokens(p.tokens, p.unique_tokens, r_star)) for p in known]
-        fit = fit_parametric(shifted, delta, best.surface.theta if best else None) if best else fit_parametric(shifted, delta)
+        warm = start.surface.theta if start else (best.surface.theta if best else None)
+        fit = fit_parametric(shifted, delta, warm)
         if fit is not None and (best is None or fit.objective < best.surface.objective):
             best = ConstrainedFit(float(r_star), fit, repeated)
     return best
+
+
+def constrained_stats(fit: ConstrainedFit | None, targets: tuple[float, ...] = ()) -> dict[str, float] | None:
+    if fit is None:
+        return None
+    s = fit.surface
+    return {"r_star_d": fit.r_star, "E": s.E, "A": s.A, "B": s.B, "alpha": s.alpha, "beta": s.beta}

@@ -10,7 +10,7 @@ JSON schema (version 1):
   approaches.curves (Approach 1, stores only): parameters {a, b, l_exponent}, r2, predictions
   approaches.kaplan: parameters {alpha_n, n_c, alpha_d, d_c}, r2
   approaches.data_constrained (points with unique_tokens < tokens): parameters {r_star_d, E, A, B, alpha, beta}
-                      (profiled, no intervals), objective, repeated_points
+                      objective, repeated_points
   every parameter and predicted quantity is {value, ci_low, ci_high} (ci_* null without a bootstrap);
   table [{approach, flops, kind, n_opt, d_opt, l_opt, tokens_per_param}], backtest, excluded [{label, reason}],
   bootstrap_failures {approach: count}, warnings [...], files [...].
@@ -86,11 +86,10 @@ def _constrained_section(analysis) -> list[str]:
     fit = analysis.constrained
     if fit is None:
         return []
-    p = fit.surface
-    return ["## Data-constrained (Muennighoff et al. 2023): D' = U + U R*(1 - exp(-(D/U - 1)/R*))",
-            f"  {fit.repeated_points} points repeat their data; R*_D {fit.r_star:.3g} (profiled; no intervals)",
-            f"  E {p.E:.4g}, A {p.A:.4g}, B {p.B:.4g}, alpha {p.alpha:.4f}, beta {p.beta:.4f}, "
-            f"Huber objective {p.objective:.4g}"]
+    lines = ["## Data-constrained (Muennighoff et al. 2023): D' = U + U R*(1 - exp(-(D/U - 1)/R*))",
+             f"  {fit.repeated_points} points repeat their data; R*_D profiled on a log grid; "
+             f"Huber objective {fit.surface.objective:.4g}"]
+    return lines + [f"  {name:14} {_ci(v)}" for name, v in _parameters(analysis, "constrained").items()]
 
 
 def _backtest_section(bt: dict | None) -> list[str]:
@@ -158,9 +157,7 @@ def report_json(analysis) -> dict[str, Any]:
     if analysis.constrained is not None:
         c = analysis.constrained
         approaches["data_constrained"] = {
-            "parameters": {name: {"value": v, "ci_low": None, "ci_high": None} for name, v in (
-                ("r_star_d", c.r_star), ("E", c.surface.E), ("A", c.surface.A), ("B", c.surface.B),
-                ("alpha", c.surface.alpha), ("beta", c.surface.beta))},
+            "parameters": {k: v.to_json() for k, v in _parameters(analysis, "constrained").items()},
             "objective": c.surface.objective, "repeated_points": c.repeated_points}
     return {
         "schema_version": SCHEMA_VERSION, "sweep": analysis.sweep, "points": len(analysis.points),

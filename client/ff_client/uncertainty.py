@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ff_client.constrained import ConstrainedFit, constrained_stats, fit_data_constrained
 from ff_client.envelope import EnvelopeFit, KaplanFit, fit_kaplan, fit_training_curves
 from ff_client.isoflop import IsoflopFit, fit_isoflop
 from ff_client.parametric import ParametricFit, fit_parametric
@@ -90,6 +91,7 @@ class _Job:
     targets: tuple[float, ...]
     start: tuple[float, ...] | None  # the full-data parametric optimum
     delta: float
+    constrained: ConstrainedFit | None = None  # the full-data data-constrained fit, when there is one
 
 
 def _replicate(job: _Job, sample: list[Point]) -> dict[str, dict | None]:
@@ -98,6 +100,8 @@ def _replicate(job: _Job, sample: list[Point]) -> dict[str, dict | None]:
            "kaplan": _guarded(lambda: kaplan_stats(fit_kaplan(tuple(sample))))}
     if job.start is not None:
         out["parametric"] = _guarded(lambda: parametric_stats(fit_parametric(sample, job.delta, job.start), t))
+    if job.constrained is not None:
+        out["constrained"] = _guarded(lambda: constrained_stats(fit_data_constrained(sample, job.delta, job.constrained)))
     if job.records:
         picked = tuple(job.records[p.label] for p in sample if p.label in job.records)
         out["curves"] = _guarded(lambda: curves_stats(fit_training_curves(picked), t))
@@ -138,7 +142,7 @@ def correlations(replicates: list[dict | None], names=("E", "A", "B", "alpha", "
 
 def bootstrap(points, central: dict[str, dict | None], targets: tuple[float, ...], resamples: int, seed: int = 0,
               workers: int | None = None, start: tuple[float, ...] | None = None, delta: float = 1e-3,
-              records: tuple[ResultRecord, ...] = ()) -> dict:
+              records: tuple[ResultRecord, ...] = (), constrained: ConstrainedFit | None = None) -> dict:
     """{"intervals": {approach: {name: Interval}}, "failed": {approach: count}, "correlations": {...}}.
 
     `central` holds each approach's numbers from the full data (None where it was not fitted).
@@ -149,7 +153,7 @@ def bootstrap(points, central: dict[str, dict | None], targets: tuple[float, ...
     groups = [by_budget[b] for b in sorted(by_budget)]
     by_id = {r.experiment: r for r in records} if central.get("curves") else {}
     counts = [min(CHUNK, resamples - i) for i in range(0, resamples, CHUNK)]
-    jobs = [_Job(groups, by_id, s, n, targets, start, delta)
+    jobs = [_Job(groups, by_id, s, n, targets, start, delta, constrained)
             for s, n in zip(np.random.SeedSequence(seed).spawn(len(counts)), counts)]
     workers = workers or os.cpu_count() or 1
     if workers > 1 and len(jobs) > 1:
