@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -70,3 +71,19 @@ def test_failed_experiment_is_reported_with_its_log(tiny_manifest, write_sweep, 
     assert "failed  " in proc.stderr and "exit 3" in proc.stderr and "3 experiment(s) failed" in proc.stderr
     log = next((tmp_path / "s" / "unit" / "logs").glob("*.log"))
     assert "missing.txt' is not a file or folder" in log.read_text()
+
+
+def test_run_and_analyze_through_s3(tiny_manifest, write_sweep, tmp_path, s3_endpoint):
+    """The whole local loop against a real S3 endpoint: checkpoints and records in a bucket, fitted from there."""
+    tiny_manifest["spec"]["budgets"] = [6.0e8, 1.2e9, 2.4e9]
+    sweep = write_sweep(tiny_manifest)
+    env = dict(os.environ, FF_S3_ENDPOINT_URL=s3_endpoint, NO_COLOR="1")
+    uri = f"s3://ff-test/{tmp_path.name}"
+    run = ffctl("run", str(sweep), "--store", uri, "--workers", "2", env=env)
+    assert run.returncode == 0, run.stderr
+    assert "9 trained, 0 already done, 0 failed" in run.stderr
+    analyze = ffctl("analyze", f"{uri}/unit", "--json", "--bootstrap", "20", env=env)
+    assert analyze.returncode == 0, analyze.stderr
+    assert json.loads(analyze.stdout)["points"] == 9
+    again = ffctl("run", str(sweep), "--store", uri, env=env)
+    assert "0 trained, 9 already done" in again.stderr
