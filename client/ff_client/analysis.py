@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ff_client.backtest import backtest
-from ff_client.constrained import ConstrainedFit, constrained_stats, fit_data_constrained
+from ff_client.constrained import R_STAR_GRID, ConstrainedFit, constrained_stats, fit_data_constrained
 from ff_client.envelope import EnvelopeFit, KaplanFit, fit_kaplan, fit_training_curves
 from ff_client.isoflop import IsoflopFit, fit_isoflop
 from ff_client.outliers import flag_outliers
@@ -94,6 +94,9 @@ def analyze(observations: Observations, settings: Settings = Settings()) -> Anal
         intervals, failed, correlations = boot["intervals"], boot["failed"], boot["correlations"]
     excluded = tuple(observations.excluded) + tuple(outliers)
     warnings = list(isoflop.warnings) + (list(parametric.warnings) if parametric else []) + kept
+    if constrained is not None and constrained.r_star in (R_STAR_GRID[0], R_STAR_GRID[-1]):
+        warnings.append(f"data-constrained fit: R*_D sits at the edge of its grid ({constrained.r_star:.3g}); "
+                        "the data do not pin it down (too few or too little repetition)")
     warnings += [f"excluded {e.label}: {e.reason}" for e in excluded]
     warnings += [f"{n} of {settings.resamples} {k} bootstrap fits failed and were left out" for k, n in failed.items() if n]
     rows = optimal_rows(budgets, {k: v for k, v in intervals.items() if k not in ("kaplan", "constrained")})
