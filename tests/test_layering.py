@@ -9,12 +9,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {"ff_core": REPO / "core" / "ff_core", "ff_trainer": REPO / "trainer" / "ff_trainer",
-            "ff_plugins": REPO / "plugins" / "ff_plugins", "ff_client": REPO / "client" / "ff_client"}
+            "ff_plugins": REPO / "plugins" / "ff_plugins", "ff_client": REPO / "client" / "ff_client",
+            "ff_operator": REPO / "operator" / "ff_operator"}
 FORBIDDEN = {
     "ff_core": {"ff_trainer", "ff_plugins", "ff_client", "torch", "kopf", "kubernetes", "matplotlib", "scipy"},
     "ff_trainer": {"ff_client", "ff_plugins", "kopf", "kubernetes"},
     "ff_plugins": {"ff_client", "kopf", "kubernetes"},
-    "ff_client": {"ff_trainer", "ff_plugins", "torch"},
+    "ff_client": {"ff_trainer", "ff_plugins", "ff_operator", "torch"},
+    "ff_operator": {"ff_trainer", "ff_plugins", "ff_client", "torch", "numpy", "scipy", "matplotlib", "boto3"},
 }
 
 

@@ -124,6 +124,29 @@ class Storage(_Model):
         return value
 
 
+class Execution(_Model):
+    """How a cluster runs the sweep: concurrency, retries, the failure budget, and each Job's pod."""
+
+    parallelism: int = Field(default=4, ge=1, description="experiments running at once")
+    retries_per_experiment: int = Field(default=2, ge=0, description="new attempts after a retryable failure")
+    max_failed_experiments: int | None = Field(default=None, ge=0, description="failure budget; none: no limit")
+    failure_policy: Literal["LetFinish", "StopActive"] = "LetFinish"
+    suspend: bool = Field(default=False, description="plan only: create no Jobs until false again")
+    image: str = "ghcr.io/flops-fit/trainer:0.1.0"
+    gpus_per_experiment: int = Field(default=1, ge=0)
+    cpu: str = "8"
+    memory: str = "64Gi"
+    service_account_name: str = "flops-fit-trainer"
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    priority_class_name: str | None = None
+    queue_name: str | None = Field(default=None, description="Kueue LocalQueue; Jobs are then created suspended")
+    workload_priority_class: str | None = Field(default=None, description="Kueue WorkloadPriorityClass")
+    s3_credentials_secret: str | None = Field(default=None, description="Secret with AWS_ACCESS_KEY_ID etc.")
+    active_deadline_seconds: int | None = Field(default=None, gt=0)
+    ttl_seconds_after_finished: int = Field(default=86400, ge=0)
+
+
 class SweepSpec(_Model):
     """What to train: plugins, budgets, the size family and the training knobs."""
 
@@ -139,6 +162,7 @@ class SweepSpec(_Model):
     tokens_per_param: TokensPerParam = TokensPerParam()
     training: Training = Training()
     storage: Storage = Storage()
+    execution: Execution = Execution()
 
     @field_validator("budgets")
     @classmethod

@@ -1,0 +1,109 @@
+"""The Job of one experiment attempt, as a pure function of the sweep, the experiment and the attempt.
+
+Retries are the operator's (backoffLimit 0, a new Job per attempt); preemption is the Job controller's
+(pod condition DisruptionTarget is ignored, so a preempted pod is replaced without counting as a
+failure); the trainer's permanent exit codes (bad config 3, diverged 4) fail the Job at once.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ff_core import exit_codes
+from ff_core.plan import Experiment
+from ff_core.spec import ScalingSweep
+
+GROUP = "flopsfit.dev"
+LABEL_SWEEP = f"{GROUP}/sweep"
+LABEL_EXPERIMENT = f"{GROUP}/experiment"
+LABEL_ATTEMPT = f"{GROUP}/attempt"
+CONTAINER = "trainer"
+SWEEP_ENV = "FF_SWEEP"
+
+
+def job_name(sweep: str, experiment: str, attempt: int) -> str:
+    """<sweep>-<experiment id>-a<attempt>: at most 40 + 1 + 12 + 5 characters, within a DNS label's 63."""
+    return f"{sweep}-{experiment}-a{attempt}"
+
+
+def _pod_security() -> tuple[dict, dict]:
+    pod = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+           "seccompProfile": {"type": "RuntimeDefault"}}
+    container = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                 "capabilities": {"drop": ["ALL"]}}
+    return pod, container
+
+
+def _container(sweep: ScalingSweep, experiment: Experiment) -> dict[str, Any]:
+    ex = sweep.spec.execution
+    gpus = ex.gpus_per_experiment
+    limits = {"cpu": ex.cpu, "memory": ex.memory} | ({"nvidia.com/gpu": str(gpus)} if gpus else {})
+    # The sweep travels in the environment, so the pod needs no ConfigMap and no API access.
+    env = [{"name": SWEEP_ENV, "value": json.dumps(sweep.to_manifest(), sort_keys=True, separators=(",", ":"))},
+           {"name": "HOME", "value": "/tmp"}]
+    container = {
+        "name": CONTAINER,
+        "image": ex.image,
+        "command": ["torchrun", "--standalone", f"--nproc_per_node={max(gpus, 1)}", "-m", "ff_trainer",
+                    "--sweep", f"env:{SWEEP_ENV}", "--experiment", experiment.id],
+        "env": env,
+        "resources": {"requests": dict(limits), "limits": limits},
+        "securityContext": _pod_security()[1],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "shm", "mountPath": "/dev/shm"}],
+    }
+    if ex.s3_credentials_secret:
+        container["envFrom"] = [{"secretRef": {"name": ex.s3_credentials_secret}}]
+    return container
+
+
+def _labels(sweep: ScalingSweep, experiment: Experiment, attempt: int) -> dict[str, str]:
+    ex = sweep.spec.execution
+    labels = {LABEL_SWEEP: sweep.name, LABEL_EXPERIMENT: experiment.id, LABEL_ATTEMPT: str(attempt),
+              "app.kubernetes.io/managed-by": "flops-fit"}
+    if ex.queue_name:
+        labels["kueue.x-k8s.io/queue-name"] = ex.queue_name
+    if ex.workload_priority_class:
+        labels["kueue.x-k8s.io/priority-class"] = ex.workload_priority_class
+    return labels
+
+
+def build_job(sweep: ScalingSweep, experiment: Experiment, attempt: int, owner_uid: str) -> dict[str, Any]:
+    """The batch/v1 Job manifest for attempt `attempt` (1-based) of `experiment`."""
+    ex = sweep.spec.execution
+    labels = _labels(sweep, experiment, attempt)
+    pod_security, _ = _pod_security()
+    pod_spec = {
+        "restartPolicy": "Never",
+        "serviceAccountName": ex.service_account_name,
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security,
+        "containers": [_container(sweep, experiment)],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "shm", "emptyDir": {"medium": "Memory"}}],
+    }
+    for key, value in (("nodeSelector", ex.node_selector), ("tolerations", ex.tolerations),
+                       ("priorityClassName", ex.priority_class_name)):
+        if value:
+            pod_spec[key] = value
+    spec = {
+        "backoffLimit": 0,
+        "podFailurePolicy": {"rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {"action": "FailJob", "onExitCodes": {"containerName": CONTAINER, "operator": "In",
+                                                  "values": sorted(exit_codes.PERMANENT)}},
+        ]},
+        "ttlSecondsAfterFinished": ex.ttl_seconds_after_finished,
+        "suspend": bool(ex.queue_name),  # Kueue admits (unsuspends) queued Jobs
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
+    if ex.active_deadline_seconds:
+        spec["activeDeadlineSeconds"] = ex.active_deadline_seconds
+    metadata = {
+        "name": job_name(sweep.name, experiment.id, attempt),
+        "labels": labels,
+        "ownerReferences": [{"apiVersion": f"{GROUP}/v1alpha1", "kind": "ScalingSweep", "name": sweep.name,
+                             "uid": owner_uid, "controller": True, "blockOwnerDeletion": True}],
+    }
+    if sweep.metadata.namespace:
+        metadata["namespace"] = sweep.metadata.namespace
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}

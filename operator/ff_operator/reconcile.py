@@ -1,0 +1,152 @@
+"""Reconcile, as one pure function: (plan, execution settings, observed Jobs, previous status) -> actions.
+
+State is recomputed from scratch every time: from the Jobs found by label, and from the terminal states
+already recorded in the sweep's status (a Job deleted by its TTL is remembered there; an experiment
+recorded terminal never gets a Job again). Job names are deterministic, so creating one that exists is
+success and a restarted operator duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from ff_core.plan import Experiment, Plan
+from ff_core.spec import Execution
+from ff_operator.jobs import LABEL_ATTEMPT, LABEL_EXPERIMENT
+
+SUCCEEDED, FAILED, RUNNING, RETRYING, PENDING = "Succeeded", "Failed", "Running", "Retrying", "Pending"
+TERMINAL = {SUCCEEDED, FAILED}
+
+
+@dataclass(frozen=True)
+class ObservedJob:
+    name: str
+    experiment: str
+    attempt: int
+    state: str  # "active" | "succeeded" | "failed"
+    permanent: bool = False  # failed by the pod failure policy (trainer exit 3 or 4): no retry helps
+
+
+def observe(job: dict[str, Any]) -> ObservedJob:
+    """Read what reconcile needs from a batch/v1 Job object."""
+    labels = job["metadata"].get("labels", {})
+    conditions = {c["type"]: c for c in job.get("status", {}).get("conditions", []) if c.get("status") == "True"}
+    if "Complete" in conditions:
+        state, permanent = "succeeded", False
+    elif "Failed" in conditions:
+        state, permanent = "failed", conditions["Failed"].get("reason") == "PodFailurePolicy"
+    else:
+        state, permanent = "active", False
+    return ObservedJob(job["metadata"]["name"], labels[LABEL_EXPERIMENT], int(labels[LABEL_ATTEMPT]), state, permanent)
+
+
+@dataclass(frozen=True)
+class Actions:
+    create: tuple[tuple[Experiment, int], ...]  # (experiment, attempt)
+    delete: tuple[str, ...]                     # Job names
+    status: dict[str, Any]
+    events: tuple[tuple[str, str], ...] = field(default=())  # (reason, message) for key transitions
+
+
+def _experiment_states(plan: Plan, jobs: list[ObservedJob], recorded: dict[str, dict], retries: int):
+    """Per experiment id: (state, attempts so far, its active Job name or None)."""
+    by_experiment: dict[str, list[ObservedJob]] = defaultdict(list)
+    for job in jobs:
+        by_experiment[job.experiment].append(job)
+    states = {}
+    for e in plan.experiments:
+        mine = sorted(by_experiment.get(e.id, []), key=lambda j: j.attempt)
+        attempts = max([j.attempt for j in mine] + [recorded.get(e.id, {}).get("a", 0)])
+        active = next((j.name for j in mine if j.state == "active"), None)
+        if recorded.get(e.id, {}).get("s") in TERMINAL:
+            state = recorded[e.id]["s"]
+        elif any(j.state == "succeeded" for j in mine):
+            state = SUCCEEDED
+        elif active:
+            state = RUNNING
+        elif mine and mine[-1].state == "failed":
+            state = FAILED if mine[-1].permanent or attempts > retries else RETRYING
+        else:
+            state = PENDING
+        states[e.id] = (state, attempts, active)
+    return states
+
+
+def plan_hash(plan: Plan) -> str:
+    return hashlib.sha256(",".join(e.id for e in plan.experiments).encode()).hexdigest()[:16]
+
+
+def reconcile(plan: Plan, execution: Execution, jobs: list[ObservedJob], previous: dict[str, Any],
+              generation: int, now: str) -> Actions:
+    """What to create and delete, and the new status; `previous` is the sweep's current status (or {})."""
+    recorded = {row["id"]: row for row in previous.get("experiments", [])}
+    states = _experiment_states(plan, jobs, recorded, execution.retries_per_experiment)
+    counts = Counter(state for state, _, _ in states.values())
+    budget = execution.max_failed_experiments
+    stopped = budget is not None and counts[FAILED] > budget
+    create, delete = [], []
+    if stopped and execution.failure_policy == "StopActive":
+        delete = [active for state, _, active in states.values() if active]
+    elif not stopped and not execution.suspend:
+        slots = execution.parallelism - counts[RUNNING]
+        waiting = [e for e in plan.experiments if states[e.id][0] == RETRYING] + \
+                  [e for e in plan.experiments if states[e.id][0] == PENDING]
+        create = [(e, states[e.id][1] + 1) for e in waiting[:max(slots, 0)]]
+    status = summarize(plan, execution, states, previous, generation, now, stopped)
+    return Actions(tuple(create), tuple(delete), status, _events(previous, status, create))
+
+
+def _phase(counts: Counter, total: int, suspended: bool, stopped: bool) -> str:
+    if counts[SUCCEEDED] + counts[FAILED] == total:
+        return "Succeeded" if counts[FAILED] == 0 else "Failed"
+    if stopped:
+        return "Stopped"
+    if suspended and counts[RUNNING] == 0:
+        return "Suspended"
+    return "Running" if counts[RUNNING] or counts[SUCCEEDED] or counts[FAILED] else "Pending"
+
+
+def _condition(previous: dict, kind: str, true: bool, reason: str, message: str, now: str) -> dict[str, str]:
+    """A condition whose lastTransitionTime moves only when its status changes."""
+    status = "True" if true else "False"
+    old = next((c for c in previous.get("conditions", []) if c["type"] == kind), None)
+    since = old["lastTransitionTime"] if old and old["status"] == status else now
+    return {"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
+
+
+def summarize(plan: Plan, execution: Execution, states: dict, previous: dict, generation: int, now: str,
+              stopped: bool) -> dict[str, Any]:
+    """The status from scratch: phase, counts, conditions, observedGeneration, plan hash, compact rows."""
+    counts = Counter(state for state, _, _ in states.values())
+    total = len(plan.experiments)
+    phase = _phase(counts, total, execution.suspend, stopped)
+    done = counts[SUCCEEDED] + counts[FAILED]
+    return {
+        "phase": phase,
+        "observedGeneration": generation,
+        "planHash": plan_hash(plan),
+        "total": total, "succeeded": counts[SUCCEEDED], "failed": counts[FAILED], "running": counts[RUNNING],
+        "pending": counts[PENDING] + counts[RETRYING],
+        "conditions": [
+            _condition(previous, "Complete", done == total, phase, f"{done}/{total} experiments finished", now),
+            _condition(previous, "Suspended", execution.suspend, "Suspend" if execution.suspend else "Active",
+                       "spec.execution.suspend is true: no Jobs are created" if execution.suspend else "", now),
+            _condition(previous, "FailureBudgetExceeded", stopped, "MaxFailedExperiments" if stopped else "WithinBudget",
+                       f"{counts[FAILED]} failed experiments, budget {execution.max_failed_experiments}", now),
+        ],
+        # compact: a short row per experiment (id, one state word, attempts) stays small for 1,000 experiments
+        "experiments": [{"id": e.id, "s": states[e.id][0], "a": states[e.id][1]} for e in plan.experiments],
+    }
+
+
+def _events(previous: dict, status: dict, create: list) -> tuple[tuple[str, str], ...]:
+    events = []
+    if create:
+        shown = ", ".join(f"{e.id} attempt {a}" for e, a in create[:5])
+        events.append(("JobsCreated", f"created {len(create)} Job(s): {shown}" + (" ..." if len(create) > 5 else "")))
+    if previous.get("phase") != status["phase"]:
+        events.append(("Phase" + status["phase"], f"phase {previous.get('phase', 'None')} -> {status['phase']}"))
+    return tuple(events)

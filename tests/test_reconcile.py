@@ -1,0 +1,154 @@
+"""reconcile() transition by transition, and properties over random Job histories (hypothesis)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from ff_core.plan import plan_sweep
+from ff_core.spec import Execution, parse_sweep
+from ff_operator.jobs import job_name
+from ff_operator.reconcile import ObservedJob, observe, reconcile
+
+from conftest import TINY
+
+NOW = "2026-11-27T12:00:00Z"
+
+
+@pytest.fixture
+def plan(tiny_manifest):
+    return plan_sweep(parse_sweep(tiny_manifest))  # 6 experiments
+
+
+def ex(**kwargs) -> Execution:
+    return Execution(**{"parallelism": 2, "retries_per_experiment": 1} | kwargs)
+
+
+def job(plan, index: int, attempt: int, state: str, permanent: bool = False) -> ObservedJob:
+    e = plan.experiments[index]
+    return ObservedJob(job_name(plan.sweep, e.id, attempt), e.id, attempt, state, permanent)
+
+
+def created(actions) -> list[tuple[int, int]]:
+    return [(e.index, attempt) for e, attempt in actions.create]
+
+
+def test_fresh_sweep_starts_parallelism_jobs(plan):
+    actions = reconcile(plan, ex(), [], {}, 1, NOW)
+    assert created(actions) == [(0, 1), (1, 1)]
+    assert actions.status["phase"] == "Pending" and actions.status["pending"] == 6
+    assert actions.status["observedGeneration"] == 1 and len(actions.status["planHash"]) == 16
+    assert ("JobsCreated", actions.events[0][1]) == actions.events[0]
+
+
+def test_running_jobs_fill_slots_only(plan):
+    actions = reconcile(plan, ex(), [job(plan, 0, 1, "active")], {}, 1, NOW)
+    assert created(actions) == [(1, 1)] and actions.status["running"] == 1
+
+
+def test_success_frees_a_slot_and_is_recorded(plan):
+    actions = reconcile(plan, ex(), [job(plan, 0, 1, "succeeded"), job(plan, 1, 1, "active")], {}, 1, NOW)
+    assert created(actions) == [(2, 1)] and actions.status["succeeded"] == 1
+    assert actions.status["experiments"][0] == {"id": plan.experiments[0].id, "s": "Succeeded", "a": 1}
+
+
+def test_retryable_failure_gets_a_new_attempt_first(plan):
+    actions = reconcile(plan, ex(), [job(plan, 0, 1, "failed"), job(plan, 1, 1, "active")], {}, 1, NOW)
+    assert created(actions) == [(0, 2)]
+
+
+def test_retries_run_out(plan):
+    jobs = [job(plan, 0, 1, "failed"), job(plan, 0, 2, "failed")]
+    actions = reconcile(plan, ex(), jobs, {}, 1, NOW)
+    assert actions.status["failed"] == 1 and (0, 3) not in created(actions)
+    assert created(actions) == [(1, 1), (2, 1)]
+
+
+def test_permanent_failure_is_not_retried(plan):
+    actions = reconcile(plan, ex(retries_per_experiment=5), [job(plan, 0, 1, "failed", permanent=True)], {}, 1, NOW)
+    assert actions.status["failed"] == 1 and created(actions) == [(1, 1), (2, 1)]
+
+
+def test_recorded_terminal_state_survives_a_deleted_job(plan):
+    first = reconcile(plan, ex(), [job(plan, 0, 1, "succeeded")], {}, 1, NOW)
+    after_ttl = reconcile(plan, ex(), [], first.status, 1, NOW)  # the Job is gone; the status remembers
+    assert (0, 1) not in created(after_ttl) and after_ttl.status["succeeded"] == 1
+
+
+def test_attempts_survive_a_deleted_failed_job(plan):
+    first = reconcile(plan, ex(retries_per_experiment=3), [job(plan, 0, 2, "failed")], {}, 1, NOW)
+    again = reconcile(plan, ex(retries_per_experiment=3), [], first.status, 1, NOW)
+    assert (0, 3) in created(again)
+
+
+def test_suspend_creates_nothing_and_resuming_does(plan):
+    suspended = reconcile(plan, ex(suspend=True), [], {}, 2, NOW)
+    assert suspended.create == () and suspended.status["phase"] == "Suspended"
+    resumed = reconcile(plan, ex(), [], suspended.status, 3, NOW)
+    assert created(resumed) == [(0, 1), (1, 1)]
+
+
+def test_failure_budget_stop_active_and_let_finish(plan):
+    jobs = [job(plan, 0, 1, "failed", True), job(plan, 1, 1, "failed", True), job(plan, 2, 1, "active")]
+    stop = reconcile(plan, ex(max_failed_experiments=1, failure_policy="StopActive"), jobs, {}, 1, NOW)
+    assert stop.create == () and stop.delete == (jobs[2].name,) and stop.status["phase"] == "Stopped"
+    let = reconcile(plan, ex(max_failed_experiments=1), jobs, {}, 1, NOW)
+    assert let.create == () and let.delete == ()
+    exceeded = {c["type"]: c for c in let.status["conditions"]}["FailureBudgetExceeded"]
+    assert exceeded["status"] == "True" and exceeded["reason"] == "MaxFailedExperiments"
+
+
+def test_finished_sweep_phase_and_stable_conditions(plan):
+    done = [job(plan, i, 1, "succeeded") for i in range(6)]
+    first = reconcile(plan, ex(), done, {}, 1, NOW)
+    assert first.status["phase"] == "Succeeded" and first.create == ()
+    later = reconcile(plan, ex(), done, first.status, 1, "2026-11-28T00:00:00Z")
+    complete = {c["type"]: c for c in later.status["conditions"]}["Complete"]
+    assert complete["status"] == "True" and complete["lastTransitionTime"] == NOW  # moves only on change
+    assert not [e for e in later.events if e[0].startswith("Phase")]
+
+
+def test_observe_reads_job_objects():
+    base = {"metadata": {"name": "s-e1-a2", "labels": {"flopsfit.dev/experiment": "e1", "flopsfit.dev/attempt": "2"}}}
+    assert observe(base).state == "active" and observe(base).attempt == 2
+    done = base | {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    assert observe(done).state == "succeeded"
+    failed = base | {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}]}}
+    assert observe(failed).state == "failed" and observe(failed).permanent
+    timeout = base | {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}}
+    assert not observe(timeout).permanent
+
+
+# --- properties: a simulated cluster applies reconcile's actions, then random Jobs finish ---
+
+outcomes = st.lists(st.tuples(st.integers(0, 50), st.sampled_from(["succeeded", "failed", "permanent", "stay"])),
+                    max_size=80)
+
+
+@settings(max_examples=150, deadline=None)
+@given(outcomes=outcomes, parallelism=st.integers(1, 4), retries=st.integers(0, 2))
+def test_random_histories_respect_parallelism_and_lose_nothing(outcomes, parallelism, retries):
+    """reconcile keeps no memory of its own: each call sees only the Jobs and the last status, as after a restart."""
+    plan = plan_sweep(parse_sweep(TINY))
+    execution = Execution(parallelism=parallelism, retries_per_experiment=retries)
+    jobs: dict[str, ObservedJob] = {}
+    status: dict = {}
+    created_names: list[str] = []
+    for step, (pick, outcome) in enumerate(outcomes + [(0, "succeeded")] * 60):
+        actions = reconcile(plan, execution, list(jobs.values()), status, 1, NOW)
+        status = actions.status
+        for e, attempt in actions.create:
+            name = job_name(plan.sweep, e.id, attempt)
+            assert name not in jobs, "never a duplicate Job"
+            jobs[name] = ObservedJob(name, e.id, attempt, "active")
+            created_names.append(name)
+        assert sum(j.state == "active" for j in jobs.values()) <= parallelism
+        active = [j for j in jobs.values() if j.state == "active"]
+        if active and outcome != "stay":
+            j = active[pick % len(active)]
+            jobs[j.name] = ObservedJob(j.name, j.experiment, j.attempt, "failed" if outcome != "succeeded" else "succeeded",
+                                       outcome == "permanent")
+    final = reconcile(plan, execution, list(jobs.values()), status, 1, NOW).status
+    assert len(created_names) == len(set(created_names))
+    assert final["succeeded"] + final["failed"] == final["total"] == 6  # every experiment reached an end
+    assert {row["id"] for row in final["experiments"]} == {e.id for e in plan.experiments}
