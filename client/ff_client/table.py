@@ -72,7 +72,7 @@ def to_markdown(rows: list[Row]) -> str:
 
 
 def to_latex(rows: list[Row]) -> str:
-    """A booktabs table body; intervals as [low, high] beneath nothing else, ready for \\input."""
+    """A booktabs tabular (values with their [low, high] intervals), ready for \\input."""
     lines = [r"\begin{tabular}{llllrll}", r"\toprule",
              r"Approach & FLOPs & $N_{opt}$ & $D_{opt}$ & $D/N$ & $L_{opt}$ & Budget \\", r"\midrule"]
     for r in rows:
