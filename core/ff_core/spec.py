@@ -18,7 +18,7 @@ KIND = "ScalingSweep"
 # Job names are <sweep>-<experiment id>-a<attempt> and must fit 63 characters.
 MAX_NAME_LENGTH = 40
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_PLUGIN_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+PLUGIN_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 class _Model(BaseModel):
@@ -38,7 +38,7 @@ class PluginRef(_Model):
     @field_validator("plugin")
     @classmethod
     def _import_path(cls, value: str) -> str:
-        if not _PLUGIN_PATH.match(value):
+        if not PLUGIN_PATH.match(value):
             raise ValueError(
                 f'{value!r} is not an import path; write it as "package.module:Name", '
                 'e.g. "ff_plugins.gpt:GPT"'
