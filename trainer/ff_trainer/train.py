@@ -19,6 +19,9 @@ from ff_trainer.signals import StopFlag
 from ff_trainer.world import World
 
 
+STOP_POLL_STEPS = 10  # with several processes, how often a SIGTERM is looked for
+
+
 class Interrupted(Exception):
     """SIGTERM arrived; a checkpoint was written and the process should exit (retryable)."""
 
@@ -172,7 +175,8 @@ def train(model, data, loss_fn, cfg: Training, steps: int, world: World, ckpt: C
                 print(f"step {done}/{steps} loss {mean:.4f}", file=sys.stderr)
         if done % cfg.checkpoint_every_steps == 0 and done < steps:
             save(done)
-        if world.any(stop.set):
+        # Across processes the flag is agreed by an all-reduce (a host sync), so only every few steps.
+        if (world.world_size == 1 or done % STOP_POLL_STEPS == 0) and world.any(stop.set):
             save(done)
             world.barrier()
             raise Interrupted(f"stopped at step {done} of {steps}; checkpoint saved")
