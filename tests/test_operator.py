@@ -1,0 +1,114 @@
+"""The real kopf operator against an emulated API server over HTTP: sweeps in, Jobs and status out."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+import time
+
+import kopf
+import kubernetes
+import pytest
+
+import ff_operator.handlers  # noqa: F401  (registers the handlers)
+from conftest import TINY
+from ff_operator.jobs import LABEL_SWEEP
+from k8s_cluster import Cluster
+
+GROUP, VERSION, PLURAL, NS = "flopsfit.dev", "v1alpha1", "scalingsweeps", "default"
+_server = {}
+
+
+@kopf.on.login()
+def _login(**_):
+    return kopf.ConnectionInfo(server=_server["url"], insecure=True)
+
+
+class Operator:
+    """kopf.operator() in a thread with its own event loop; stop() and start() again = a restart."""
+
+    def start(self) -> Operator:
+        self.stop_flag, ready = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(kopf.operator(
+            clusterwide=True, standalone=True, stop_flag=self.stop_flag, ready_flag=ready)), daemon=True)
+        self.thread.start()
+        assert ready.wait(20), "kopf did not start"
+        return self
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        self.thread.join(20)
+
+
+@pytest.fixture
+def cluster():
+    with Cluster() as c:
+        _server["url"] = c.url
+        kubernetes.client.Configuration.set_default(kubernetes.client.Configuration(host=c.url))
+        operator = Operator().start()
+        yield c, operator
+        operator.stop()
+
+
+def wait_for(condition, what: str, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def sweep_body(name: str = "unit", **execution) -> dict:
+    body = copy.deepcopy(TINY)
+    body["metadata"] = {"name": name, "namespace": NS}
+    body["spec"]["execution"] = {"parallelism": 2, "retriesPerExperiment": 1} | execution
+    return body
+
+
+def jobs(sweep: str = "unit") -> list:
+    items = kubernetes.client.BatchV1Api().list_namespaced_job(NS).items
+    return sorted((j for j in items if (j.metadata.labels or {}).get(LABEL_SWEEP) == sweep), key=lambda j: j.metadata.name)
+
+
+def status(name: str = "unit") -> dict:
+    obj = kubernetes.client.CustomObjectsApi().get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+    return obj.get("status") or {}
+
+
+def finish(job, condition: str, reason: str = "") -> None:
+    kubernetes.client.BatchV1Api().patch_namespaced_job_status(job.metadata.name, NS, {"status": {"conditions": [
+        {"type": condition, "status": "True", "reason": reason}]}})
+
+
+def test_sweep_lifecycle_through_kopf(cluster):
+    _, operator = cluster
+    api = kubernetes.client.CustomObjectsApi()
+    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, sweep_body())
+    first = wait_for(lambda: len(jobs()) == 2 and jobs(), "two Jobs (parallelism 2)")
+    wait_for(lambda: status().get("phase") == "Running" and status().get("total") == 6, "status Running, 6 experiments")
+    assert [j.metadata.owner_references[0].kind for j in first] == ["ScalingSweep", "ScalingSweep"]
+
+    finish(first[0], "Complete")  # a Job succeeds: its slot goes to the next experiment
+    wait_for(lambda: status().get("succeeded") == 1 and len(jobs()) == 3, "one success and a third Job")
+    finish(first[1], "Failed", "PodFailurePolicy")  # exit 3/4: permanent, no retry
+    wait_for(lambda: status().get("failed") == 1 and len(jobs()) == 4, "one permanent failure, a fourth Job")
+    assert not [j for j in jobs() if j.metadata.name.endswith("-a2")]
+
+    operator.stop()  # a restart mid-sweep: state comes back from the Jobs and the status
+    names = [j.metadata.name for j in jobs()]
+    operator.start()
+    time.sleep(2)
+    assert [j.metadata.name for j in jobs()] == names  # nothing duplicated, nothing lost
+    assert status()["succeeded"] == 1 and status()["failed"] == 1
+
+
+def test_invalid_sweep_gets_a_condition_and_no_jobs(cluster):
+    body = sweep_body("broken")
+    del body["spec"]["sizes"][0]["nParams"]
+    kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, body)
+    got = wait_for(lambda: status("broken").get("phase") == "Invalid" and status("broken"), "status Invalid")
+    assert "nParams is missing" in got["conditions"][0]["message"]
+    assert jobs("broken") == []
