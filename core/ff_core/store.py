@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
 from ff_core.errors import StoreError
+
+
+_CHUNK = 8 << 20  # bytes per copy step when streaming files
 
 
 class MissingKey(StoreError):
@@ -75,15 +79,15 @@ class FileStore:
         return _decode(raw, f"{self.uri}/{key}")
 
     def put_file(self, key: str, path: str | Path) -> None:
+        # streamed: checkpoints can be many GB, never held in memory whole
         with open(path, "rb") as source:
-            self._write_atomic(key, lambda handle: handle.write(source.read()))
+            self._write_atomic(key, lambda handle: shutil.copyfileobj(source, handle, _CHUNK))
 
     def get_file(self, key: str, path: str | Path) -> None:
         try:
-            data = self._path(key).read_bytes()
+            shutil.copyfile(self._path(key), path)
         except FileNotFoundError:
             raise MissingKey(f"{self.uri}/{key} does not exist") from None
-        Path(path).write_bytes(data)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -154,7 +158,8 @@ class S3Store:
 
     def get_file(self, key: str, path: str | Path) -> None:
         response = self._call("get", key, self._client.get_object)
-        Path(path).write_bytes(response["Body"].read())
+        with open(path, "wb") as handle:
+            shutil.copyfileobj(response["Body"], handle, _CHUNK)
 
     def exists(self, key: str) -> bool:
         try:
