@@ -112,3 +112,54 @@ def test_invalid_sweep_gets_a_condition_and_no_jobs(cluster):
     got = wait_for(lambda: status("broken").get("phase") == "Invalid" and status("broken"), "status Invalid")
     assert "nParams is missing" in got["conditions"][0]["message"]
     assert jobs("broken") == []
+
+
+def pod_for(job, name: str) -> dict:
+    labels = dict(job.spec.template.metadata.labels) | {"job-name": job.metadata.name}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS, "labels": labels},
+            "spec": {"containers": [{"name": "trainer", "image": "x"}]}}
+
+
+def test_preemption_is_counted_and_costs_no_retry(cluster):
+    core = kubernetes.client.CoreV1Api()
+    kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, sweep_body(retriesPerExperiment=0))
+    first = wait_for(lambda: len(jobs()) == 2 and jobs(), "two Jobs")
+    core.create_namespaced_pod(NS, pod_for(first[0], "p1"))
+    core.patch_namespaced_pod_status("p1", NS, {"status": {"conditions": [
+        {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler"}]}})
+    wait_for(lambda: status().get("preempted") == 1, "one preemption recorded")
+    core.delete_namespaced_pod("p1", NS)  # the scheduler deletes the preempted pod; the count stays
+    finish(first[0], "Complete")
+    got = wait_for(lambda: status().get("succeeded") == 1 and status(), "the preempted experiment succeeds")
+    assert got["preempted"] == 1 and got["failed"] == 0 and len(jobs()) == 3
+    row = next(r for r in got["experiments"] if r["s"] == "Succeeded")
+    assert row["p"] == 1 and row["a"] == 1  # no retry spent
+
+
+def test_deleting_the_sweep_deletes_its_jobs(cluster):
+    api = kubernetes.client.CustomObjectsApi()
+    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, sweep_body("gone"))
+    wait_for(lambda: len(jobs("gone")) == 2, "two Jobs")
+    api.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "gone")
+    wait_for(lambda: jobs("gone") == [], "the Jobs garbage-collected with their owner")
+
+
+def test_events_on_key_transitions(cluster):
+    kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, sweep_body())
+    wait_for(lambda: len(jobs()) == 2, "two Jobs")
+    reasons = wait_for(lambda: {e.reason for e in kubernetes.client.CoreV1Api().list_namespaced_event(NS).items
+                                if e.involved_object.name == "unit"} >= {"JobsCreated", "PhaseRunning"} and True,
+                       "JobsCreated and PhaseRunning events")
+    assert reasons
+
+
+def test_suspend_then_resume_and_a_parallelism_change(cluster):
+    api = kubernetes.client.CustomObjectsApi()
+    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, sweep_body(suspend=True))
+    wait_for(lambda: status().get("phase") == "Suspended", "phase Suspended")
+    assert jobs() == []
+    api.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "unit", {"spec": {"execution": {"suspend": False}}})
+    wait_for(lambda: len(jobs()) == 2 and status().get("observedGeneration") == 2, "Jobs after resume, generation 2")
+    api.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "unit", {"spec": {"execution": {"parallelism": 3}}})
+    wait_for(lambda: len(jobs()) == 3 and status().get("observedGeneration") == 3, "a third Job at parallelism 3")

@@ -36,14 +36,14 @@ def created(actions) -> list[tuple[int, int]]:
 def test_fresh_sweep_starts_parallelism_jobs(plan):
     actions = reconcile(plan, ex(), [], {}, 1, NOW)
     assert created(actions) == [(0, 1), (1, 1)]
-    assert actions.status["phase"] == "Pending" and actions.status["pending"] == 6
+    assert actions.status["phase"] == "Running" and actions.status["running"] == 2 and actions.status["pending"] == 4
     assert actions.status["observedGeneration"] == 1 and len(actions.status["planHash"]) == 16
     assert ("JobsCreated", actions.events[0][1]) == actions.events[0]
 
 
 def test_running_jobs_fill_slots_only(plan):
     actions = reconcile(plan, ex(), [job(plan, 0, 1, "active")], {}, 1, NOW)
-    assert created(actions) == [(1, 1)] and actions.status["running"] == 1
+    assert created(actions) == [(1, 1)] and actions.status["running"] == 2  # the status after the action
 
 
 def test_success_frees_a_slot_and_is_recorded(plan):
@@ -152,3 +152,57 @@ def test_random_histories_respect_parallelism_and_lose_nothing(outcomes, paralle
     assert len(created_names) == len(set(created_names))
     assert final["succeeded"] + final["failed"] == final["total"] == 6  # every experiment reached an end
     assert {row["id"] for row in final["experiments"]} == {e.id for e in plan.experiments}
+
+
+def test_recorded_running_but_unseen_is_recreated_at_the_same_attempt(plan):
+    """The watch lags the create: the status says Running a1, the index has no Job yet -> same name again (409)."""
+    first = reconcile(plan, ex(), [], {}, 1, NOW)
+    again = reconcile(plan, ex(), [], first.status, 1, NOW)
+    assert created(again) == [(0, 1), (1, 1)]  # the same Job names: "already exists" is success
+    assert again.status["running"] == 2
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(st.tuples(st.integers(0, 50), st.sampled_from(["succeeded", "failed", "permanent", "stay"]),
+                                st.booleans()), max_size=80),
+       parallelism=st.integers(1, 4), retries=st.integers(0, 2))
+def test_a_lagging_watch_never_overfills_or_duplicates(steps, parallelism, retries):
+    """The operator sees Jobs through a watch that may miss the newest ones; the cluster must still hold at most
+    `parallelism` active Jobs and never two live attempts of one experiment."""
+    plan = plan_sweep(parse_sweep(TINY))
+    execution = Execution(parallelism=parallelism, retries_per_experiment=retries)
+    cluster: dict[str, ObservedJob] = {}
+    view: dict[str, ObservedJob] = {}  # the watch delivers events in order: the view is the cluster some time ago
+    status: dict = {}
+    for pick, outcome, caught_up in steps + [(0, "succeeded", True)] * 60:
+        if caught_up:
+            view = dict(cluster)
+        actions = reconcile(plan, execution, list(view.values()), status, 1, NOW)
+        status = actions.status
+        for e, attempt in actions.create:
+            cluster.setdefault(job_name(plan.sweep, e.id, attempt), ObservedJob(
+                job_name(plan.sweep, e.id, attempt), e.id, attempt, "active"))  # exists -> 409, kept as is
+        active = [j for j in cluster.values() if j.state == "active"]
+        assert len(active) <= parallelism
+        assert len({j.experiment for j in active}) == len(active), "two live attempts of one experiment"
+        if active and outcome != "stay":
+            j = active[pick % len(active)]
+            cluster[j.name] = ObservedJob(j.name, j.experiment, j.attempt,
+                                          "failed" if outcome != "succeeded" else "succeeded", outcome == "permanent")
+    final = reconcile(plan, execution, list(cluster.values()), status, 1, NOW).status
+    assert final["succeeded"] + final["failed"] == 6
+
+
+def test_preemptions_are_counted_once_and_cost_no_retry(plan):
+    running = [job(plan, 0, 1, "active"), job(plan, 1, 1, "active")]
+    e0 = plan.experiments[0].id
+    first = reconcile(plan, ex(retries_per_experiment=0), running, {}, 1, NOW, disrupted=[(e0, "pod-x")])
+    row = first.status["experiments"][0]
+    assert row["p"] == 1 and row["dp"] == ["pod-x"] and first.status["preempted"] == 1 and first.create == ()
+    # the same pod seen again is not a new preemption; after it is gone, the count stays
+    again = reconcile(plan, ex(retries_per_experiment=0), running, first.status, 1, NOW, disrupted=[(e0, "pod-x")])
+    later = reconcile(plan, ex(retries_per_experiment=0), running, again.status, 1, NOW, disrupted=[(e0, "pod-y")])
+    assert later.status["experiments"][0]["p"] == 2 and later.status["failed"] == 0
+    done = [job(plan, 0, 1, "succeeded"), running[1]]
+    final = reconcile(plan, ex(retries_per_experiment=0), done, later.status, 1, NOW)
+    assert final.status["experiments"][0] == {"id": e0, "s": "Succeeded", "a": 1, "p": 2}  # names dropped

@@ -6,6 +6,8 @@ Run with `kopf run -m ff_operator.handlers --all-namespaces` (in cluster: in-clu
 from __future__ import annotations
 
 import datetime
+import threading
+from collections import defaultdict
 from typing import Any
 
 import kopf
@@ -14,7 +16,7 @@ import kubernetes
 from ff_core.errors import FlopsFitError
 from ff_core.plan import plan_sweep
 from ff_core.spec import parse_sweep
-from ff_operator.jobs import GROUP, LABEL_SWEEP, build_job
+from ff_operator.jobs import GROUP, LABEL_EXPERIMENT, LABEL_SWEEP, build_job
 from ff_operator.reconcile import ObservedJob, observe, reconcile
 
 VERSION, PLURAL = "v1alpha1", "scalingsweeps"
@@ -31,7 +33,10 @@ def _invalid(message: str, generation: int) -> dict[str, Any]:
         {"type": "Valid", "status": "False", "reason": "InvalidSpec", "message": message, "lastTransitionTime": _now()}]}
 
 
-def sync(body: dict[str, Any], jobs: list[ObservedJob]) -> tuple[dict[str, Any], tuple]:
+_locks: dict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+
+
+def sync(body: dict[str, Any], jobs: list[ObservedJob], disrupted: list[tuple[str, str]]) -> tuple[dict[str, Any], tuple]:
     """Reconcile one sweep from its Jobs (as the index holds them), apply the actions; (new status, events)."""
     meta, previous = body["metadata"], dict(body.get("status") or {})
     namespace, generation = meta["namespace"], meta.get("generation", 1)
@@ -43,7 +48,7 @@ def sync(body: dict[str, Any], jobs: list[ObservedJob]) -> tuple[dict[str, Any],
     except FlopsFitError as error:
         return _invalid(str(error), generation), (("InvalidSpec", str(error)[:1000]),)
     batch = kubernetes.client.BatchV1Api()
-    actions = reconcile(plan, sweep.spec.execution, jobs, previous, generation, _now())
+    actions = reconcile(plan, sweep.spec.execution, jobs, previous, generation, _now(), disrupted)
     for experiment, attempt in actions.create:
         try:
             batch.create_namespaced_job(namespace, build_job(sweep, experiment, attempt, meta["uid"]))
@@ -53,6 +58,23 @@ def sync(body: dict[str, Any], jobs: list[ObservedJob]) -> tuple[dict[str, Any],
     for name in actions.delete:
         batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
     return actions.status, actions.events
+
+
+def sync_by_name(namespace: str, name: str, jobs: kopf.Index, pods: kopf.Index) -> None:
+    """Read the sweep fresh, reconcile, write its status: one sweep at a time (Job, pod and sweep events race)."""
+    api = kubernetes.client.CustomObjectsApi()
+    with _locks[namespace, name]:
+        try:
+            sweep = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:
+                return  # the sweep is gone; its Jobs go with it (ownerReferences)
+            raise
+        status, events = sync(sweep, list(jobs.get((namespace, name), [])), list(pods.get((namespace, name), [])))
+        if status != sweep.get("status"):
+            api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
+    for reason, message in events:
+        kopf.info(sweep, reason=reason, message=message)
 
 
 @kopf.index("batch", "v1", "jobs", labels={LABEL_SWEEP: kopf.PRESENT})
@@ -66,8 +88,15 @@ def sweep_jobs(body: kopf.Body, namespace: str, **_: Any) -> dict[tuple[str, str
     return {(namespace, job["metadata"]["labels"][LABEL_SWEEP]): observe(job)}
 
 
-def _jobs_of(index: kopf.Index, namespace: str, name: str) -> list[ObservedJob]:
-    return list(index.get((namespace, name), []))
+def _disrupted(body: kopf.Body) -> bool:
+    return any(c.get("type") == "DisruptionTarget" and c.get("status") == "True"
+               for c in body.get("status", {}).get("conditions", []))
+
+
+@kopf.index("", "v1", "pods", labels={LABEL_SWEEP: kopf.PRESENT})
+def sweep_disruptions(body: kopf.Body, namespace: str, name: str, labels: kopf.Labels, **_: Any) -> dict:
+    """Our pods that were preempted or evicted (DisruptionTarget), grouped by sweep: (experiment, pod name)."""
+    return {(namespace, labels[LABEL_SWEEP]): (labels[LABEL_EXPERIMENT], name)} if _disrupted(body) else {}
 
 
 @kopf.on.startup()
@@ -79,27 +108,21 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def on_sweep(body: kopf.Body, patch: kopf.Patch, sweep_jobs: kopf.Index, **_: Any) -> None:
-    meta = body["metadata"]
-    status, events = sync(dict(body), _jobs_of(sweep_jobs, meta["namespace"], meta["name"]))
-    patch.status.update(status)
-    for reason, message in events:
-        kopf.info(body, reason=reason, message=message)
+def on_sweep(namespace: str, name: str, sweep_jobs: kopf.Index, sweep_disruptions: kopf.Index, **_: Any) -> None:
+    sync_by_name(namespace, name, sweep_jobs, sweep_disruptions)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_SWEEP: kopf.PRESENT})
-def on_job(body: kopf.Body, type: str | None, sweep_jobs: kopf.Index, **_: Any) -> None:
+def on_job(type: str | None, namespace: str, labels: kopf.Labels, sweep_jobs: kopf.Index,
+           sweep_disruptions: kopf.Index, **_: Any) -> None:
     """A Job of ours changed: reconcile its sweep now, not at the next resync."""
-    if type not in ("MODIFIED", "DELETED"):
-        return
-    meta = body["metadata"]
-    api = kubernetes.client.CustomObjectsApi()
-    try:
-        sweep = api.get_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, meta["labels"][LABEL_SWEEP])
-    except kubernetes.client.ApiException as error:
-        if error.status == 404:
-            return  # the sweep is gone; its Jobs go with it (ownerReferences)
-        raise
-    status, _ = sync(sweep, _jobs_of(sweep_jobs, meta["namespace"], sweep["metadata"]["name"]))
-    api.patch_namespaced_custom_object_status(GROUP, VERSION, meta["namespace"], PLURAL, sweep["metadata"]["name"],
-                                              {"status": status})
+    if type in ("MODIFIED", "DELETED"):
+        sync_by_name(namespace, labels[LABEL_SWEEP], sweep_jobs, sweep_disruptions)
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_SWEEP: kopf.PRESENT}, when=lambda body, **_: _disrupted(body))
+def on_disruption(type: str | None, namespace: str, labels: kopf.Labels, sweep_jobs: kopf.Index,
+                  sweep_disruptions: kopf.Index, **_: Any) -> None:
+    """Record a preemption before the preempted pod is deleted (and leaves the index)."""
+    if type == "MODIFIED":
+        sync_by_name(namespace, labels[LABEL_SWEEP], sweep_jobs, sweep_disruptions)

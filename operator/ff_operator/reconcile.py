@@ -18,6 +18,7 @@ from ff_core.spec import Execution
 from ff_operator.jobs import LABEL_ATTEMPT, LABEL_EXPERIMENT
 
 SUCCEEDED, FAILED, RUNNING, RETRYING, PENDING = "Succeeded", "Failed", "Running", "Retrying", "Pending"
+UNSEEN = "Unseen"  # recorded Running at attempt a, no Job of attempt a observed: (re)create attempt a, first
 TERMINAL = {SUCCEEDED, FAILED}
 
 
@@ -65,6 +66,8 @@ def _experiment_states(plan: Plan, jobs: list[ObservedJob], recorded: dict[str, 
             state = recorded[e.id]["s"]
         elif any(j.state == "succeeded" for j in mine):
             state = SUCCEEDED
+        elif recorded.get(e.id, {}).get("s") == RUNNING and attempts > (mine[-1].attempt if mine else 0):
+            state = UNSEEN  # created, but its Job has not reached the watch yet (or was deleted by hand)
         elif active:
             state = RUNNING
         elif mine and mine[-1].state == "failed":
@@ -79,9 +82,31 @@ def plan_hash(plan: Plan) -> str:
     return hashlib.sha256(",".join(e.id for e in plan.experiments).encode()).hexdigest()[:16]
 
 
+def preemptions(recorded: dict[str, dict], disrupted: list[tuple[str, str]], states: dict) -> dict[str, dict]:
+    """Per experiment: {"p": preemptions so far, "dp": disrupted pod names already counted} (only those > 0).
+
+    A preempted pod (condition DisruptionTarget) is replaced by the Job controller and costs no retry; it is
+    counted once by name. Names are kept while the experiment runs and dropped once it ends: the count stays.
+    """
+    seen: dict[str, set[str]] = defaultdict(set)
+    for experiment, pod in disrupted:
+        seen[experiment].add(pod)
+    out = {}
+    for eid, (state, _, _) in states.items():
+        old = recorded.get(eid, {})
+        known = set(old.get("dp", []))
+        count = old.get("p", 0) + len(seen[eid] - known)
+        if count:
+            out[eid] = {"p": count} | ({} if state in TERMINAL else {"dp": sorted(known | seen[eid])})
+    return out
+
+
 def reconcile(plan: Plan, execution: Execution, jobs: list[ObservedJob], previous: dict[str, Any],
-              generation: int, now: str) -> Actions:
-    """What to create and delete, and the new status; `previous` is the sweep's current status (or {})."""
+              generation: int, now: str, disrupted: list[tuple[str, str]] = ()) -> Actions:
+    """What to create and delete, and the new status; `previous` is the sweep's current status (or {}).
+
+    `disrupted` lists (experiment id, pod name) of our pods with the DisruptionTarget condition.
+    """
     recorded = {row["id"]: row for row in previous.get("experiments", [])}
     states = _experiment_states(plan, jobs, recorded, execution.retries_per_experiment)
     counts = Counter(state for state, _, _ in states.values())
@@ -92,10 +117,12 @@ def reconcile(plan: Plan, execution: Execution, jobs: list[ObservedJob], previou
         delete = [active for state, _, active in states.values() if active]
     elif not stopped and not execution.suspend:
         slots = execution.parallelism - counts[RUNNING]
-        waiting = [e for e in plan.experiments if states[e.id][0] == RETRYING] + \
-                  [e for e in plan.experiments if states[e.id][0] == PENDING]
-        create = [(e, states[e.id][1] + 1) for e in waiting[:max(slots, 0)]]
-    status = summarize(plan, execution, states, previous, generation, now, stopped)
+        waiting = [e for kind in (UNSEEN, RETRYING, PENDING) for e in plan.experiments if states[e.id][0] == kind]
+        create = [(e, states[e.id][1] + (states[e.id][0] != UNSEEN)) for e in waiting[:max(slots, 0)]]
+        for e, attempt in create:  # the status reports the state after these actions, not before
+            states[e.id] = (RUNNING, attempt, None)
+    status = summarize(plan, execution, states, previous, generation, now, stopped,
+                       preemptions(recorded, list(disrupted), states))
     return Actions(tuple(create), tuple(delete), status, _events(previous, status, create))
 
 
@@ -118,9 +145,10 @@ def _condition(previous: dict, kind: str, true: bool, reason: str, message: str,
 
 
 def summarize(plan: Plan, execution: Execution, states: dict, previous: dict, generation: int, now: str,
-              stopped: bool) -> dict[str, Any]:
+              stopped: bool, preempted: dict[str, dict] | None = None) -> dict[str, Any]:
     """The status from scratch: phase, counts, conditions, observedGeneration, plan hash, compact rows."""
-    counts = Counter(state for state, _, _ in states.values())
+    counts = Counter(RUNNING if state == UNSEEN else state for state, _, _ in states.values())
+    preempted = preempted or {}
     total = len(plan.experiments)
     phase = _phase(counts, total, execution.suspend, stopped)
     done = counts[SUCCEEDED] + counts[FAILED]
@@ -130,6 +158,7 @@ def summarize(plan: Plan, execution: Execution, states: dict, previous: dict, ge
         "planHash": plan_hash(plan),
         "total": total, "succeeded": counts[SUCCEEDED], "failed": counts[FAILED], "running": counts[RUNNING],
         "pending": counts[PENDING] + counts[RETRYING],
+        "preempted": sum(row["p"] for row in preempted.values()),
         "conditions": [
             _condition(previous, "Complete", done == total, phase, f"{done}/{total} experiments finished", now),
             _condition(previous, "Suspended", execution.suspend, "Suspend" if execution.suspend else "Active",
@@ -138,7 +167,8 @@ def summarize(plan: Plan, execution: Execution, states: dict, previous: dict, ge
                        f"{counts[FAILED]} failed experiments, budget {execution.max_failed_experiments}", now),
         ],
         # compact: a short row per experiment (id, one state word, attempts) stays small for 1,000 experiments
-        "experiments": [{"id": e.id, "s": states[e.id][0], "a": states[e.id][1]} for e in plan.experiments],
+        "experiments": [{"id": e.id, "s": RUNNING if states[e.id][0] == UNSEEN else states[e.id][0],
+                         "a": states[e.id][1]} | preempted.get(e.id, {}) for e in plan.experiments],
     }
 
 
