@@ -10,7 +10,7 @@ import pytest
 
 from ff_core.plan import plan_sweep
 from ff_core.spec import parse_sweep
-from ff_operator.jobs import LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP, build_job, job_name
+from ff_operator.jobs import LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP, build_job, build_service, job_name
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UID = "3f1c9b7e-0000-4000-8000-000000000001"
@@ -85,5 +85,44 @@ def test_the_jobs_command_and_environment_run_the_trainer(tiny_manifest, tmp_pat
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", *command[1:]], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    experiment = job["metadata"]["labels"][LABEL_EXPERIMENT]
+    assert (tmp_path / "ff-results" / "unit" / experiment / "result.json").is_file()
+
+
+def test_multi_node_is_an_indexed_job_with_a_headless_service(tiny_manifest):
+    tiny_manifest["spec"]["execution"] = {"nodesPerExperiment": 2, "gpusPerExperiment": 8}
+    job = render(tiny_manifest)
+    service = build_service(job, "job-uid")
+    check_golden("job-multinode.json", {"job": job, "service": service})
+    name, spec = job["metadata"]["name"], job["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == 2
+    assert spec["template"]["spec"]["subdomain"] == name == service["metadata"]["name"]
+    assert service["spec"]["clusterIP"] == "None" and service["metadata"]["ownerReferences"][0]["uid"] == "job-uid"
+    command = spec["template"]["spec"]["containers"][0]["command"]
+    assert "--nnodes=2" in command and f"--master_addr={name}-0.{name}" in command
+    assert "--node_rank=$(FF_NODE_RANK)" in command and build_service(render({**tiny_manifest}), "u") is not None
+    tiny_manifest["spec"]["execution"] = {}
+    assert build_service(render(tiny_manifest), "u") is None
+
+
+def test_the_multi_node_command_trains_across_two_launchers(tiny_manifest, tmp_path):
+    """Two torchrun launchers (node ranks 0 and 1) on this machine stand in for two pods of the Indexed Job."""
+    import subprocess
+    import sys
+
+    tiny_manifest["spec"]["execution"] = {"nodesPerExperiment": 2, "gpusPerExperiment": 1}
+    job = render(tiny_manifest)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = dict(os.environ, OMP_NUM_THREADS="1", **{e["name"]: e["value"] for e in container["env"] if "value" in e})
+    procs = []
+    for rank in (0, 1):
+        command = [a.replace("$(FF_NODE_RANK)", str(rank)) for a in container["command"][1:]]
+        command = [f"--master_addr=127.0.0.1" if a.startswith("--master_addr=") else a for a in command]
+        command = [f"--master_port={29500 + os.getpid() % 1000}" if a.startswith("--master_port=") else a
+                   for a in command]
+        procs.append(subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *command], cwd=tmp_path,
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
     experiment = job["metadata"]["labels"][LABEL_EXPERIMENT]
     assert (tmp_path / "ff-results" / "unit" / experiment / "result.json").is_file()

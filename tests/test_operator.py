@@ -137,12 +137,19 @@ def test_preemption_is_counted_and_costs_no_retry(cluster):
     assert row["p"] == 1 and row["a"] == 1  # no retry spent
 
 
-def test_deleting_the_sweep_deletes_its_jobs(cluster):
+def services(sweep: str) -> list:
+    items = kubernetes.client.CoreV1Api().list_namespaced_service(NS, label_selector=f"{LABEL_SWEEP}={sweep}").items
+    return sorted(s.metadata.name for s in items)
+
+
+def test_multi_node_jobs_get_services_and_deleting_the_sweep_deletes_all(cluster):
     api = kubernetes.client.CustomObjectsApi()
-    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, sweep_body("gone"))
-    wait_for(lambda: len(jobs("gone")) == 2, "two Jobs")
+    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, sweep_body("gone", nodesPerExperiment=2))
+    created = wait_for(lambda: len(jobs("gone")) == 2 and jobs("gone"), "two Jobs")
+    assert created[0].spec.completion_mode == "Indexed"
+    wait_for(lambda: services("gone") == [j.metadata.name for j in created], "a headless Service per Job")
     api.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "gone")
-    wait_for(lambda: jobs("gone") == [], "the Jobs garbage-collected with their owner")
+    wait_for(lambda: jobs("gone") == [] and services("gone") == [], "Jobs and Services garbage-collected")
 
 
 def test_events_on_key_transitions(cluster):

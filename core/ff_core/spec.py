@@ -133,7 +133,9 @@ class Execution(_Model):
     failure_policy: Literal["LetFinish", "StopActive"] = "LetFinish"
     suspend: bool = Field(default=False, description="plan only: create no Jobs until false again")
     image: str = "ghcr.io/flops-fit/trainer:0.1.0"
-    gpus_per_experiment: int = Field(default=1, ge=0)
+    gpus_per_experiment: int = Field(default=1, ge=0, description="GPUs per node (one torchrun worker each)")
+    nodes_per_experiment: int = Field(default=1, ge=1, le=64,
+                                      description="nodes per experiment; > 1: an Indexed Job plus a headless Service")
     cpu: str = "8"
     memory: str = "64Gi"
     service_account_name: str = "flops-fit-trainer"

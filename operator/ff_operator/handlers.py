@@ -16,7 +16,7 @@ import kubernetes
 from ff_core.errors import FlopsFitError
 from ff_core.plan import plan_sweep
 from ff_core.spec import parse_sweep
-from ff_operator.jobs import GROUP, LABEL_EXPERIMENT, LABEL_SWEEP, build_job
+from ff_operator.jobs import GROUP, LABEL_EXPERIMENT, LABEL_SWEEP, build_job, build_service
 from ff_operator.reconcile import ObservedJob, observe, reconcile
 
 VERSION, PLURAL = "v1alpha1", "scalingsweeps"
@@ -50,14 +50,25 @@ def sync(body: dict[str, Any], jobs: list[ObservedJob], disrupted: list[tuple[st
     batch = kubernetes.client.BatchV1Api()
     actions = reconcile(plan, sweep.spec.execution, jobs, previous, generation, _now(), disrupted)
     for experiment, attempt in actions.create:
-        try:
-            batch.create_namespaced_job(namespace, build_job(sweep, experiment, attempt, meta["uid"]))
-        except kubernetes.client.ApiException as error:
-            if error.status != 409:  # "already exists" is success: names are deterministic
-                raise kopf.TemporaryError(f"creating a Job failed: {error.status} {error.reason}", delay=10) from None
+        job = build_job(sweep, experiment, attempt, meta["uid"])
+        uid = _create(lambda: batch.create_namespaced_job(namespace, job).metadata.uid, "a Job")
+        if sweep.spec.execution.nodes_per_experiment > 1:
+            uid = uid or batch.read_namespaced_job(job["metadata"]["name"], namespace).metadata.uid
+            core = kubernetes.client.CoreV1Api()
+            _create(lambda: core.create_namespaced_service(namespace, build_service(job, uid)), "a Service")
     for name in actions.delete:
         batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
     return actions.status, actions.events
+
+
+def _create(call, what: str) -> Any:
+    """Create; "already exists" is success (names are deterministic) and gives None."""
+    try:
+        return call()
+    except kubernetes.client.ApiException as error:
+        if error.status != 409:
+            raise kopf.TemporaryError(f"creating {what} failed: {error.status} {error.reason}", delay=10) from None
+        return None
 
 
 def sync_by_name(namespace: str, name: str, jobs: kopf.Index, pods: kopf.Index) -> None:

@@ -20,6 +20,8 @@ LABEL_EXPERIMENT = f"{GROUP}/experiment"
 LABEL_ATTEMPT = f"{GROUP}/attempt"
 CONTAINER = "trainer"
 SWEEP_ENV = "FF_SWEEP"
+NODE_RANK_ENV = "FF_NODE_RANK"
+RENDEZVOUS_PORT = 29500
 
 
 def job_name(sweep: str, experiment: str, attempt: int) -> str:
@@ -35,18 +37,32 @@ def _pod_security() -> tuple[dict, dict]:
     return pod, container
 
 
-def _container(sweep: ScalingSweep, experiment: Experiment) -> dict[str, Any]:
+def _torchrun(sweep: ScalingSweep, experiment: Experiment, name: str) -> list[str]:
+    """One node: --standalone. Several: static rendezvous on pod 0 of the Indexed Job, via the headless Service."""
+    ex = sweep.spec.execution
+    workers = f"--nproc_per_node={max(ex.gpus_per_experiment, 1)}"
+    if ex.nodes_per_experiment == 1:
+        launch = ["torchrun", "--standalone", workers]
+    else:
+        launch = ["torchrun", f"--nnodes={ex.nodes_per_experiment}", workers, f"--node_rank=$({NODE_RANK_ENV})",
+                  f"--master_addr={name}-0.{name}", f"--master_port={RENDEZVOUS_PORT}"]
+    return launch + ["-m", "ff_trainer", "--sweep", f"env:{SWEEP_ENV}", "--experiment", experiment.id]
+
+
+def _container(sweep: ScalingSweep, experiment: Experiment, name: str) -> dict[str, Any]:
     ex = sweep.spec.execution
     gpus = ex.gpus_per_experiment
     limits = {"cpu": ex.cpu, "memory": ex.memory} | ({"nvidia.com/gpu": str(gpus)} if gpus else {})
     # The sweep travels in the environment, so the pod needs no ConfigMap and no API access.
     env = [{"name": SWEEP_ENV, "value": json.dumps(sweep.to_manifest(), sort_keys=True, separators=(",", ":"))},
            {"name": "HOME", "value": "/tmp"}]
+    if ex.nodes_per_experiment > 1:  # the node rank is the pod's completion index
+        env.append({"name": NODE_RANK_ENV, "valueFrom": {"fieldRef": {
+            "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}})
     container = {
         "name": CONTAINER,
         "image": ex.image,
-        "command": ["torchrun", "--standalone", f"--nproc_per_node={max(gpus, 1)}", "-m", "ff_trainer",
-                    "--sweep", f"env:{SWEEP_ENV}", "--experiment", experiment.id],
+        "command": _torchrun(sweep, experiment, name),
         "env": env,
         "resources": {"requests": dict(limits), "limits": limits},
         "securityContext": _pod_security()[1],
@@ -72,13 +88,14 @@ def build_job(sweep: ScalingSweep, experiment: Experiment, attempt: int, owner_u
     """The batch/v1 Job manifest for attempt `attempt` (1-based) of `experiment`."""
     ex = sweep.spec.execution
     labels = _labels(sweep, experiment, attempt)
+    name = job_name(sweep.name, experiment.id, attempt)
     pod_security, _ = _pod_security()
     pod_spec = {
         "restartPolicy": "Never",
         "serviceAccountName": ex.service_account_name,
         "automountServiceAccountToken": False,
         "securityContext": pod_security,
-        "containers": [_container(sweep, experiment)],
+        "containers": [_container(sweep, experiment, name)],
         "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "shm", "emptyDir": {"medium": "Memory"}}],
     }
     for key, value in (("nodeSelector", ex.node_selector), ("tolerations", ex.tolerations),
@@ -98,8 +115,12 @@ def build_job(sweep: ScalingSweep, experiment: Experiment, attempt: int, owner_u
     }
     if ex.active_deadline_seconds:
         spec["activeDeadlineSeconds"] = ex.active_deadline_seconds
+    if ex.nodes_per_experiment > 1:  # pods <name>-<index>.<name>: pod 0 hosts the rendezvous
+        spec |= {"completionMode": "Indexed", "completions": ex.nodes_per_experiment,
+                 "parallelism": ex.nodes_per_experiment}
+        pod_spec["subdomain"] = name
     metadata = {
-        "name": job_name(sweep.name, experiment.id, attempt),
+        "name": name,
         "labels": labels,
         "ownerReferences": [{"apiVersion": f"{GROUP}/v1alpha1", "kind": "ScalingSweep", "name": sweep.name,
                              "uid": owner_uid, "controller": True, "blockOwnerDeletion": True}],
@@ -107,3 +128,20 @@ def build_job(sweep: ScalingSweep, experiment: Experiment, attempt: int, owner_u
     if sweep.metadata.namespace:
         metadata["namespace"] = sweep.metadata.namespace
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}
+
+
+def build_service(job: dict[str, Any], job_uid: str) -> dict[str, Any] | None:
+    """The headless Service a multi-node Job's pods find each other by (None for one node); owned by the Job."""
+    spec = job["spec"]
+    if spec.get("completionMode") != "Indexed":
+        return None
+    meta = job["metadata"]
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "labels": dict(meta["labels"]),
+                     "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"],
+                                          "uid": job_uid, "controller": True, "blockOwnerDeletion": True}]},
+        "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
+                 "selector": {"batch.kubernetes.io/job-name": meta["name"]},
+                 "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT, "targetPort": RENDEZVOUS_PORT}]},
+    }
