@@ -11,12 +11,14 @@ here so that kopf and the `kubernetes` client see what a real API server would d
 - `labelSelector` on lists (equality and existence terms);
 - discovery for the resources used (v1/namespaces included: kopf waits for it before any watch);
 - pod logs (`pods/<name>/log`) served from `Cluster.logs`, standing in for the kubelet;
-- history trimmed to the last version (kmock keeps every version; a long sweep would grow without bound).
+- history trimmed to the last version, and the request log to a recent window (kmock keeps both whole,
+  and matches every request against the whole log: quadratic time on a 1,000-Job sweep).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import copy
 import datetime
 import itertools
@@ -68,8 +70,20 @@ class Emulator(kmock.KubernetesEmulator):
     """KubernetesEmulator plus the API-server behaviour listed in the module docstring."""
 
     logs: dict[tuple[str, str], str]
+    calls: collections.Counter
 
     async def _handle(self, request):
+        # kmock matches each request against its whole request log (O(requests) each, quadratic in all):
+        # the log keeps only the requests in flight (they must be in it), and `calls` counts the rest.
+        self.calls[request.headers.get("User-Agent", ""), str(request.action).split(".")[-1].lower()] += 1
+        self._inflight.add(id(request))
+        self._requests[:] = [r for r in self._requests if id(r) in self._inflight]
+        try:
+            return await self._handle_emulated(request)
+        finally:
+            self._inflight.discard(id(request))
+
+    async def _handle_emulated(self, request):
         key = (request.resource, request.namespace, request.name)
         if request.resource is not None and request.subresource == "log" and request.action == kmock.action.FETCH:
             return self._serve_log(request)
@@ -169,7 +183,7 @@ class Cluster:
         self.loop = asyncio.get_running_loop()
         self.stop = asyncio.Event()
         async with Emulator() as k, kmock.Server(k) as server:
-            self.emulator, k.logs = k, self.logs
+            self.emulator, k.logs, k.calls, k._inflight = k, self.logs, collections.Counter(), set()
             every = {"list", "watch", "get", "patch", "create", "delete"}
             k.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock.ResourceInfo(
                 kind="CustomResourceDefinition", namespaced=False, verbs={"list", "watch", "get", "create"})

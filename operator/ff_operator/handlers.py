@@ -6,6 +6,8 @@ Run with `kopf run -m ff_operator.handlers --all-namespaces` (in cluster: in-clu
 from __future__ import annotations
 
 import datetime
+import functools
+import json
 import threading
 from collections import defaultdict
 from typing import Any
@@ -14,8 +16,8 @@ import kopf
 import kubernetes
 
 from ff_core.errors import FlopsFitError
-from ff_core.plan import plan_sweep
-from ff_core.spec import parse_sweep
+from ff_core.plan import Plan, plan_sweep
+from ff_core.spec import ScalingSweep, parse_sweep
 from ff_operator.jobs import GROUP, LABEL_EXPERIMENT, LABEL_SWEEP, build_job, build_service
 from ff_operator.reconcile import ObservedJob, observe, reconcile
 
@@ -33,7 +35,18 @@ def _invalid(message: str, generation: int) -> dict[str, Any]:
         {"type": "Valid", "status": "False", "reason": "InvalidSpec", "message": message, "lastTransitionTime": _now()}]}
 
 
+@functools.lru_cache(maxsize=64)
+def _planned(manifest: str) -> tuple[ScalingSweep, Plan]:
+    """Parse and plan, once per distinct manifest: the plan of a 1,000-experiment sweep costs ~20 ms."""
+    data = json.loads(manifest)
+    sweep = parse_sweep(data, f"{data['metadata']['namespace']}/{data['metadata']['name']}")
+    return sweep, plan_sweep(sweep)
+
+
 _locks: dict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+_tickets_lock = threading.Lock()
+_tickets: dict[tuple[str, str], int] = defaultdict(int)
+_covered: dict[tuple[str, str], int] = defaultdict(int)
 
 
 def sync(body: dict[str, Any], jobs: list[ObservedJob], disrupted: list[tuple[str, str]]) -> tuple[dict[str, Any], tuple]:
@@ -43,8 +56,7 @@ def sync(body: dict[str, Any], jobs: list[ObservedJob], disrupted: list[tuple[st
     manifest = {k: body[k] for k in ("apiVersion", "kind", "spec")} | {
         "metadata": {"name": meta["name"], "namespace": namespace}}
     try:
-        sweep = parse_sweep(manifest, f"{namespace}/{meta['name']}")
-        plan = plan_sweep(sweep)
+        sweep, plan = _planned(json.dumps(manifest, sort_keys=True))
     except FlopsFitError as error:
         return _invalid(str(error), generation), (("InvalidSpec", str(error)[:1000]),)
     batch = kubernetes.client.BatchV1Api()
@@ -72,18 +84,37 @@ def _create(call, what: str) -> Any:
 
 
 def sync_by_name(namespace: str, name: str, jobs: kopf.Index, pods: kopf.Index) -> None:
-    """Read the sweep fresh, reconcile, write its status: one sweep at a time (Job, pod and sweep events race)."""
+    """Reconcile one sweep at a time (Job, pod and sweep events race), coalescing bursts of events.
+
+    Each call takes a ticket; a reconcile that starts after a ticket was taken sees that event (indexes are
+    updated before handlers run), so a call whose ticket is already covered returns at once: 1,000 Jobs
+    completing together cost a handful of reconciles, not 1,000.
+    """
+    key = (namespace, name)
+    with _tickets_lock:
+        _tickets[key] += 1
+        ticket = _tickets[key]
+    with _locks[key]:
+        if _covered[key] >= ticket:
+            return
+        with _tickets_lock:
+            upto = _tickets[key]
+        reconcile_sweep(namespace, name, list(jobs.get(key, [])), list(pods.get(key, [])))
+        _covered[key] = upto
+
+
+def reconcile_sweep(namespace: str, name: str, jobs: list[ObservedJob], disrupted: list[tuple[str, str]]) -> None:
+    """Read the sweep fresh, reconcile, write its status if it changed, post the events."""
     api = kubernetes.client.CustomObjectsApi()
-    with _locks[namespace, name]:
-        try:
-            sweep = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        except kubernetes.client.ApiException as error:
-            if error.status == 404:
-                return  # the sweep is gone; its Jobs go with it (ownerReferences)
-            raise
-        status, events = sync(sweep, list(jobs.get((namespace, name), [])), list(pods.get((namespace, name), [])))
-        if status != sweep.get("status"):
-            api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
+    try:
+        sweep = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except kubernetes.client.ApiException as error:
+        if error.status == 404:
+            return  # the sweep is gone; its Jobs go with it (ownerReferences)
+        raise
+    status, events = sync(sweep, jobs, disrupted)
+    if status != sweep.get("status"):
+        api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
     for reason, message in events:
         kopf.info(sweep, reason=reason, message=message)
 
