@@ -11,6 +11,7 @@ here so that kopf and the `kubernetes` client see what a real API server would d
 - `labelSelector` on lists (equality and existence terms);
 - discovery for the resources used (v1/namespaces included: kopf waits for it before any watch);
 - pod logs (`pods/<name>/log`) served from `Cluster.logs`, standing in for the kubelet;
+- 404s worded as the API server words them (a missing object names itself; an unknown resource does not);
 - history trimmed to the last version, and the request log to a recent window (kmock keeps both whole,
   and matches every request against the whole log: quadratic time on a 1,000-Job sweep).
 """
@@ -100,7 +101,10 @@ class Emulator(kmock.KubernetesEmulator):
                 self._prepare_patch(request, key)
         writes = request.action in (kmock.action.DELETE, kmock.action.UPDATE) and request.name is not None
         owner_uid = self._uid(key) if writes else None
-        response = await super()._handle(request)
+        try:
+            response = await super()._handle(request)
+        except kmock.KubernetesNotFoundError as error:
+            return self._not_found(request, error)
         if writes and key in self._objects:
             if self._objects[key].deleted:  # deleted now, or when a patch removed its last finalizer
                 if owner_uid:
@@ -108,6 +112,19 @@ class Emulator(kmock.KubernetesEmulator):
             else:
                 self._objects[key].history = [self._objects[key].last.raw]
         return response
+
+    @staticmethod
+    def _not_found(request, error) -> aiohttp.web.Response:
+        """A 404 worded as the API server words it: which object is missing, or that the resource is unknown."""
+        resource = request.resource
+        if isinstance(error, kmock.KubernetesObjectNotFoundError) and resource is not None:
+            qualified = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
+            message = f'{qualified} "{request.name}" not found'
+            details = {"name": request.name, "group": resource.group or "", "kind": resource.plural}
+        else:
+            message, details = "the server could not find the requested resource", {}
+        return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 404,
+                                          "reason": "NotFound", "message": message, "details": details}, status=404)
 
     def _uid(self, key) -> str | None:
         obj = self._objects[key] if key in self._objects else None

@@ -121,7 +121,7 @@ def test_analyze_external_points_file(runner, tmp_path):
     path.write_text("params,tokens,loss\n1,2,3\n")
     assert "missing column(s) n_params" in runner.invoke(main, ["analyze", "--data", str(path)]).stderr
     both = runner.invoke(main, ["analyze", str(tmp_path), "--data", str(path)])
-    assert both.exit_code == 2 and "give a STORE_URI or --data FILE" in both.stderr
+    assert both.exit_code == 2 and "give a STORE_URI, a sweep NAME or --data FILE" in both.stderr
 
 
 def test_analyze_text_report(runner, tmp_path):

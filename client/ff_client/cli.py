@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
 
 from ff_client import output
+from ff_client.cli_cluster import COMMANDS as CLUSTER_COMMANDS, store_of
 from ff_client.executor import run_plan
 from ff_client.sweeps import load_resolved
 from ff_core.errors import FlopsFitError
@@ -91,7 +93,7 @@ def _csv_choice(allowed: tuple[str, ...]):
 
 
 @main.command()
-@click.argument("store_uri", required=False)
+@click.argument("store_uri", metavar="[STORE_URI|NAME]", required=False)
 @click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False),
               help="Fit points from a CSV/JSON file (n_params, tokens, loss[, flops, budget]) instead of a store.")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for tables, report and plots.")
@@ -109,15 +111,21 @@ def _csv_choice(allowed: tuple[str, ...]):
 @click.option("--plot-format", "plot_formats", default="png", callback=_csv_choice(("png", "svg", "pdf")),
               help="Plot formats written to --out.")
 @click.option("--endpoint-url", envvar="FF_S3_ENDPOINT_URL", help="S3 endpoint (MinIO etc.). [env: FF_S3_ENDPOINT_URL]")
+@click.option("--namespace", "-n", envvar="FF_NAMESPACE", help="For a sweep NAME: its namespace. [env: FF_NAMESPACE]")
+@click.option("--context", envvar="FF_CONTEXT", help="For a sweep NAME: the kubeconfig context. [env: FF_CONTEXT]")
 def analyze(store_uri, data_file, out, as_json, targets, resamples, seed, workers, delta, keep_outliers, formats,
-            plot_formats, endpoint_url) -> None:
-    """Fit scaling laws to the results under STORE_URI (or to --data points); print the table and report."""
+            plot_formats, endpoint_url, namespace, context) -> None:
+    """Fit scaling laws to the results under STORE_URI, of a cluster sweep NAME, or to --data points."""
     from ff_client.analysis import Settings, analyze as run_analysis, finish
     from ff_client.datafile import load_points
     from ff_client.points import load_observations
 
     if (store_uri is None) == (data_file is None):
-        raise click.UsageError("give a STORE_URI or --data FILE (one of them)")
+        raise click.UsageError("give a STORE_URI, a sweep NAME or --data FILE (one of them)")
+    if store_uri and "://" not in store_uri and not os.path.exists(store_uri):  # a sweep on the cluster
+        store_uri, sweep_endpoint = store_of(store_uri, context, namespace)
+        endpoint_url = endpoint_url or sweep_endpoint
+        output.say(f"analysing {store_uri}")
     observations = load_points(data_file) if data_file else load_observations(open_store(store_uri, endpoint_url))
     settings = Settings(tuple(targets), resamples, seed, workers, keep_outliers, delta)
     report = finish(run_analysis(observations, settings), out, formats=formats, plot_formats=plot_formats)
@@ -126,6 +134,10 @@ def analyze(store_uri, data_file, out, as_json, targets, resamples, seed, worker
     click.echo(json.dumps(report.to_json(), indent=1) if as_json else report.text())
     if report.files:
         output.say("wrote: " + ", ".join(str(f) for f in report.files))
+
+
+for _command in CLUSTER_COMMANDS:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,11 @@ def _color() -> bool:
     return "NO_COLOR" not in os.environ and sys.stderr.isatty()
 
 
+def live() -> bool:
+    """Is stdout a terminal (so a --watch view may clear and redraw it)?"""
+    return sys.stdout.isatty()
+
+
 def say(message: str) -> None:
     click.echo(message, err=True, color=_color())
 
