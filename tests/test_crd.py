@@ -5,11 +5,12 @@ from __future__ import annotations
 import yaml
 
 from ff_core.spec import SweepSpec
-from ff_operator.crd import CRD_PATH, IMMUTABLE, crd_manifest, render
+from ff_operator.crd import CHART_CRD_PATH, CRD_PATH, IMMUTABLE, crd_manifest, render
 
 
 def test_committed_crd_equals_the_models():
     assert CRD_PATH.read_text() == render(), "the models changed: run `python -m ff_operator.crd --write`"
+    assert CHART_CRD_PATH.read_text() == render(), "the chart's CRD is stale: run `python -m ff_operator.crd --write`"
 
 
 def _nodes(schema, path="spec"):

@@ -1,7 +1,7 @@
 """Write or print crds/scalingsweeps.flopsfit.dev.yaml from ff_core.crd (one source of truth: the models).
 
-`python -m ff_operator.crd --write` regenerates the file; a test fails when the committed file and the
-models disagree.
+`python -m ff_operator.crd --write` regenerates the file and the Helm chart's copy of it; a test fails when
+either and the models disagree.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import yaml
 from ff_core.crd import GROUP, IMMUTABLE, MAX_EXPERIMENTS, PLURAL, crd_manifest, spec_schema  # noqa: F401
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / f"{PLURAL}.{GROUP}.yaml"
+CHART_CRD_PATH = Path(__file__).resolve().parents[2] / "helm" / "flops-fit" / "files" / CRD_PATH.name  # the chart's copy
 
 
 class _NoAliases(yaml.SafeDumper):
@@ -35,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help=f"write {CRD_PATH.name} instead of printing it")
     args = parser.parse_args(argv)
     if args.write:
-        CRD_PATH.parent.mkdir(exist_ok=True)
-        CRD_PATH.write_text(render())
+        for path in (CRD_PATH, CHART_CRD_PATH):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render())
     else:
         sys.stdout.write(render())
     return 0
