@@ -32,7 +32,7 @@ def kubeconfig(path, server: str) -> str:
 
 @pytest.fixture
 def ffctl(cluster, tmp_path):  # noqa: F811
-    c, _ = cluster
+    c, operator = cluster
     kubernetes.client.ApiextensionsV1Api().create_custom_resource_definition(crd_manifest())  # the chart's job
     env = {"KUBECONFIG": kubeconfig(tmp_path / "kubeconfig", c.url), "NO_COLOR": "1"}
 
@@ -40,7 +40,7 @@ def ffctl(cluster, tmp_path):  # noqa: F811
         result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
         assert result.exit_code == code, result.output
         return result
-    run.cluster, run.tmp = c, tmp_path
+    run.cluster, run.tmp, run.operator = c, tmp_path, operator
     return run
 
 
@@ -131,6 +131,7 @@ def test_cluster_errors_say_what_to_do(ffctl, tmp_path):
     assert missing.exit_code == 1 and "no cluster configured" in missing.output and "KUBECONFIG" in missing.output
     down = env_runner.invoke(main, ["status"], env={"KUBECONFIG": kubeconfig(tmp_path / "down", "http://127.0.0.1:9")})
     assert down.exit_code == 1 and "cannot reach the API server at http://127.0.0.1:9" in down.output
+    ffctl.operator.stop()  # it would watch a resource about to vanish
     del ffctl.cluster.emulator.resources["flopsfit.dev/v1alpha1/scalingsweeps"]
     assert "CRD is not installed" in ffctl("status", code=1).output and "helm install" in ffctl("status", code=1).output
     conn = Connection(None, "research", "https://k8s")

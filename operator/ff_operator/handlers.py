@@ -58,7 +58,10 @@ def sync(body: dict[str, Any], jobs: list[ObservedJob], disrupted: list[tuple[st
     try:
         sweep, plan = _planned(json.dumps(manifest, sort_keys=True))
     except FlopsFitError as error:
-        return _invalid(str(error), generation), (("InvalidSpec", str(error)[:1000]),)
+        status = _invalid(str(error), generation)
+        if previous.get("phase") == "Invalid" and previous.get("conditions", [{}])[0].get("message") == str(error):
+            return previous | {"observedGeneration": generation}, ()  # unchanged: no new write, no new event
+        return status, (("InvalidSpec", str(error)[:1000]),)
     batch = kubernetes.client.BatchV1Api()
     actions = reconcile(plan, sweep.spec.execution, jobs, previous, generation, _now(), disrupted)
     for experiment, attempt in actions.create:
