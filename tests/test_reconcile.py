@@ -206,3 +206,16 @@ def test_preemptions_are_counted_once_and_cost_no_retry(plan):
     done = [job(plan, 0, 1, "succeeded"), running[1]]
     final = reconcile(plan, ex(retries_per_experiment=0), done, later.status, 1, NOW)
     assert final.status["experiments"][0] == {"id": e0, "s": "Succeeded", "a": 1, "p": 2}  # names dropped
+
+
+def test_a_changed_plan_creates_and_deletes_nothing_and_says_why(plan, tiny_manifest):
+    running = reconcile(plan, ex(), [job(plan, 0, 1, "active")], {}, 1, NOW)
+    tiny_manifest["spec"]["budgets"] = [6e8, 2.4e9]  # slipped past an API server without the CEL rules
+    other = plan_sweep(parse_sweep(tiny_manifest))
+    changed = reconcile(other, ex(), [job(plan, 0, 1, "active")], running.status, 2, NOW)
+    assert changed.create == () and changed.delete == ()
+    condition = {c["type"]: c for c in changed.status["conditions"]}["PlanChanged"]
+    assert condition["status"] == "True" and "create a new sweep" in condition["message"]
+    assert changed.status["experiments"] == running.status["experiments"] and changed.events[0][0] == "PlanChanged"
+    again = reconcile(other, ex(), [], changed.status, 2, NOW)
+    assert again.events == () and again.create == ()

@@ -15,7 +15,7 @@ from ff_core.plan import plan_sweep
 from ff_core.spec import parse_sweep
 
 TERMINAL_PHASES = {"Succeeded", "Failed", "Invalid", "Stopped"}
-NOTEWORTHY = {("Valid", "False"), ("FailureBudgetExceeded", "True"), ("Suspended", "True")}
+NOTEWORTHY = {("Valid", "False"), ("FailureBudgetExceeded", "True"), ("Suspended", "True"), ("PlanChanged", "True")}
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:

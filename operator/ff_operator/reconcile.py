@@ -107,6 +107,8 @@ def reconcile(plan: Plan, execution: Execution, jobs: list[ObservedJob], previou
 
     `disrupted` lists (experiment id, pod name) of our pods with the DisruptionTarget condition.
     """
+    if previous.get("planHash") not in (None, plan_hash(plan)):
+        return _plan_changed(previous, generation, now)
     recorded = {row["id"]: row for row in previous.get("experiments", [])}
     states = _experiment_states(plan, jobs, recorded, execution.retries_per_experiment)
     counts = Counter(state for state, _, _ in states.values())
@@ -124,6 +126,18 @@ def reconcile(plan: Plan, execution: Execution, jobs: list[ObservedJob], previou
     status = summarize(plan, execution, states, previous, generation, now, stopped,
                        preemptions(recorded, list(disrupted), states))
     return Actions(tuple(create), tuple(delete), status, _events(previous, status, create))
+
+
+def _plan_changed(previous: dict[str, Any], generation: int, now: str) -> Actions:
+    """The spec now plans other experiments (the CRD's CEL rules forbid it; an API server without them may not):
+    keep the recorded status, create and delete nothing, and say how to get out."""
+    message = ("the plan-defining fields of spec changed after creation, so the experiment ids no longer match the "
+               "running ones; revert spec to the original (planHash " + previous["planHash"] + ") or create a new sweep")
+    conditions = [c for c in previous.get("conditions", []) if c["type"] != "PlanChanged"]
+    conditions.append(_condition(previous, "PlanChanged", True, "ImmutableFieldChanged", message, now))
+    status = previous | {"observedGeneration": generation, "conditions": conditions}
+    events = () if any(c["type"] == "PlanChanged" for c in previous.get("conditions", [])) else (("PlanChanged", message),)
+    return Actions((), (), status, events)
 
 
 def _phase(counts: Counter, total: int, suspended: bool, stopped: bool) -> str:
