@@ -69,3 +69,13 @@ def test_uri_forms(tmp_path, monkeypatch):
         open_store("gs://bucket/x")
     with pytest.raises(StoreError, match="name a bucket"):
         open_store("s3://")
+
+
+def test_an_unreachable_s3_store_says_to_check_the_endpoint(monkeypatch):
+    from ff_core.store import StoreError, open_store
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with pytest.raises(StoreError, match="check the endpoint URL .*reachable from here"):
+        open_store("s3://bucket/sweeps", "http://127.0.0.1:9").list("unit/")

@@ -125,24 +125,31 @@ class S3Store:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _call(self, what: str, key: str, fn, **kwargs):
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return fn(Bucket=self.bucket, Key=self._key(key), **kwargs)
-        except NoCredentialsError:
-            raise StoreError(
-                f"{self.uri}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                "(or an AWS profile)"
-            ) from None
-        except ClientError as error:
+        except (BotoCoreError, ClientError) as error:
+            raise self._explain(error, f"{self.uri}/{key}", what) from None
+
+    def _explain(self, error: Exception, where: str, what: str) -> StoreError:
+        """A boto3 failure as what to change: credentials, bucket, endpoint; a missing key is MissingKey."""
+        from botocore.exceptions import ClientError, NoCredentialsError
+
+        if isinstance(error, NoCredentialsError):
+            return StoreError(f"{self.uri}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                              "(or an AWS profile)")
+        if isinstance(error, ClientError):
             code = error.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound"):
-                raise MissingKey(f"{self.uri}/{key} does not exist") from None
+                return MissingKey(f"{where} does not exist")
             if code == "NoSuchBucket":
-                raise StoreError(f"{self.uri}: bucket {self.bucket!r} does not exist; create it first") from None
-            raise StoreError(f"{self.uri}/{key}: {what} failed: {code} {error}") from None
-        except BotoCoreError as error:
-            raise StoreError(f"{self.uri}/{key}: {what} failed: {error}; check the endpoint URL") from None
+                return StoreError(f"{self.uri}: bucket {self.bucket!r} does not exist; create it first")
+            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                return StoreError(f"{where}: {what} refused ({code}); check the S3 credentials and the bucket policy")
+            return StoreError(f"{where}: {what} failed: {code} {error}")
+        return StoreError(f"{where}: {what} failed: {error}; check the endpoint URL (--endpoint-url, "
+                          "FF_S3_ENDPOINT_URL or spec.storage.endpointURL) and that the store is reachable from here")
 
     def put_json(self, key: str, value: Any) -> None:
         body = json.dumps(value, indent=1, sort_keys=True).encode()
@@ -180,7 +187,7 @@ class S3Store:
             for page in pages:
                 keys.extend(item["Key"][start:] for item in page.get("Contents", []))
         except (BotoCoreError, ClientError) as error:
-            raise StoreError(f"{self.uri}: listing failed: {error}") from None
+            raise self._explain(error, self.uri, "listing") from None
         return sorted(keys)
 
     def delete(self, key: str) -> None:
