@@ -79,3 +79,70 @@ def test_an_unreachable_s3_store_says_to_check_the_endpoint(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with pytest.raises(StoreError, match="check the endpoint URL .*reachable from here"):
         open_store("s3://bucket/sweeps", "http://127.0.0.1:9").list("unit/")
+
+
+class _Flaky:
+    """An HTTP proxy in front of the S3 endpoint that answers every other request 503 SlowDown: the
+    transient faults object stores give under load, which the store must ride out by retrying."""
+
+    def __init__(self, upstream: str):
+        import http.client
+        import http.server
+        import threading
+        import urllib.parse
+
+        target = urllib.parse.urlsplit(upstream)
+        self.faults = self.forwarded = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if (proxy.faults + proxy.forwarded) % 2 == 0:
+                    proxy.faults += 1
+                    error = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+                    self.send_response(503)
+                    self.send_header("Content-Length", str(len(error)))
+                    self.end_headers()
+                    self.wfile.write(error)
+                    return
+                proxy.forwarded += 1
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                conn.request(self.command, self.path, body=body, headers=dict(self.headers))
+                reply = conn.getresponse()
+                data = reply.read()
+                self.send_response(reply.status)
+                for key, value in reply.getheaders():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_transient_s3_faults_are_retried(s3_endpoint, tmp_path):
+    from ff_core.store import S3Store
+
+    flaky = _Flaky(s3_endpoint)
+    try:
+        store = S3Store("ff-test", "flaky", flaky.url)
+        store.put_json("unit/e1/result.json", {"loss": 1.5})
+        (tmp_path / "ckpt").write_bytes(b"x" * 100_000)
+        store.put_file("unit/e1/checkpoint.pt", tmp_path / "ckpt")
+        store.get_file("unit/e1/checkpoint.pt", tmp_path / "back")
+        assert store.get_json("unit/e1/result.json") == {"loss": 1.5}
+        assert store.list("unit/") == ["unit/e1/checkpoint.pt", "unit/e1/result.json"]
+        assert store.exists("unit/e1/result.json") and (tmp_path / "back").read_bytes() == b"x" * 100_000
+        assert flaky.faults >= 6  # every operation met a 503 first and still succeeded
+    finally:
+        flaky.server.shutdown()
