@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
+import kmock
 import kubernetes
 import pytest
 import yaml
@@ -137,6 +138,13 @@ def test_cluster_errors_say_what_to_do(ffctl, tmp_path):
     conn = Connection(None, "research", "https://k8s")
     denied = explain(kubernetes.client.ApiException(status=403, reason="Forbidden"), conn, "listing sweeps")
     assert isinstance(denied, ClusterError) and "permission denied while listing sweeps in namespace 'research'" in str(denied)
+
+
+def test_missing_permissions_name_the_namespace_and_the_role(ffctl):
+    ffctl.cluster.emulator[kmock.namespace("locked")] << 403  # the API server's RBAC says no in this namespace
+    result = ffctl("status", "--namespace", "locked", code=1)
+    assert "permission denied while listing sweeps in namespace 'locked'" in result.output
+    assert "flops-fit-user ClusterRole" in result.output
 
 
 def test_every_example_is_valid_against_the_crd_schema():
