@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import threading
 import time
+from pathlib import Path
 
 import kopf
 import kubernetes
@@ -170,3 +172,50 @@ def test_suspend_then_resume_and_a_parallelism_change(cluster):
     wait_for(lambda: len(jobs()) == 2 and status().get("observedGeneration") == 2, "Jobs after resume, generation 2")
     api.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "unit", {"spec": {"execution": {"parallelism": 3}}})
     wait_for(lambda: len(jobs()) == 3 and status().get("observedGeneration") == 3, "a third Job at parallelism 3")
+
+
+def test_the_charts_command_runs_the_operator_with_a_liveness_endpoint(tmp_path):
+    """`kopf run` as the Deployment runs it (its args read from the rendered chart's defaults), in its own
+    process, logging in from a kubeconfig: it reconciles, and /healthz answers the kubelet's probe."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    import yaml
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    deployment = (Path(__file__).resolve().parents[1] / "helm" / "flops-fit" / "templates" / "deployment.yaml").read_text()
+    assert "--module=ff_operator.handlers" in deployment and "--liveness=http://0.0.0.0:" in deployment
+    with Cluster() as c:
+        config = tmp_path / "kubeconfig"
+        config.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+            "clusters": [{"name": "emu", "cluster": {"server": c.url}}],
+            "users": [{"name": "op", "user": {"token": "t"}}],
+            "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "op"}}]}))
+        kopf_cli = Path(sys.executable).with_name("kopf")
+        proc = subprocess.Popen([str(kopf_cli), "run", "--standalone", "--module=ff_operator.handlers",
+                                 f"--liveness=http://127.0.0.1:{port}/healthz", "--all-namespaces"],
+                                env=dict(os.environ, KUBECONFIG=str(config)), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        try:
+            kubernetes.client.Configuration.set_default(kubernetes.client.Configuration(host=c.url))
+            kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, sweep_body())
+            wait_for(lambda: len(jobs()) == 2, "Jobs from the operator process", timeout=60)
+            health = wait_for(lambda: _get(urllib.request, f"http://127.0.0.1:{port}/healthz"), "/healthz", timeout=30)
+            assert health == 200
+        finally:
+            proc.terminate()
+            output = proc.communicate(timeout=30)[0]
+        assert proc.returncode in (0, -15), output[-3000:]
+
+
+def _get(urllib_request, url: str) -> int | None:
+    try:
+        with urllib_request.urlopen(url, timeout=2) as response:
+            return response.status
+    except OSError:
+        return None
