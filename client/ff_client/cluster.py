@@ -14,10 +14,9 @@ from typing import Any
 import kubernetes
 import urllib3.exceptions
 
-from ff_core.crd import GROUP, PLURAL, VERSION
+from ff_core.crd import GROUP, LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP, PLURAL, VERSION
 from ff_core.errors import FlopsFitError
 
-LABEL_SWEEP, LABEL_EXPERIMENT, LABEL_ATTEMPT = f"{GROUP}/sweep", f"{GROUP}/experiment", f"{GROUP}/attempt"
 CRD_NAME = f"{PLURAL}.{GROUP}"
 INSTALL_HINT = "install the chart: helm install flops-fit helm/flops-fit (or kubectl apply -f crds/)"
 
@@ -45,11 +44,19 @@ def connect(context: str | None = None, namespace: str | None = None) -> Connect
     except (kubernetes.config.ConfigException, FileNotFoundError, TypeError) as error:
         try:
             kubernetes.config.load_incluster_config(client_configuration=config)
-            default_ns = "default"
+            default_ns = _pod_namespace()
         except kubernetes.config.ConfigException:
             raise ClusterError(f"no cluster configured ({error}); point KUBECONFIG at a kubeconfig, pass --context, "
                                "or use `ffctl run` to train on this machine") from None
     return Connection(kubernetes.client.ApiClient(config), namespace or default_ns, config.host)
+
+
+def _pod_namespace() -> str:
+    """Inside a pod, its own namespace (as kubectl does)."""
+    try:
+        return open("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read().strip() or "default"
+    except OSError:
+        return "default"
 
 
 def explain(error: Exception, conn: Connection, what: str, name: str | None = None) -> ClusterError:
@@ -109,7 +116,7 @@ def crd_schema(conn: Connection) -> dict[str, Any] | None:
     except urllib3.exceptions.HTTPError as error:
         raise explain(error, conn, "reading the CRD") from None
     version = next(v for v in crd.spec.versions if v.name == VERSION)
-    return kubernetes.client.ApiClient().sanitize_for_serialization(version.schema.open_apiv3_schema)
+    return conn.api.sanitize_for_serialization(version.schema.open_apiv3_schema)
 
 
 def apply_sweep(conn: Connection, manifest: dict[str, Any]) -> str:

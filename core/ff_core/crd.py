@@ -14,6 +14,8 @@ from ff_core.spec import API_VERSION, KIND, PLUGIN_PATH, SweepSpec
 
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL, SINGULAR, SHORT = "scalingsweeps", "scalingsweep", "sweep"
+# The labels on every Job and pod of a sweep: the operator finds its children by them, ffctl the pods.
+LABEL_SWEEP, LABEL_EXPERIMENT, LABEL_ATTEMPT = f"{GROUP}/sweep", f"{GROUP}/experiment", f"{GROUP}/attempt"
 MAX_EXPERIMENTS = 2000
 # Fields that define the plan (and so the experiment ids): changing them would orphan running Jobs.
 IMMUTABLE = ("model", "data", "loss", "flops", "budgets", "sizes", "pointsPerBudget", "tokensPerParam", "training")

@@ -11,13 +11,10 @@ import json
 from typing import Any
 
 from ff_core import exit_codes
+from ff_core.crd import GROUP, LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP  # noqa: F401  (re-exported)
 from ff_core.plan import Experiment
 from ff_core.spec import ScalingSweep
 
-GROUP = "flopsfit.dev"
-LABEL_SWEEP = f"{GROUP}/sweep"
-LABEL_EXPERIMENT = f"{GROUP}/experiment"
-LABEL_ATTEMPT = f"{GROUP}/attempt"
 CONTAINER = "trainer"
 SWEEP_ENV = "FF_SWEEP"
 NODE_RANK_ENV = "FF_NODE_RANK"
