@@ -155,3 +155,18 @@ def test_every_example_is_valid_against_the_crd_schema():
 
     for path in sorted(Path(__file__).resolve().parents[1].glob("examples/*.yaml")):
         validate(load_sweep(str(path)).to_manifest(), None)
+
+
+def test_a_field_the_clusters_older_crd_would_prune_is_refused(cluster, tmp_path):  # noqa: F811
+    c, _ = cluster
+    old = crd_manifest()
+    del old["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["execution"][
+        "properties"]["nodesPerExperiment"]  # as installed by an older chart
+    kubernetes.client.ApiextensionsV1Api().create_custom_resource_definition(old)
+    env = {"KUBECONFIG": kubeconfig(tmp_path / "kubeconfig", c.url)}
+    result = CliRunner().invoke(main, ["submit", write_sweep(tmp_path, "file:///tmp/x", nodesPerExperiment=2)], env=env)
+    assert result.exit_code == 1 and "does not know spec.execution.nodesPerExperiment" in result.output
+    assert "upgrade the chart" in result.output
+    assert kubernetes.client.CustomObjectsApi().list_namespaced_custom_object(GROUP, VERSION, NS, PLURAL)["items"] == []
+    fine = CliRunner().invoke(main, ["submit", write_sweep(tmp_path, "file:///tmp/x")], env=env)
+    assert fine.exit_code == 0, fine.output  # a field left at its default is not sent, so nothing is lost

@@ -37,6 +37,28 @@ def validate(manifest: dict, schema: dict | None) -> None:
         where = lambda e: ".".join(str(p) for p in e.path) or "(top)"  # noqa: E731
         raise cluster.ClusterError("the sweep does not match the cluster's ScalingSweep schema: " + "; ".join(
             f"{where(e)}: {e.message}" for e in errors[:5]) + " (a newer or older CRD? upgrade the chart or ffctl)")
+    unknown = unknown_fields(manifest, schema)
+    if unknown:  # the API server would drop them without a word (pruning), and the sweep would run without them
+        raise cluster.ClusterError(f"the cluster's ScalingSweep CRD does not know {', '.join(unknown[:5])}; it would "
+                                   "silently drop them: upgrade the chart (its CRD) to this ffctl's version")
+
+
+def unknown_fields(value, schema: dict, path: str = "") -> list[str]:
+    """Paths in `value` that a structural schema would prune (fields it neither declares nor preserves)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    if isinstance(value, dict) and "properties" in schema:
+        found = []
+        for key, sub in value.items():
+            where = f"{path}.{key}" if path else key
+            if key not in schema["properties"]:
+                found.append(where)
+            else:
+                found += unknown_fields(sub, schema["properties"][key], where)
+        return found
+    if isinstance(value, list) and "items" in schema:
+        return [p for i, item in enumerate(value) for p in unknown_fields(item, schema["items"], f"{path}[{i}]")]
+    return []
 
 
 @click.command()
@@ -50,7 +72,7 @@ def submit(sweep: str, dry_run: bool, gpu_flops: float, mfu: float, conn) -> Non
     """Fill nParams, validate, show the plan and its cost, and apply SWEEP to the cluster."""
     resolved = load_resolved(sweep, say=output.say)
     the_plan = plan_sweep(resolved)
-    manifest = resolved.to_manifest()
+    manifest = resolved.to_manifest(only_set=True)  # defaults stay the cluster's to fill, as with kubectl apply
     connection = None if dry_run else conn()
     validate(manifest, cluster.crd_schema(connection) if connection else None)
     click.echo(output.plan_table(the_plan))

@@ -224,9 +224,13 @@ class ScalingSweep(BaseModel):
     def name(self) -> str:
         return self.metadata.name
 
-    def to_manifest(self) -> dict[str, Any]:
-        """The sweep as a plain manifest (camelCase, no status), ready for YAML or the API server."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"status"})
+    def to_manifest(self, only_set: bool = False) -> dict[str, Any]:
+        """The sweep as a plain manifest (camelCase, no status), ready for YAML or the API server.
+
+        `only_set` leaves out what the file did not say (defaults), as `kubectl apply` of the file would.
+        """
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=only_set,
+                               exclude={"status"})
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
