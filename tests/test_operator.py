@@ -219,3 +219,35 @@ def _get(urllib_request, url: str) -> int | None:
             return response.status
     except OSError:
         return None
+
+
+def test_kubectl_apply_and_delete_drive_the_operator(cluster, tmp_path):
+    """The other way in: the real kubectl applies examples/tiny.yaml; the operator plans it into Jobs;
+    `kubectl delete sweep` removes them. (--validate=false: the emulated server serves no OpenAPI document.)"""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    from ff_core.crd import crd_manifest
+
+    c, _ = cluster
+    kubectl = shutil.which("kubectl") or pytest.fail("kubectl is not on PATH: run `make tools` (make test does)")
+    config = tmp_path / "kubeconfig"
+    config.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+        "clusters": [{"name": "emu", "cluster": {"server": c.url}}], "users": [{"name": "me", "user": {"token": "t"}}],
+        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "me", "namespace": NS}}]}))
+    kubernetes.client.ApiextensionsV1Api().create_custom_resource_definition(crd_manifest())
+    example = Path(__file__).resolve().parents[1] / "examples" / "tiny.yaml"
+
+    def run(*args: str) -> str:
+        done = subprocess.run([kubectl, "--kubeconfig", str(config), *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "scalingsweep.flopsfit.dev/tiny created" in run("apply", "--validate=false", "-f", str(example))
+    wait_for(lambda: len(jobs("tiny")) == 4, "the example's parallelism (4) of Jobs")
+    wait_for(lambda: run("get", "sweep", "tiny", "-o", "jsonpath={.status.total}") == "15", "status total 15")
+    run("delete", "sweep", "tiny", "--wait=false")  # (the emulator's watch has no fieldSelector, which --wait uses)
+    wait_for(lambda: jobs("tiny") == [], "the sweep's Jobs deleted with it")
