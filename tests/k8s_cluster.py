@@ -211,6 +211,7 @@ class Cluster:
             k.resources["v1/pods"] = kmock.ResourceInfo(kind="Pod", namespaced=True, verbs=every,
                                                         subresources={"status", "log"})
             k.resources["v1/services"] = kmock.ResourceInfo(kind="Service", namespaced=True, verbs=every)
+            k.resources["v1/secrets"] = kmock.ResourceInfo(kind="Secret", namespaced=True, verbs=every)
             k.resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs={"list", "watch", "get"})
             k.resources["v1/events"] = kmock.ResourceInfo(kind="Event", namespaced=True, verbs={"create", "list"})
             self.url = str(server.url).rstrip("/")

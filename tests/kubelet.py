@@ -1,0 +1,81 @@
+"""A stand-in for the Job controller and the kubelet of one node, over the emulated API server.
+
+For each new Job of ours it creates the pod(s) the Job controller would (one; single-node Jobs only), runs
+the container's command on this machine (torchrun as `python -m torch.distributed.run`, the container's env
+plus its envFrom Secrets, cwd a scratch folder), serves the output as the pod's log, and marks the Job
+Complete, or Failed (reason PodFailurePolicy for the trainer's permanent exit codes 3 and 4, as the Job's
+podFailurePolicy says). `workers` Jobs run at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import kubernetes
+
+from ff_core.crd import LABEL_SWEEP
+
+PERMANENT = {3, 4}
+
+
+class Kubelet:
+    def __init__(self, cluster, namespace: str, scratch: Path, workers: int = 2):
+        self.cluster, self.namespace, self.scratch = cluster, namespace, scratch
+        self.batch, self.core = kubernetes.client.BatchV1Api(), kubernetes.client.CoreV1Api()
+        self.pool = ThreadPoolExecutor(workers)
+        self.seen: set[str] = set()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> Kubelet:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(0.3):
+            for job in self.batch.list_namespaced_job(self.namespace, label_selector=LABEL_SWEEP).items:
+                if job.metadata.name not in self.seen and not job.spec.suspend:
+                    self.seen.add(job.metadata.name)
+                    self.pool.submit(self._run, job)
+
+    def _env(self, container) -> dict[str, str]:
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        for source in container.env_from or []:
+            secret = self.core.read_namespaced_secret(source.secret_ref.name, self.namespace)
+            env |= {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+            env |= dict(secret.string_data or {})
+        env |= {e.name: e.value for e in container.env or [] if e.value is not None}
+        return env
+
+    def _run(self, job) -> None:
+        pod_name = f"{job.metadata.name}-x"
+        labels = dict(job.spec.template.metadata.labels) | {"job-name": job.metadata.name}
+        self.core.create_namespaced_pod(self.namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": pod_name, "namespace": self.namespace, "labels": labels}, "spec": {"containers": [
+                {"name": "trainer", "image": job.spec.template.spec.containers[0].image}]}})
+        container = job.spec.template.spec.containers[0]
+        command = container.command
+        if command[0] == "torchrun":
+            command = [sys.executable, "-m", "torch.distributed.run", *command[1:]]
+        workdir = self.scratch / job.metadata.name
+        workdir.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(command, cwd=workdir, env=self._env(container), capture_output=True, text=True,
+                              timeout=600)
+        self.cluster.logs[self.namespace, pod_name] = done.stdout + done.stderr
+        if done.returncode == 0:
+            condition = {"type": "Complete", "status": "True"}
+        else:
+            reason = "PodFailurePolicy" if done.returncode in PERMANENT else "BackoffLimitExceeded"
+            condition = {"type": "Failed", "status": "True", "reason": reason}
+        self.batch.patch_namespaced_job_status(job.metadata.name, self.namespace, {"status": {"conditions": [condition]}})

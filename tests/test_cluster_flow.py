@@ -1,0 +1,25 @@
+"""The e2e scenario (tests/test_e2e.py) on this machine: the emulated API server, the real operator, a
+stand-in kubelet that runs each Job's trainer command here, and S3 from moto. ffctl submits, follows,
+reads a log, analyses the results from S3 and deletes, exactly as on kind."""
+
+from __future__ import annotations
+
+import kubernetes
+
+from ff_core.crd import crd_manifest
+from kubelet import Kubelet
+from test_cli_cluster import kubeconfig
+from test_e2e import sweep_to_analysis
+from test_operator import NS, cluster, jobs, wait_for  # noqa: F401  (fixture)
+
+
+def test_submit_to_analysis_through_the_operator_and_a_local_kubelet(cluster, s3_endpoint, tmp_path, monkeypatch):  # noqa: F811
+    c, _ = cluster
+    kubernetes.client.ApiextensionsV1Api().create_custom_resource_definition(crd_manifest())
+    kubernetes.client.CoreV1Api().create_namespaced_secret(NS, {"metadata": {"name": "s3-creds"}, "stringData": {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}})
+    monkeypatch.setenv("KUBECONFIG", kubeconfig(tmp_path / "kubeconfig", c.url))
+    s3 = {"here": s3_endpoint, "cluster": s3_endpoint, "secret": "s3-creds"}
+    with Kubelet(c, NS, tmp_path / "node"):
+        sweep_to_analysis(tmp_path, "flops-fit/trainer:local", NS, s3, poll=0.5)
+    wait_for(lambda: jobs("e2e-tiny") == [], "the sweep's Jobs deleted with it")
