@@ -36,7 +36,7 @@ def test_default_job_matches_golden(tiny_manifest):
     assert spec["backoffLimit"] == 0 and pod["restartPolicy"] == "Never" and spec["suspend"] is False
     assert pod["automountServiceAccountToken"] is False
     rules = spec["podFailurePolicy"]["rules"]
-    assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
     assert rules[1]["action"] == "FailJob" and rules[1]["onExitCodes"]["values"] == [3, 4]
     container = pod["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
@@ -126,3 +126,14 @@ def test_the_multi_node_command_trains_across_two_launchers(tiny_manifest, tmp_p
     assert [p.returncode for p in procs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
     experiment = job["metadata"]["labels"][LABEL_EXPERIMENT]
     assert (tmp_path / "ff-results" / "unit" / experiment / "result.json").is_file()
+
+
+@pytest.mark.parametrize("golden", ["job-default.json", "job-kueue.json", "job-multinode.json"])
+def test_built_manifests_are_valid_kubernetes_objects(golden):
+    """Every Job (and Service) the builder makes, checked strictly against Kubernetes' own schemas."""
+    import kubernetes_validate
+
+    data = json.loads((GOLDEN / golden).read_text())
+    for manifest in ([data["job"], data["service"]] if "job" in data else [data]):
+        for version in ("1.30.0", "1.34.0"):
+            kubernetes_validate.validate(manifest, version, strict=True)

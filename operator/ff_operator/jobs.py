@@ -102,7 +102,7 @@ def build_job(sweep: ScalingSweep, experiment: Experiment, attempt: int, owner_u
     spec = {
         "backoffLimit": 0,
         "podFailurePolicy": {"rules": [
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             {"action": "FailJob", "onExitCodes": {"containerName": CONTAINER, "operator": "In",
                                                   "values": sorted(exit_codes.PERMANENT)}},
         ]},
