@@ -170,3 +170,19 @@ def test_a_field_the_clusters_older_crd_would_prune_is_refused(cluster, tmp_path
     assert kubernetes.client.CustomObjectsApi().list_namespaced_custom_object(GROUP, VERSION, NS, PLURAL)["items"] == []
     fine = CliRunner().invoke(main, ["submit", write_sweep(tmp_path, "file:///tmp/x")], env=env)
     assert fine.exit_code == 0, fine.output  # a field left at its default is not sent, so nothing is lost
+
+
+def test_context_picks_the_kubeconfig_context_and_its_namespace(ffctl, tmp_path):
+    config = yaml.safe_load(open(kubeconfig(tmp_path / "two", ffctl.cluster.url)))
+    config["contexts"].append({"name": "research", "context": {"cluster": "emu", "user": "me", "namespace": "research"}})
+    (tmp_path / "two").write_text(yaml.safe_dump(config))
+    body = copy.deepcopy(TINY) | {"metadata": {"name": "theirs", "namespace": "research"}}
+    kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(GROUP, VERSION, "research", PLURAL, body)
+    runner = CliRunner()
+    mine = runner.invoke(main, ["status"], env={"KUBECONFIG": str(tmp_path / "two")})
+    theirs = runner.invoke(main, ["status", "--context", "research"], env={"KUBECONFIG": str(tmp_path / "two")})
+    assert mine.exit_code == theirs.exit_code == 0 and "theirs" not in mine.output and "theirs" in theirs.output
+    via_env = runner.invoke(main, ["status"], env={"KUBECONFIG": str(tmp_path / "two"), "FF_NAMESPACE": "research"})
+    assert "theirs" in via_env.output
+    unknown = runner.invoke(main, ["status", "--context", "nope"], env={"KUBECONFIG": str(tmp_path / "two")})
+    assert unknown.exit_code == 1 and "nope" in unknown.output
