@@ -185,4 +185,5 @@ def test_context_picks_the_kubeconfig_context_and_its_namespace(ffctl, tmp_path)
     via_env = runner.invoke(main, ["status"], env={"KUBECONFIG": str(tmp_path / "two"), "FF_NAMESPACE": "research"})
     assert "theirs" in via_env.output
     unknown = runner.invoke(main, ["status", "--context", "nope"], env={"KUBECONFIG": str(tmp_path / "two")})
-    assert unknown.exit_code == 1 and "nope" in unknown.output
+    assert unknown.exit_code == 1 and "cannot use kubeconfig context 'nope'" in unknown.output
+    assert "kubectl config get-contexts" in unknown.output

@@ -42,6 +42,9 @@ def connect(context: str | None = None, namespace: str | None = None) -> Connect
         chosen = next((c for c in contexts if c["name"] == context), active) if context else active
         default_ns = (chosen or {}).get("context", {}).get("namespace", "default")
     except (kubernetes.config.ConfigException, FileNotFoundError, TypeError) as error:
+        if context:
+            raise ClusterError(f"cannot use kubeconfig context {context!r} ({error}); "
+                               "`kubectl config get-contexts` lists the contexts there") from None
         try:
             kubernetes.config.load_incluster_config(client_configuration=config)
             default_ns = _pod_namespace()
