@@ -98,16 +98,7 @@ def status(name: str | None, watch: bool, interval: float, as_json: bool, conn) 
     """All sweeps in the namespace, or one sweep's per-experiment progress."""
     connection = conn()
     while True:
-        now = datetime.datetime.now(datetime.UTC)
-        if name is None:
-            sweeps = cluster.list_sweeps(connection)
-            text = json.dumps([progress.sweep_json(s) for s in sweeps], indent=1) if as_json else \
-                progress.sweeps_table(sweeps, now)
-            finished = all((s.get("status") or {}).get("phase") in progress.TERMINAL_PHASES for s in sweeps)
-        else:
-            sweep = cluster.get_sweep(connection, name)
-            text = json.dumps(progress.sweep_json(sweep), indent=1) if as_json else progress.sweep_detail(sweep, now)
-            finished = (sweep.get("status") or {}).get("phase") in progress.TERMINAL_PHASES
+        text, finished = _render(connection, name, as_json)
         if watch and not as_json and output.live():
             click.clear()
         click.echo(text)
@@ -116,6 +107,19 @@ def status(name: str | None, watch: bool, interval: float, as_json: bool, conn) 
         time.sleep(interval)
     if name and finished:
         output.next_step(f"ffctl analyze {name}")
+
+
+def _render(connection, name: str | None, as_json: bool) -> tuple[str, bool]:
+    """What `ffctl status` prints now, and whether what it shows has ended."""
+    now = datetime.datetime.now(datetime.UTC)
+    if name is None:
+        sweeps = cluster.list_sweeps(connection)
+        text = json.dumps([progress.sweep_json(s) for s in sweeps], indent=1) if as_json else \
+            progress.sweeps_table(sweeps, now)
+        return text, all((s.get("status") or {}).get("phase") in progress.TERMINAL_PHASES for s in sweeps)
+    sweep = cluster.get_sweep(connection, name)
+    text = json.dumps(progress.sweep_json(sweep), indent=1) if as_json else progress.sweep_detail(sweep, now)
+    return text, (sweep.get("status") or {}).get("phase") in progress.TERMINAL_PHASES
 
 
 @click.command()
