@@ -28,6 +28,7 @@ import uuid
 
 import aiohttp.web
 import kmock
+import yaml
 
 _rv = itertools.count(1)
 
@@ -179,6 +180,16 @@ class Emulator(kmock.KubernetesEmulator):
             return aiohttp.web.json_response({"kind": "Status", "status": "Failure", "reason": "NotFound",
                                               "message": f'pods "{request.name}" not found', "code": 404}, status=404)
         return aiohttp.web.Response(text=self.logs.get((request.namespace, request.name), ""))
+
+
+def kubeconfig(path, server: str, namespace: str = "default") -> str:
+    """Write a kubeconfig (context "emu") for `server` at `path`; its path, for KUBECONFIG or --kubeconfig."""
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+        "clusters": [{"name": "emu", "cluster": {"server": server}}],
+        "users": [{"name": "me", "user": {"token": "t"}}],
+        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "me", "namespace": namespace}}]}))
+    return str(path)
 
 
 class Cluster:

@@ -19,16 +19,8 @@ from ff_core.plan import plan_sweep
 from ff_core.results import ResultRecord, result_key
 from ff_core.spec import parse_sweep
 from ff_core.store import open_store
+from k8s_cluster import kubeconfig
 from test_operator import GROUP, NS, PLURAL, VERSION, cluster, finish, jobs, wait_for  # noqa: F401  (fixture)
-
-
-def kubeconfig(path, server: str) -> str:
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
-        "clusters": [{"name": "emu", "cluster": {"server": server}}],
-        "users": [{"name": "me", "user": {"token": "t"}}],
-        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "me", "namespace": NS}}]}))
-    return str(path)
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from __future__ import annotations
 import kubernetes
 
 from ff_core.crd import crd_manifest
+from k8s_cluster import kubeconfig
 from kubelet import Kubelet
-from test_cli_cluster import kubeconfig
 from test_e2e import sweep_to_analysis
 from test_operator import NS, cluster, jobs, wait_for  # noqa: F401  (fixture)
 

@@ -16,7 +16,7 @@ import pytest
 import ff_operator.handlers  # noqa: F401  (registers the handlers)
 from conftest import TINY
 from ff_operator.jobs import LABEL_SWEEP
-from k8s_cluster import Cluster
+from k8s_cluster import Cluster, kubeconfig
 
 GROUP, VERSION, PLURAL, NS = "flopsfit.dev", "v1alpha1", "scalingsweeps", "default"
 _server = {}
@@ -182,7 +182,6 @@ def test_the_charts_command_runs_the_operator_with_a_liveness_endpoint(tmp_path)
     import sys
     import urllib.request
 
-    import yaml
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -190,16 +189,11 @@ def test_the_charts_command_runs_the_operator_with_a_liveness_endpoint(tmp_path)
     deployment = (Path(__file__).resolve().parents[1] / "helm" / "flops-fit" / "templates" / "deployment.yaml").read_text()
     assert "--module=ff_operator.handlers" in deployment and "--liveness=http://0.0.0.0:" in deployment
     with Cluster() as c:
-        config = tmp_path / "kubeconfig"
-        config.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "emu",
-            "clusters": [{"name": "emu", "cluster": {"server": c.url}}],
-            "users": [{"name": "op", "user": {"token": "t"}}],
-            "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "op"}}]}))
+        config = kubeconfig(tmp_path / "kubeconfig", c.url)
         kopf_cli = Path(sys.executable).with_name("kopf")
         proc = subprocess.Popen([str(kopf_cli), "run", "--standalone", "--module=ff_operator.handlers",
                                  f"--liveness=http://127.0.0.1:{port}/healthz", "--all-namespaces"],
-                                env=dict(os.environ, KUBECONFIG=str(config)), stdout=subprocess.PIPE,
+                                env=dict(os.environ, KUBECONFIG=config), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         try:
             kubernetes.client.Configuration.set_default(kubernetes.client.Configuration(host=c.url))
@@ -227,22 +221,16 @@ def test_kubectl_apply_and_delete_drive_the_operator(cluster, tmp_path):
     import shutil
     import subprocess
 
-    import yaml
-
     from ff_core.crd import crd_manifest
 
     c, _ = cluster
     kubectl = shutil.which("kubectl") or pytest.fail("kubectl is not on PATH: run `make tools` (make test does)")
-    config = tmp_path / "kubeconfig"
-    config.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
-        "clusters": [{"name": "emu", "cluster": {"server": c.url}}], "users": [{"name": "me", "user": {"token": "t"}}],
-        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "me", "namespace": NS}}]}))
+    config = kubeconfig(tmp_path / "kubeconfig", c.url, NS)
     kubernetes.client.ApiextensionsV1Api().create_custom_resource_definition(crd_manifest())
     example = Path(__file__).resolve().parents[1] / "examples" / "tiny.yaml"
 
     def run(*args: str) -> str:
-        done = subprocess.run([kubectl, "--kubeconfig", str(config), *args], capture_output=True, text=True, timeout=60)
+        done = subprocess.run([kubectl, "--kubeconfig", config, *args], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         return done.stdout
 
