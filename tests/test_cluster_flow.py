@@ -7,6 +7,7 @@ from __future__ import annotations
 import kubernetes
 
 from ff_core.crd import crd_manifest
+from ff_core.store import open_store
 from k8s_cluster import kubeconfig
 from kubelet import Kubelet
 from test_e2e import sweep_to_analysis
@@ -20,6 +21,9 @@ def test_submit_to_analysis_through_the_operator_and_a_local_kubelet(cluster, s3
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}})
     monkeypatch.setenv("KUBECONFIG", kubeconfig(tmp_path / "kubeconfig", c.url))
     s3 = {"here": s3_endpoint, "cluster": s3_endpoint, "secret": "s3-creds"}
-    with Kubelet(c, NS, tmp_path / "node"):
+    with Kubelet(c, NS, tmp_path / "node") as kubelet:
         sweep_to_analysis(tmp_path, "flops-fit/trainer:local", NS, s3, poll=0.5)
     wait_for(lambda: jobs("e2e-tiny") == [], "the sweep's Jobs deleted with it")
+    assert len(kubelet.seen) == 6 and all(name.endswith("-a1") for name in kubelet.seen)  # one Job each, no retry
+    results = [k for k in open_store("s3://ff-e2e/sweeps", s3_endpoint).list("e2e-tiny/") if k.endswith("result.json")]
+    assert len(results) == 6  # every trainer wrote its record to S3, and deleting the sweep kept them

@@ -12,7 +12,7 @@ from typing import Any
 from ff_client.output import human
 from ff_core.errors import FlopsFitError
 from ff_core.plan import plan_sweep
-from ff_core.spec import parse_sweep
+from ff_core.spec import manifest_of, parse_sweep
 
 TERMINAL_PHASES = {"Succeeded", "Failed", "Invalid", "Stopped"}
 NOTEWORTHY = {("Valid", "False"), ("FailureBudgetExceeded", "True"), ("Suspended", "True"), ("PlanChanged", "True")}
@@ -48,9 +48,8 @@ def sweeps_table(sweeps: list[dict[str, Any]], now: datetime.datetime) -> str:
 def experiment_rows(sweep: dict[str, Any]) -> list[dict[str, Any]]:
     """One dict per planned experiment: plan columns joined with the status row (Pending when absent)."""
     recorded = {r["id"]: r for r in (sweep.get("status") or {}).get("experiments", [])}
-    manifest = {k: sweep[k] for k in ("apiVersion", "kind", "spec")} | {"metadata": {"name": sweep["metadata"]["name"]}}
     try:
-        plan = plan_sweep(parse_sweep(manifest, sweep["metadata"]["name"]))
+        plan = plan_sweep(parse_sweep(manifest_of(sweep), sweep["metadata"]["name"]))
     except FlopsFitError:
         return []  # an invalid sweep has no plan; its condition says why
     return [{"id": e.id, "budget": e.budget, "size": e.size, "nParams": e.n_params, "tokens": e.tokens,

@@ -256,6 +256,14 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def manifest_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """The manifest inside a ScalingSweep object read from the API server: its spec, name and namespace, without
+    the status and the metadata the server adds (uid, resourceVersion, finalizers, ...)."""
+    meta = obj["metadata"]
+    return {k: obj[k] for k in ("apiVersion", "kind", "spec")} | {
+        "metadata": {k: meta[k] for k in ("name", "namespace") if k in meta}}
+
+
 def parse_sweep(data: Any, source: str = "sweep") -> ScalingSweep:
     """Validate a manifest (already parsed from YAML/JSON) into a ScalingSweep, or raise SpecError."""
     if not isinstance(data, dict):

@@ -17,7 +17,7 @@ import kubernetes
 
 from ff_core.errors import FlopsFitError
 from ff_core.plan import Plan, plan_sweep
-from ff_core.spec import ScalingSweep, parse_sweep
+from ff_core.spec import ScalingSweep, manifest_of, parse_sweep
 from ff_operator.jobs import GROUP, LABEL_EXPERIMENT, LABEL_SWEEP, build_job, build_service
 from ff_operator.reconcile import ObservedJob, observe, reconcile
 
@@ -53,10 +53,8 @@ def sync(body: dict[str, Any], jobs: list[ObservedJob], disrupted: list[tuple[st
     """Reconcile one sweep from its Jobs (as the index holds them), apply the actions; (new status, events)."""
     meta, previous = body["metadata"], dict(body.get("status") or {})
     namespace, generation = meta["namespace"], meta.get("generation", 1)
-    manifest = {k: body[k] for k in ("apiVersion", "kind", "spec")} | {
-        "metadata": {"name": meta["name"], "namespace": namespace}}
     try:
-        sweep, plan = _planned(json.dumps(manifest, sort_keys=True))
+        sweep, plan = _planned(json.dumps(manifest_of(body), sort_keys=True))
     except FlopsFitError as error:
         status = _invalid(str(error), generation)
         if previous.get("phase") == "Invalid" and previous.get("conditions", [{}])[0].get("message") == str(error):
