@@ -101,7 +101,7 @@ def test_submit_status_logs_analyze_delete(ffctl):
 
 
 def test_status_watch_ends_when_the_sweep_does(ffctl):
-    ffctl("submit", write_sweep(ffctl.tmp, "file:///tmp/unused", parallelism=6))
+    ffctl("submit", write_sweep(ffctl.tmp, f"file://{ffctl.tmp}/store", parallelism=6))
     wait_for(lambda: len(jobs()) == 6, "six Jobs")
     for job in jobs():
         finish(job, "Complete")
@@ -110,7 +110,7 @@ def test_status_watch_ends_when_the_sweep_does(ffctl):
 
 
 def test_invalid_sweeps_are_refused_before_anything_is_applied(ffctl):
-    bad = write_sweep(ffctl.tmp, "file:///tmp/x")
+    bad = write_sweep(ffctl.tmp, f"file://{ffctl.tmp}/store")
     text = open(bad).read().replace("parallelism: 2", "parallelism: 0")
     open(bad, "w").write(text)
     result = ffctl("submit", bad, code=1)
@@ -156,11 +156,11 @@ def test_a_field_the_clusters_older_crd_would_prune_is_refused(cluster, tmp_path
         "properties"]["nodesPerExperiment"]  # as installed by an older chart
     kubernetes.client.ApiextensionsV1Api().create_custom_resource_definition(old)
     env = {"KUBECONFIG": kubeconfig(tmp_path / "kubeconfig", c.url)}
-    result = CliRunner().invoke(main, ["submit", write_sweep(tmp_path, "file:///tmp/x", nodesPerExperiment=2)], env=env)
+    result = CliRunner().invoke(main, ["submit", write_sweep(tmp_path, f"file://{tmp_path}/store", nodesPerExperiment=2)], env=env)
     assert result.exit_code == 1 and "does not know spec.execution.nodesPerExperiment" in result.output
     assert "upgrade the chart" in result.output
     assert kubernetes.client.CustomObjectsApi().list_namespaced_custom_object(GROUP, VERSION, NS, PLURAL)["items"] == []
-    fine = CliRunner().invoke(main, ["submit", write_sweep(tmp_path, "file:///tmp/x")], env=env)
+    fine = CliRunner().invoke(main, ["submit", write_sweep(tmp_path, f"file://{tmp_path}/store")], env=env)
     assert fine.exit_code == 0, fine.output  # a field left at its default is not sent, so nothing is lost
 
 
