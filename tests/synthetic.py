@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ff_client.points import Point
+from ff_client.fit.points import Point
 from ff_core.results import ResultRecord
 
 CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}

@@ -13,10 +13,11 @@ from click.testing import CliRunner
 
 from conftest import TINY
 from ff_client.cli import main
-from ff_client.cluster import ClusterError, Connection, explain
+from ff_client.cluster.connection import ClusterError, Connection, explain
 from ff_core.crd import crd_manifest
 from ff_core.plan import plan_sweep
-from ff_core.results import ResultRecord, result_key
+from ff_core.layout import result_key
+from ff_core.results import ResultRecord
 from ff_core.spec import parse_sweep
 from ff_core.store import open_store
 from k8s_cluster import kubeconfig
@@ -142,7 +143,7 @@ def test_missing_permissions_name_the_namespace_and_the_role(ffctl):
 def test_every_example_is_valid_against_the_crd_schema():
     from pathlib import Path
 
-    from ff_client.cli_cluster import validate
+    from ff_client.cluster.validate import validate
     from ff_core.spec import load_sweep
 
     for path in sorted(Path(__file__).resolve().parents[1].glob("examples/*.yaml")):

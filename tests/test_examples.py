@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ff_client.analysis import analyze_store
+from ff_client.fit.analysis import analyze_store
 from ff_client.params import count_params
 from ff_core.plan import plan_sweep
 from ff_core.spec import load_sweep
@@ -40,13 +40,13 @@ def test_demo_sweep_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     analysis = analyze_store(open_store(f"{store}/tiny"), out_dir=tmp_path / "out")
     assert len(analysis.points) == 15 and not analysis.excluded
-    assert [c.interior for c in analysis.isoflop.curves] == [True, True, True]
+    assert [c.interior for c in analysis.fit("isoflop").curves] == [True, True, True]
     # bigger budgets want bigger models and more data
-    n_opts = [c.n_opt for c in analysis.isoflop.curves]
+    n_opts = [c.n_opt for c in analysis.fit("isoflop").curves]
     assert n_opts == sorted(n_opts)
-    assert 0.3 < analysis.isoflop.n_opt.exponent < 0.8
+    assert 0.3 < analysis.fit("isoflop").n_opt.exponent < 0.8
     assert {p.name for p in (tmp_path / "out").iterdir()} == {
         "table.md", "table.csv", "table.tex", "table.json", "report.txt", "isoflop.png", "optimal.png",
         "contours.png", "residuals.png"}
-    a = analysis.intervals["isoflop"]["a"]
+    a = analysis.results["isoflop"].parameters["a"]
     assert a.low < a.value < a.high  # bootstrap intervals by default

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ff_client.isoflop import fit_curve, fit_isoflop
-from ff_client.parametric import _objective, fit_parametric
+from ff_client.fit.approaches.isoflop import fit_curve, fit_isoflop
+from ff_client.fit.approaches.parametric import _objective, fit_parametric
 from synthetic import CHINCHILLA, isoflop_points, optimum
 
 TRUTHS = [
@@ -76,8 +76,8 @@ def test_single_local_run_stops_early_but_our_fit_does_not():
 
 
 def test_planted_outliers_are_flagged_and_excluded():
-    from ff_client.analysis import Settings, analyze
-    from ff_client.points import Observations
+    from ff_client.fit.analysis import Settings, analyze
+    from ff_client.fit.points import Observations
 
     points = isoflop_points(noise=0.002, seed=4)
     planted = {3, 17}
@@ -93,7 +93,7 @@ def test_planted_outliers_are_flagged_and_excluded():
 
 
 def test_backtest_scores_the_held_out_budget():
-    from ff_client.backtest import backtest
+    from ff_client.fit.backtest import backtest
 
     result = backtest(tuple(isoflop_points(noise=0.001, seed=9)))
     assert result["held_out"] == 1e21
@@ -103,7 +103,9 @@ def test_backtest_scores_the_held_out_budget():
 
 def test_nominal_95_intervals_cover_the_truth():
     """Repeated synthetic trials: the bootstrap's 95% intervals must cover the truth in >= 85% of them."""
-    from ff_client.uncertainty import bootstrap, isoflop_stats, parametric_stats
+    from ff_client.fit.approach import FitData, Settings
+    from ff_client.fit.approaches import isoflop, parametric
+    from ff_client.fit.bootstrap import bootstrap, numbers
 
     truth = CHINCHILLA
     a_true = truth["beta"] / (truth["alpha"] + truth["beta"])
@@ -111,10 +113,10 @@ def test_nominal_95_intervals_cover_the_truth():
     trials = 30
     for trial in range(trials):
         points = isoflop_points(noise=0.01, seed=100 + trial)
-        iso, par = fit_isoflop(points), fit_parametric(points)
-        central = {"isoflop": isoflop_stats(iso, ()), "parametric": parametric_stats(par, ())}
-        boot = bootstrap(points, central, (), resamples=150, seed=trial, workers=1, start=par.theta)
-        p, i = boot["intervals"]["parametric"], boot["intervals"]["isoflop"]
+        central = {a.name: (a, fit, numbers(a, fit, ())) for a in (isoflop.APPROACH, parametric.APPROACH)
+                   for fit in [a.fit(FitData(tuple(points)), Settings())]}
+        boot = bootstrap(FitData(tuple(points)), central, (), Settings(resamples=150, seed=trial, workers=1))
+        p, i = boot["parametric"].parameters, boot["isoflop"].parameters
         covered["alpha"] += p["alpha"].low <= truth["alpha"] <= p["alpha"].high
         covered["beta"] += p["beta"].low <= truth["beta"] <= p["beta"].high
         covered["a3"] += p["a"].low <= a_true <= p["a"].high
@@ -124,8 +126,8 @@ def test_nominal_95_intervals_cover_the_truth():
 
 
 def test_kaplan_laws_recovered_on_the_envelope():
-    from ff_client.envelope import fit_kaplan, fit_loss_law, lower_envelope
-    from ff_client.points import Point
+    from ff_client.fit.approaches.kaplan import fit_kaplan, fit_loss_law, lower_envelope
+    from ff_client.fit.points import Point
 
     n_only = [Point(n, 1e12, (8.8e13 / n) ** 0.076, 1.0, 1.0) for n in np.geomspace(1e6, 1e9, 6)]
     n_only.append(Point(3e6, 1e12, 9.0, 1.0, 1.0))  # beaten by a smaller model: off the envelope
@@ -141,7 +143,7 @@ def test_kaplan_laws_recovered_on_the_envelope():
 
 def test_approach_1_from_training_curves():
     """Curves that follow the true surface at every token count: their envelope gives a near the truth."""
-    from ff_client.envelope import fit_training_curves
+    from ff_client.fit.approaches.curves import fit_training_curves
     from ff_core.results import ResultRecord
 
     truth, records = CHINCHILLA, []
@@ -160,8 +162,8 @@ def test_approach_1_from_training_curves():
 
 
 def test_data_constrained_recovers_r_star():
-    from ff_client.constrained import effective_tokens, fit_data_constrained
-    from ff_client.points import Point
+    from ff_client.fit.approaches.constrained import effective_tokens, fit_data_constrained
+    from ff_client.fit.points import Point
 
     truth, r_star, rng = CHINCHILLA, 15.0, np.random.default_rng(0)
     points = []

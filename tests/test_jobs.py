@@ -10,7 +10,8 @@ import pytest
 
 from ff_core.plan import plan_sweep
 from ff_core.spec import parse_sweep
-from ff_operator.jobs import LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP, build_job, build_service, job_name
+from ff_core.crd import LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP
+from ff_operator.jobs import build_job, build_service, job_name
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UID = "3f1c9b7e-0000-4000-8000-000000000001"

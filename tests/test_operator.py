@@ -15,7 +15,7 @@ import pytest
 
 import ff_operator.handlers  # noqa: F401  (registers the handlers)
 from conftest import TINY
-from ff_operator.jobs import LABEL_SWEEP
+from ff_core.crd import LABEL_SWEEP
 from k8s_cluster import Cluster, kubeconfig
 
 GROUP, VERSION, PLURAL, NS = "flopsfit.dev", "v1alpha1", "scalingsweeps", "default"

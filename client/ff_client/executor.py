@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ff_core import exit_codes
 from ff_core.plan import Experiment, Plan
-from ff_core.results import result_key
+from ff_core.layout import LOGS, result_key, sweep_key
 from ff_core.spec import ScalingSweep
 from ff_core.store import FileStore, Store
 
@@ -42,7 +42,7 @@ class RunSummary:
 def log_dir(store: Store, sweep: str) -> Path:
     """Trainer logs sit beside the results in a local store, else under ./ff-logs."""
     root = store.root if isinstance(store, FileStore) else Path("ff-logs").resolve()
-    return root / sweep / "logs"
+    return root / sweep / LOGS
 
 
 def _launch(experiment: Experiment, sweep_file: Path, store: Store, threads: int, log: Path) -> subprocess.Popen:
@@ -70,7 +70,7 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
     """Train every experiment without a result, `workers` at a time; Ctrl-C stops them cleanly."""
     began = time.monotonic()
     summary = RunSummary()
-    store.put_json(f"{sweep.name}/sweep.json", sweep.to_manifest())
+    store.put_json(sweep_key(sweep.name), sweep.to_manifest())
     logs = log_dir(store, sweep.name)
     logs.mkdir(parents=True, exist_ok=True)
     queue: list[Experiment] = []

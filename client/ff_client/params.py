@@ -59,6 +59,8 @@ def fill_params(sweep: ScalingSweep) -> ScalingSweep:
                     f"{counted['flopsPerToken']:g}; remove it to have it filled, or fix the knobs"
                 )
             size["flopsPerToken"] = counted["flopsPerToken"]
+    if manifest == sweep.to_manifest():  # every count was written and checks out: nothing to parse again
+        return sweep
     return parse_sweep(manifest, sweep.name)
 
 

@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ff_core.errors import StoreError
 
 SCHEMA_VERSION = 1
-RESULT_FILE = "result.json"
 
 
 class CurvePoint(BaseModel):
@@ -47,11 +46,6 @@ class ResultRecord(BaseModel):
     device: str
     seed: int
     versions: dict[str, str]
-
-
-def result_key(sweep: str, experiment: str) -> str:
-    """Where an experiment's record lives in a store."""
-    return f"{sweep}/{experiment}/{RESULT_FILE}"
 
 
 def parse_result(data: Any, source: str) -> ResultRecord:

@@ -109,6 +109,19 @@ class Training(_Model):
     def global_batch_sequences(self) -> int:
         return self.global_batch_tokens // self.sequence_length
 
+    def batch_split(self, processes: int) -> tuple[int, int]:
+        """(sequences per micro-batch, accumulation steps) of each of `processes` processes; ValueError saying
+        what to change when the global batch does not split that way."""
+        share, rem = divmod(self.global_batch_sequences, processes)
+        if rem or not share:
+            raise ValueError(f"the global batch of {self.global_batch_sequences} sequences (globalBatchTokens / "
+                             f"sequenceLength) does not split over {processes} processes; change globalBatchTokens "
+                             "or the number of processes (execution.gpusPerExperiment x nodesPerExperiment)")
+        micro = min(self.micro_batch_size or share, share)
+        if share % micro:
+            raise ValueError(f"microBatchSize {micro} must divide the per-process batch of {share} sequences")
+        return micro, share // micro
+
 
 class Storage(_Model):
     """Where checkpoints and result records go: file://path or s3://bucket/prefix."""
@@ -147,6 +160,11 @@ class Execution(_Model):
     s3_credentials_secret: str | None = Field(default=None, description="Secret with AWS_ACCESS_KEY_ID etc.")
     active_deadline_seconds: int | None = Field(default=None, gt=0)
     ttl_seconds_after_finished: int = Field(default=86400, ge=0)
+
+    @property
+    def processes(self) -> int:
+        """Trainer processes per experiment: one per GPU (one per node on CPUs), on every node."""
+        return max(self.gpus_per_experiment, 1) * self.nodes_per_experiment
 
 
 class SweepSpec(_Model):
@@ -190,6 +208,14 @@ class SweepSpec(_Model):
                 raise ValueError(f"sizes {seen[key]} and {size.name} have the same knobs; give each size its own")
             seen[key] = size.name
         return value
+
+    @model_validator(mode="after")
+    def _batch_splits(self) -> SweepSpec:
+        try:
+            self.training.batch_split(self.execution.processes)
+        except ValueError as error:
+            raise ValueError(f"training: {error}") from None
+        return self
 
 
 class Metadata(BaseModel):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ff_core.errors import StoreError
+from ff_core.layout import s3_endpoint
 
 
 _CHUNK = 8 << 20  # bytes per copy step when streaming files
@@ -194,14 +195,17 @@ class S3Store:
         self._call("delete", key, self._client.delete_object)
 
 
-def open_store(uri: str, endpoint_url: str | None = None) -> Store:
-    """A store for `file://path`, a plain path, or `s3://bucket/prefix` (endpoint_url for MinIO and others)."""
+def open_store(uri: str, endpoint_url: str | None = None, spec_endpoint: str | None = None) -> Store:
+    """A store for `file://path`, a plain path, or `s3://bucket/prefix`.
+
+    The S3 endpoint (MinIO and others) follows ff_core.layout.s3_endpoint: `endpoint_url` (given on the
+    command line), then $FF_S3_ENDPOINT_URL, then `spec_endpoint` (the sweep's spec.storage.endpointURL).
+    """
     if uri.startswith("s3://"):
         bucket, _, prefix = uri[len("s3://") :].partition("/")
         if not bucket:
             raise StoreError(f"{uri!r}: name a bucket, as in s3://bucket/prefix")
-        endpoint = endpoint_url or os.environ.get("FF_S3_ENDPOINT_URL")
-        return S3Store(bucket, prefix, endpoint)
+        return S3Store(bucket, prefix, s3_endpoint(endpoint_url, spec_endpoint))
     if "://" in uri and not uri.startswith("file://"):
         raise StoreError(f"{uri!r}: unsupported store; use file://path or s3://bucket/prefix")
     return FileStore(uri.removeprefix("file://") or ".")

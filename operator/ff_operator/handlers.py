@@ -18,10 +18,11 @@ import kubernetes
 from ff_core.errors import FlopsFitError
 from ff_core.plan import Plan, plan_sweep
 from ff_core.spec import ScalingSweep, manifest_of, parse_sweep
-from ff_operator.jobs import GROUP, LABEL_EXPERIMENT, LABEL_SWEEP, build_job, build_service
+from ff_core.crd import GROUP, LABEL_EXPERIMENT, LABEL_SWEEP, PLURAL, VERSION
+from ff_core.status import INVALID, VALID
+from ff_operator.jobs import build_job, build_service
 from ff_operator.reconcile import ObservedJob, observe, reconcile
 
-VERSION, PLURAL = "v1alpha1", "scalingsweeps"
 RESYNC_SECONDS = 30.0
 
 
@@ -31,8 +32,8 @@ def _now() -> str:
 
 def _invalid(message: str, generation: int) -> dict[str, Any]:
     """The status of a sweep that cannot be planned: a clear condition, and no Jobs."""
-    return {"phase": "Invalid", "observedGeneration": generation, "conditions": [
-        {"type": "Valid", "status": "False", "reason": "InvalidSpec", "message": message, "lastTransitionTime": _now()}]}
+    return {"phase": INVALID, "observedGeneration": generation, "conditions": [
+        {"type": VALID, "status": "False", "reason": "InvalidSpec", "message": message, "lastTransitionTime": _now()}]}
 
 
 @functools.lru_cache(maxsize=64)
@@ -57,7 +58,7 @@ def sync(body: dict[str, Any], jobs: list[ObservedJob], disrupted: list[tuple[st
         sweep, plan = _planned(json.dumps(manifest_of(body), sort_keys=True))
     except FlopsFitError as error:
         status = _invalid(str(error), generation)
-        if previous.get("phase") == "Invalid" and previous.get("conditions", [{}])[0].get("message") == str(error):
+        if previous.get("phase") == INVALID and previous.get("conditions", [{}])[0].get("message") == str(error):
             return previous | {"observedGeneration": generation}, ()  # unchanged: no new write, no new event
         return status, (("InvalidSpec", str(error)[:1000]),)
     batch = kubernetes.client.BatchV1Api()

@@ -11,9 +11,9 @@ import json
 from typing import Any
 
 from ff_core import exit_codes
-from ff_core.crd import GROUP, LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP  # noqa: F401  (re-exported)
+from ff_core.crd import LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP
 from ff_core.plan import Experiment
-from ff_core.spec import ScalingSweep
+from ff_core.spec import API_VERSION, KIND, ScalingSweep
 
 CONTAINER = "trainer"
 SWEEP_ENV = "FF_SWEEP"
@@ -37,7 +37,7 @@ def _pod_security() -> tuple[dict, dict]:
 def _torchrun(sweep: ScalingSweep, experiment: Experiment, name: str) -> list[str]:
     """One node: --standalone. Several: static rendezvous on pod 0 of the Indexed Job, via the headless Service."""
     ex = sweep.spec.execution
-    workers = f"--nproc_per_node={max(ex.gpus_per_experiment, 1)}"
+    workers = f"--nproc_per_node={ex.processes // ex.nodes_per_experiment}"
     if ex.nodes_per_experiment == 1:
         launch = ["torchrun", "--standalone", workers]
     else:
@@ -119,7 +119,7 @@ def build_job(sweep: ScalingSweep, experiment: Experiment, attempt: int, owner_u
     metadata = {
         "name": name,
         "labels": labels,
-        "ownerReferences": [{"apiVersion": f"{GROUP}/v1alpha1", "kind": "ScalingSweep", "name": sweep.name,
+        "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": sweep.name,
                              "uid": owner_uid, "controller": True, "blockOwnerDeletion": True}],
     }
     if sweep.metadata.namespace:

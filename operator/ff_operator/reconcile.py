@@ -13,13 +13,14 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from ff_core.crd import LABEL_ATTEMPT, LABEL_EXPERIMENT
 from ff_core.plan import Experiment, Plan
 from ff_core.spec import Execution
-from ff_operator.jobs import LABEL_ATTEMPT, LABEL_EXPERIMENT
+from ff_core.status import (COMPLETE, FAILED, FAILURE_BUDGET_EXCEEDED, PENDING, PLAN_CHANGED, RETRYING, RUNNING,
+                            STOPPED, SUCCEEDED, SUSPENDED, SUSPENDED_CONDITION, TERMINAL_STATES as TERMINAL,
+                            ExperimentRow, experiment_rows)
 
-SUCCEEDED, FAILED, RUNNING, RETRYING, PENDING = "Succeeded", "Failed", "Running", "Retrying", "Pending"
 UNSEEN = "Unseen"  # recorded Running at attempt a, no Job of attempt a observed: (re)create attempt a, first
-TERMINAL = {SUCCEEDED, FAILED}
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class Actions:
     events: tuple[tuple[str, str], ...] = field(default=())  # (reason, message) for key transitions
 
 
-def _experiment_states(plan: Plan, jobs: list[ObservedJob], recorded: dict[str, dict], retries: int):
+def _experiment_states(plan: Plan, jobs: list[ObservedJob], recorded: dict[str, ExperimentRow], retries: int):
     """Per experiment id: (state, attempts so far, its active Job name or None)."""
     by_experiment: dict[str, list[ObservedJob]] = defaultdict(list)
     for job in jobs:
@@ -60,13 +61,14 @@ def _experiment_states(plan: Plan, jobs: list[ObservedJob], recorded: dict[str, 
     states = {}
     for e in plan.experiments:
         mine = sorted(by_experiment.get(e.id, []), key=lambda j: j.attempt)
-        attempts = max([j.attempt for j in mine] + [recorded.get(e.id, {}).get("a", 0)])
+        row = recorded.get(e.id) or ExperimentRow(e.id)
+        attempts = max([j.attempt for j in mine] + [row.attempts])
         active = next((j.name for j in mine if j.state == "active"), None)
-        if recorded.get(e.id, {}).get("s") in TERMINAL:
-            state = recorded[e.id]["s"]
+        if row.state in TERMINAL:
+            state = row.state
         elif any(j.state == "succeeded" for j in mine):
             state = SUCCEEDED
-        elif recorded.get(e.id, {}).get("s") == RUNNING and attempts > (mine[-1].attempt if mine else 0):
+        elif row.state == RUNNING and attempts > (mine[-1].attempt if mine else 0):
             state = UNSEEN  # created, but its Job has not reached the watch yet (or was deleted by hand)
         elif active:
             state = RUNNING
@@ -82,8 +84,9 @@ def plan_hash(plan: Plan) -> str:
     return hashlib.sha256(",".join(e.id for e in plan.experiments).encode()).hexdigest()[:16]
 
 
-def preemptions(recorded: dict[str, dict], disrupted: list[tuple[str, str]], states: dict) -> dict[str, dict]:
-    """Per experiment: {"p": preemptions so far, "dp": disrupted pod names already counted} (only those > 0).
+def preemptions(recorded: dict[str, ExperimentRow], disrupted: list[tuple[str, str]],
+                states: dict) -> dict[str, tuple[int, tuple[str, ...]]]:
+    """Per experiment: (preemptions so far, disrupted pod names already counted), for those with any.
 
     A preempted pod (condition DisruptionTarget) is replaced by the Job controller and costs no retry; it is
     counted once by name. Names are kept while the experiment runs and dropped once it ends: the count stays.
@@ -93,11 +96,11 @@ def preemptions(recorded: dict[str, dict], disrupted: list[tuple[str, str]], sta
         seen[experiment].add(pod)
     out = {}
     for eid, (state, _, _) in states.items():
-        old = recorded.get(eid, {})
-        known = set(old.get("dp", []))
-        count = old.get("p", 0) + len(seen[eid] - known)
+        old = recorded.get(eid) or ExperimentRow(eid)
+        known = set(old.disrupted_pods)
+        count = old.preemptions + len(seen[eid] - known)
         if count:
-            out[eid] = {"p": count} | ({} if state in TERMINAL else {"dp": sorted(known | seen[eid])})
+            out[eid] = (count, () if state in TERMINAL else tuple(sorted(known | seen[eid])))
     return out
 
 
@@ -109,7 +112,7 @@ def reconcile(plan: Plan, execution: Execution, jobs: list[ObservedJob], previou
     """
     if previous.get("planHash") not in (None, plan_hash(plan)):
         return _plan_changed(previous, generation, now)
-    recorded = {row["id"]: row for row in previous.get("experiments", [])}
+    recorded = experiment_rows(previous)
     states = _experiment_states(plan, jobs, recorded, execution.retries_per_experiment)
     counts = Counter(state for state, _, _ in states.values())
     budget = execution.max_failed_experiments
@@ -133,21 +136,21 @@ def _plan_changed(previous: dict[str, Any], generation: int, now: str) -> Action
     keep the recorded status, create and delete nothing, and say how to get out."""
     message = ("the plan-defining fields of spec changed after creation, so the experiment ids no longer match the "
                "running ones; revert spec to the original (planHash " + previous["planHash"] + ") or create a new sweep")
-    conditions = [c for c in previous.get("conditions", []) if c["type"] != "PlanChanged"]
-    conditions.append(_condition(previous, "PlanChanged", True, "ImmutableFieldChanged", message, now))
+    conditions = [c for c in previous.get("conditions", []) if c["type"] != PLAN_CHANGED]
+    conditions.append(_condition(previous, PLAN_CHANGED, True, "ImmutableFieldChanged", message, now))
     status = previous | {"observedGeneration": generation, "conditions": conditions}
-    events = () if any(c["type"] == "PlanChanged" for c in previous.get("conditions", [])) else (("PlanChanged", message),)
+    events = () if any(c["type"] == PLAN_CHANGED for c in previous.get("conditions", [])) else ((PLAN_CHANGED, message),)
     return Actions((), (), status, events)
 
 
 def _phase(counts: Counter, total: int, suspended: bool, stopped: bool) -> str:
     if counts[SUCCEEDED] + counts[FAILED] == total:
-        return "Succeeded" if counts[FAILED] == 0 else "Failed"
+        return SUCCEEDED if counts[FAILED] == 0 else FAILED
     if stopped:
-        return "Stopped"
+        return STOPPED
     if suspended and counts[RUNNING] == 0:
-        return "Suspended"
-    return "Running" if counts[RUNNING] or counts[SUCCEEDED] or counts[FAILED] else "Pending"
+        return SUSPENDED
+    return RUNNING if counts[RUNNING] or counts[SUCCEEDED] or counts[FAILED] else PENDING
 
 
 def _condition(previous: dict, kind: str, true: bool, reason: str, message: str, now: str) -> dict[str, str]:
@@ -159,7 +162,7 @@ def _condition(previous: dict, kind: str, true: bool, reason: str, message: str,
 
 
 def summarize(plan: Plan, execution: Execution, states: dict, previous: dict, generation: int, now: str,
-              stopped: bool, preempted: dict[str, dict] | None = None) -> dict[str, Any]:
+              stopped: bool, preempted: dict[str, tuple[int, tuple[str, ...]]] | None = None) -> dict[str, Any]:
     """The status from scratch: phase, counts, conditions, observedGeneration, plan hash, compact rows."""
     counts = Counter(RUNNING if state == UNSEEN else state for state, _, _ in states.values())
     preempted = preempted or {}
@@ -172,17 +175,17 @@ def summarize(plan: Plan, execution: Execution, states: dict, previous: dict, ge
         "planHash": plan_hash(plan),
         "total": total, "succeeded": counts[SUCCEEDED], "failed": counts[FAILED], "running": counts[RUNNING],
         "pending": counts[PENDING] + counts[RETRYING],
-        "preempted": sum(row["p"] for row in preempted.values()),
+        "preempted": sum(count for count, _ in preempted.values()),
         "conditions": [
-            _condition(previous, "Complete", done == total, phase, f"{done}/{total} experiments finished", now),
-            _condition(previous, "Suspended", execution.suspend, "Suspend" if execution.suspend else "Active",
+            _condition(previous, COMPLETE, done == total, phase, f"{done}/{total} experiments finished", now),
+            _condition(previous, SUSPENDED_CONDITION, execution.suspend, "Suspend" if execution.suspend else "Active",
                        "spec.execution.suspend is true: no Jobs are created" if execution.suspend else "", now),
-            _condition(previous, "FailureBudgetExceeded", stopped, "MaxFailedExperiments" if stopped else "WithinBudget",
+            _condition(previous, FAILURE_BUDGET_EXCEEDED, stopped, "MaxFailedExperiments" if stopped else "WithinBudget",
                        f"{counts[FAILED]} failed experiments, budget {execution.max_failed_experiments}", now),
         ],
         # compact: a short row per experiment (id, one state word, attempts) stays small for 1,000 experiments
-        "experiments": [{"id": e.id, "s": RUNNING if states[e.id][0] == UNSEEN else states[e.id][0],
-                         "a": states[e.id][1]} | preempted.get(e.id, {}) for e in plan.experiments],
+        "experiments": [ExperimentRow(e.id, RUNNING if states[e.id][0] == UNSEEN else states[e.id][0], states[e.id][1],
+                                      *preempted.get(e.id, (0, ()))).to_json() for e in plan.experiments],
     }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import tempfile
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ def _load(folder: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]
 def _fetch(uri: str, into: Path, endpoint_url: str | None) -> Path:
     from ff_core.store import open_store
 
-    store = open_store(uri.rstrip("/"), endpoint_url or os.environ.get("FF_S3_ENDPOINT_URL"))
+    store = open_store(uri.rstrip("/"), spec_endpoint=endpoint_url)
     for name in (*TRAIN_FILES, EVAL_FILE):
         if store.exists(name):
             store.get_file(name, into / name)

@@ -9,7 +9,6 @@ byte-level model sees where one story ends and the next begins.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -65,18 +64,20 @@ def read_corpus(path: str | Path, text_field: str = "text") -> bytes:
 
 
 def fetch_s3(uri: str, into: Path, endpoint_url: str | None = None) -> Path:
-    """Download an s3:// object, or every supported object under an s3:// prefix, into a local folder."""
+    """Download an s3:// object, or every supported object under an s3:// prefix, into a local folder.
+
+    The endpoint follows ff_core.layout.s3_endpoint ($FF_S3_ENDPOINT_URL, then the plugin's endpoint_url).
+    """
     from ff_core.store import open_store
 
     bucket_and_key = uri[len("s3://"):]
     bucket, _, key = bucket_and_key.partition("/")
     parent, _, name = key.rpartition("/")
-    endpoint = endpoint_url or os.environ.get("FF_S3_ENDPOINT_URL")
     if name.endswith(SUFFIXES):  # one object
-        store = open_store(f"s3://{bucket}/{parent}", endpoint)
+        store = open_store(f"s3://{bucket}/{parent}", spec_endpoint=endpoint_url)
         store.get_file(name, into / name)
         return into / name
-    store = open_store(f"s3://{bucket}/{key}", endpoint)
+    store = open_store(f"s3://{bucket}/{key}", spec_endpoint=endpoint_url)
     keys = [k for k in store.list() if k.endswith(SUFFIXES) and "/" not in k]
     if not keys:
         raise ValueError(f"{uri}: no {', '.join(SUFFIXES)} objects under this prefix")

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sweep = _read_sweep(args.sweep)
         storage = sweep.spec.storage
-        store = open_store(args.store or storage.uri, storage.endpoint_url)
+        store = open_store(args.store or storage.uri, spec_endpoint=storage.endpoint_url)
         return run_experiment(sweep, args.experiment, store)
     except (SpecError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)

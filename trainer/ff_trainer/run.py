@@ -14,7 +14,8 @@ import torch
 from ff_core import exit_codes
 from ff_core.flops import training_flops
 from ff_core.plan import Experiment, plan_sweep
-from ff_core.results import ResultRecord, result_key
+from ff_core.layout import checkpoint_key, result_key
+from ff_core.results import ResultRecord
 from ff_core.spec import ScalingSweep
 from ff_core.store import Store
 from ff_trainer.checkpoint import Checkpointer
@@ -24,10 +25,6 @@ from ff_trainer.plugins import DataPlugin, FlopsFn, LossFn, ModelPlugin, load_pl
 from ff_trainer.signals import StopFlag
 from ff_trainer.train import Outcome, train
 from ff_trainer.world import World, setup_world, teardown_world
-
-
-def checkpoint_key(sweep: str, experiment: str) -> str:
-    return f"{sweep}/{experiment}/checkpoint/latest.pt"
 
 
 def _versions() -> dict[str, str]:
@@ -107,7 +104,7 @@ def _measure(model, data, loss_fn, sweep: ScalingSweep, world: World) -> float |
     inputs, targets = next(data.batches("eval", sequence_length=cfg.sequence_length,
                                         batch_size=cfg.global_batch_sequences, rank=world.rank,
                                         world_size=world.world_size, seed=cfg.seed))
-    micro = cfg.micro_batch_size or len(inputs)
+    micro, _ = cfg.batch_split(world.world_size)
     x, y = inputs[:micro].to(world.device), targets[:micro].to(world.device)
     try:
         return measure_flops_per_token(model, loss_fn, x, y, len(x) * cfg.sequence_length)
@@ -119,7 +116,7 @@ def _measure(model, data, loss_fn, sweep: ScalingSweep, world: World) -> float |
 
 
 def _oom_message(cfg, world: World) -> str:
-    micro = cfg.micro_batch_size or cfg.global_batch_sequences // world.world_size
+    micro, _ = cfg.batch_split(world.world_size)
     return (f"out of GPU memory with {micro} sequences of {cfg.sequence_length} tokens per forward pass on "
             f"{_device_name(world)}; lower spec.training.microBatchSize (gradient accumulation keeps the "
             "global batch) or the sequence length")

@@ -53,16 +53,10 @@ def _optimizer(model: torch.nn.Module, cfg: Training, device: torch.device,
 
 def _micro_batches(cfg: Training, world: World) -> tuple[int, int]:
     """(sequences per micro-batch, accumulation steps) for this rank's share of the global batch."""
-    share, rem = divmod(cfg.global_batch_sequences, world.world_size)
-    if rem:
-        raise ConfigError(
-            f"global batch of {cfg.global_batch_sequences} sequences does not split over {world.world_size} "
-            "processes; change globalBatchTokens or the number of processes"
-        )
-    micro = min(cfg.micro_batch_size or share, share)
-    if share % micro:
-        raise ConfigError(f"microBatchSize {micro} must divide the per-process batch of {share} sequences")
-    return micro, share // micro
+    try:
+        return cfg.batch_split(world.world_size)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def evaluate(model, data, loss_fn, cfg: Training, world: World, micro: int) -> float:

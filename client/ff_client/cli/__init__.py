@@ -1,0 +1,32 @@
+"""ffctl: a thin click layer over ff_client's API; messages go to stderr, data to stdout.
+
+The only package of ours that imports click: local.py (plan, run), analyze.py, cluster.py (submit, status,
+logs, delete), output.py (terminal output).
+"""
+
+from __future__ import annotations
+
+import click
+
+from ff_client.cli import analyze, cluster, local
+from ff_core.errors import FlopsFitError
+
+
+class _Group(click.Group):
+    """One abort path: every deliberate error becomes a one-line message and exit code 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except FlopsFitError as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="flops-fit")
+def main() -> None:
+    """flops-fit: plan, train and fit compute-optimal scaling laws."""
+
+
+for _command in (*local.COMMANDS, *analyze.COMMANDS, *cluster.COMMANDS):
+    main.add_command(_command)

@@ -1,0 +1,75 @@
+"""ffctl plan and run: expand a sweep and show what it costs; train it on this machine."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ff_client.cli import output
+from ff_client.executor import run_plan
+from ff_client.sweeps import load_resolved
+from ff_core.flops import gpu_hours
+from ff_core.plan import Plan, plan_sweep
+from ff_core.store import open_store
+
+
+def cost_options(fn):
+    """--gpu-flops and --mfu, the assumptions of the GPU-hours estimate (plan and submit)."""
+    fn = click.option("--mfu", type=click.FloatRange(0, 1, min_open=True), default=0.35,
+                      help="Assumed model FLOPs utilisation, for the cost estimate.")(fn)
+    return click.option("--gpu-flops", type=float, default=989e12, envvar="FF_GPU_FLOPS",
+                        help="Peak FLOP/s of one GPU, for the cost estimate (default: H100/H200 dense bf16). "
+                             "[env: FF_GPU_FLOPS]")(fn)
+
+
+def show_plan(the_plan: Plan, gpu_flops: float, mfu: float, as_json: bool = False) -> None:
+    """The plan as a table (or JSON) with its cost on stdout, and its notes as warnings."""
+    if as_json:
+        data = output.plan_json(the_plan) | {"gpuHours": gpu_hours(the_plan.total_flops, gpu_flops, mfu),
+                                               "assumed": {"gpuFlops": gpu_flops, "mfu": mfu}}
+        click.echo(json.dumps(data, indent=1))
+    else:
+        click.echo(output.plan_table(the_plan))
+        click.echo(output.plan_cost(the_plan, gpu_flops, mfu))
+    for note in the_plan.notes:
+        output.warn(note)
+
+
+@click.command()
+@click.argument("sweep", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--write", is_flag=True, help="Write the nParams counted by the model plugin back into SWEEP.")
+@cost_options
+def plan(sweep: str, as_json: bool, write: bool, gpu_flops: float, mfu: float) -> None:
+    """Show the experiments SWEEP expands to (id, budget, size, N, D, FLOPs, D/N) and what they cost."""
+    resolved = load_resolved(sweep, write=write, say=output.say)
+    show_plan(plan_sweep(resolved), gpu_flops, mfu, as_json)
+    output.next_step(f"ffctl run {sweep}")
+
+
+@click.command()
+@click.argument("sweep", type=click.Path(exists=True, dir_okay=False))
+@click.option("--store", envvar="FF_STORE", help="Result store URI (file://DIR or s3://bucket/prefix); "
+              "default: the sweep's spec.storage.uri. [env: FF_STORE]")
+@click.option("--workers", envvar="FF_WORKERS", type=click.IntRange(1), default=1,
+              help="Experiments trained at once, each its own process. [env: FF_WORKERS]")
+def run(sweep: str, store: str | None, workers: int) -> None:
+    """Train every experiment of SWEEP on this machine; a rerun skips finished ones."""
+    resolved = load_resolved(sweep, verify=True, say=output.say)
+    the_plan = plan_sweep(resolved)
+    target = open_store(store or resolved.spec.storage.uri, spec_endpoint=resolved.spec.storage.endpoint_url)
+    progress = output.Progress(len(the_plan.experiments))
+    try:
+        summary = run_plan(resolved, the_plan, target, workers, on_event=progress.update)
+    except KeyboardInterrupt:
+        output.warn("interrupted: running trainers checkpointed and stopped; rerun the same command to resume")
+        sys.exit(130)
+    progress.finish(summary)
+    if summary.failed:
+        raise click.ClickException(f"{len(summary.failed)} experiment(s) failed; see the logs above, fix, and rerun")
+    output.next_step(f"ffctl analyze {target.uri}/{resolved.name}")
+
+
+COMMANDS = (plan, run)

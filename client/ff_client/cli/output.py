@@ -1,0 +1,111 @@
+"""Terminal output for ffctl: messages on stderr (colour only on a terminal without NO_COLOR), tables on stdout."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+
+from ff_client.text import aligned, human
+from ff_core.flops import gpu_hours
+from ff_core.plan import Plan
+
+
+def _color() -> bool:
+    return "NO_COLOR" not in os.environ and sys.stderr.isatty()
+
+
+def live() -> bool:
+    """Is stdout a terminal (so a --watch view may clear and redraw it)?"""
+    return sys.stdout.isatty()
+
+
+def say(message: str) -> None:
+    click.echo(message, err=True, color=_color())
+
+
+def warn(message: str) -> None:
+    click.echo(click.style("warning: ", fg="yellow") + message, err=True, color=_color())
+
+
+def next_step(command: str) -> None:
+    click.echo(click.style("next: ", fg="green") + command, err=True, color=_color())
+
+
+def plan_json(plan: Plan) -> dict:
+    return {
+        "sweep": plan.sweep,
+        "totalFlops": plan.total_flops,
+        "notes": list(plan.notes),
+        "experiments": [
+            {"id": e.id, "budget": e.budget, "size": e.size, "nParams": e.n_params, "tokens": e.tokens,
+             "steps": e.steps, "flops": e.flops, "tokensPerParam": e.tokens_per_param}
+            for e in plan.experiments
+        ],
+    }
+
+
+def plan_cost(plan: Plan, peak: float, mfu: float) -> str:
+    """The sweep's cost: total FLOPs, and GPU-hours at an assumed utilisation of a GPU's peak."""
+    hours = gpu_hours(plan.total_flops, peak, mfu)
+    largest = max(plan.experiments, key=lambda e: e.flops)
+    return (f"cost: {plan.total_flops:.3g} FLOPs = {hours:.3g} GPU-hours at {mfu:.0%} MFU of {peak:.3g} FLOP/s "
+            f"(largest experiment {gpu_hours(largest.flops, peak, mfu):.3g} GPU-hours)")
+
+
+def plan_table(plan: Plan) -> str:
+    rows = [("id", "budget C", "size", "N", "D", "steps", "FLOPs", "D/N")]
+    for e in plan.experiments:
+        rows.append((e.id, f"{e.budget:.2e}", e.size, human(e.n_params), human(e.tokens), str(e.steps),
+                     f"{e.flops:.2e}", f"{e.tokens_per_param:.1f}"))
+    lines = [aligned(rows)]
+    budgets = len({e.budget for e in plan.experiments})
+    lines.append(f"{len(plan.experiments)} experiments over {budgets} budgets, {plan.total_flops:.3g} FLOPs in total")
+    return "\n".join(lines)
+
+
+class Progress:
+    """A one-line progress bar on a terminal; one line per event otherwise (logs, CI)."""
+
+    def __init__(self, total: int):
+        self.total, self.finished, self.failed, self.running = total, 0, 0, 0
+        self.began = time.monotonic()
+        self.live = sys.stderr.isatty()
+
+    def update(self, event) -> None:
+        e = event.experiment
+        if event.kind == "start":
+            self.running += 1
+        elif event.kind in ("done", "failed"):
+            self.running -= 1
+        if event.kind in ("done", "skipped", "failed"):
+            self.finished += 1
+        if event.kind == "failed":
+            self.failed += 1
+        label = f"{e.id} ({e.size}, C={e.budget:.2g})"
+        if event.kind == "failed":
+            self._line(f"failed  {label}: exit {event.exit_code}; log: {event.log}", final=True)
+        elif not self.live and event.kind != "start":
+            self._line(f"{event.kind:7} {label}", final=True)
+        self._bar()
+
+    def _bar(self) -> None:
+        width = 30
+        filled = int(width * self.finished / max(1, self.total))
+        text = (f"[{'#' * filled}{'.' * (width - filled)}] {self.finished}/{self.total} "
+                f"running {self.running} failed {self.failed} {time.monotonic() - self.began:.0f}s")
+        if self.live:
+            click.echo("\r" + text, err=True, nl=False)
+
+    def _line(self, text: str, final: bool) -> None:
+        if self.live:
+            click.echo("\r\033[K", err=True, nl=False)
+        say(text)
+
+    def finish(self, summary) -> None:
+        if self.live:
+            click.echo("", err=True)
+        say(f"{len(summary.trained)} trained, {len(summary.skipped)} already done, {len(summary.failed)} failed "
+            f"in {summary.seconds:.0f}s")

@@ -1,0 +1,80 @@
+"""What `ffctl status` shows, as pure functions of ScalingSweep objects read from the cluster.
+
+One sweep's status holds a compact row per experiment (id, state, attempts, preemptions); the plan,
+recomputed from the sweep's spec, adds budget, size, N and D to each row.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from ff_client.text import aligned, human
+from ff_core.errors import FlopsFitError
+from ff_core.plan import plan_sweep
+from ff_core.spec import manifest_of, parse_sweep
+from ff_core.status import NOTEWORTHY, TERMINAL_PHASES, ExperimentRow, experiment_rows as status_rows
+
+
+
+def age(timestamp: str | None, now: datetime.datetime) -> str:
+    if not timestamp:
+        return "-"
+    seconds = int((now - datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def sweeps_table(sweeps: list[dict[str, Any]], now: datetime.datetime) -> str:
+    """All sweeps: NAME PHASE DONE/TOTAL RUNNING FAILED PREEMPTED AGE."""
+    rows = [("NAME", "PHASE", "DONE", "RUNNING", "FAILED", "PREEMPTED", "AGE")]
+    for s in sweeps:
+        st = s.get("status") or {}
+        done = st.get("succeeded", 0) + st.get("failed", 0)
+        rows.append((s["metadata"]["name"], st.get("phase", "-"), f"{done}/{st.get('total', '?')}",
+                     str(st.get("running", 0)), str(st.get("failed", 0)), str(st.get("preempted", 0)),
+                     age(s["metadata"].get("creationTimestamp"), now)))
+    return aligned(rows) if sweeps else "no sweeps in this namespace"
+
+
+def experiment_rows(sweep: dict[str, Any]) -> list[dict[str, Any]]:
+    """One dict per planned experiment: plan columns joined with the status row (Pending when absent)."""
+    recorded = status_rows(sweep.get("status"))
+    try:
+        plan = plan_sweep(parse_sweep(manifest_of(sweep), sweep["metadata"]["name"]))
+    except FlopsFitError:
+        return []  # an invalid sweep has no plan; its condition says why
+    rows = [(e, recorded.get(e.id) or ExperimentRow(e.id)) for e in plan.experiments]
+    return [{"id": e.id, "budget": e.budget, "size": e.size, "nParams": e.n_params, "tokens": e.tokens,
+             "state": row.state, "attempts": row.attempts, "preemptions": row.preemptions} for e, row in rows]
+
+
+def sweep_detail(sweep: dict[str, Any], now: datetime.datetime) -> str:
+    """One sweep: its phase and counts, its conditions that are not fine, and a line per experiment."""
+    st = sweep.get("status") or {}
+    meta = sweep["metadata"]
+    lines = [f"sweep {meta['name']} ({meta.get('namespace', '')}): {st.get('phase', 'not reconciled yet')}, "
+             f"{st.get('succeeded', 0)} succeeded, {st.get('failed', 0)} failed, {st.get('running', 0)} running, "
+             f"{st.get('pending', 0)} pending of {st.get('total', '?')}; {st.get('preempted', 0)} preemptions; "
+             f"age {age(meta.get('creationTimestamp'), now)}"]
+    for c in st.get("conditions", []):
+        if (c["type"], c["status"]) in NOTEWORTHY:
+            lines.append(f"  {c['type']}={c['status']} ({c.get('reason', '')}): {c.get('message', '')}")
+    rows = [("EXPERIMENT", "BUDGET", "SIZE", "N", "D", "STATE", "ATTEMPTS", "PREEMPTED")]
+    for r in experiment_rows(sweep):
+        rows.append((r["id"], f"{r['budget']:.2e}", r["size"], human(r["nParams"]), human(r["tokens"]), r["state"],
+                     str(r["attempts"]), str(r["preemptions"])))
+    if len(rows) > 1:
+        lines.append(aligned(rows))
+    return "\n".join(lines)
+
+
+def sweep_json(sweep: dict[str, Any]) -> dict[str, Any]:
+    st = sweep.get("status") or {}
+    return {"name": sweep["metadata"]["name"], "namespace": sweep["metadata"].get("namespace"),
+            "phase": st.get("phase"), "counts": {k: st.get(k, 0) for k in
+                                                 ("total", "succeeded", "failed", "running", "pending", "preempted")},
+            "conditions": st.get("conditions", []), "storage": (sweep.get("spec") or {}).get("storage", {}),
+            "experiments": experiment_rows(sweep)}

@@ -1,0 +1,132 @@
+"""The analysis API behind `ffctl analyze`: observations -> every approach's fit, intervals, backtest -> outputs.
+
+Usable from a notebook: `analyze(load_observations(open_store(uri)))` or `analyze(load_points("x.csv"))`;
+`analysis.fit("parametric")` is an approach's fit, `analysis.results["isoflop"].parameters["a"]` a number
+with its interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ff_client.fit.approach import Approach, FitData, Result, Row, Settings
+from ff_client.fit.approaches import APPROACHES
+from ff_client.fit.approaches.parametric import fit_parametric
+from ff_client.fit.backtest import backtest
+from ff_client.fit.bootstrap import Intervals, Numbers, bootstrap, numbers
+from ff_client.fit.estimate import Estimate
+from ff_client.fit.outliers import flag_outliers
+from ff_client.fit.plots import write_plots
+from ff_client.fit.points import Exclusion, Observations, Point, load_observations
+from ff_client.fit.report import report_json, report_text
+from ff_client.fit.table import WRITERS, table_budgets
+from ff_core.store import Store
+
+__all__ = ["Analysis", "Settings", "analyze", "analyze_store", "finish", "write_outputs"]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    sweep: str
+    points: tuple[Point, ...]
+    results: dict[str, Result]  # by approach name, in the registry's order
+    rows: tuple[Row, ...]
+    settings: Settings
+    excluded: tuple[Exclusion, ...] = ()
+    backtest: dict | None = None
+    warnings: tuple[str, ...] = ()
+    files: list[Path] = field(default_factory=list)
+
+    def fit(self, name: str) -> Any | None:
+        """An approach's fit of all the data (None where it was not fitted)."""
+        result = self.results.get(name)
+        return None if result is None else result.fit
+
+    def text(self) -> str:
+        return report_text(self)
+
+    def to_json(self) -> dict[str, Any]:
+        return report_json(self)
+
+
+def _screen_outliers(points: tuple[Point, ...], keep: bool, delta: float):
+    """(points kept, exclusions, messages, the parametric fit of all the points when none was dropped)."""
+    fit = fit_parametric(points, delta)
+    flagged = flag_outliers(points, fit) if fit is not None else []
+    if not flagged:
+        return points, [], [], fit
+    if keep:
+        return points, [], [f"{p.label}: far off the parametric fit (modified z {z:+.1f}); kept (--keep-outliers)"
+                             for p, z in flagged], fit
+    dropped = {id(p) for p, _ in flagged}
+    exclusions = [Exclusion(p.label, f"outlier: far off the parametric fit (modified z {z:+.1f}, N={p.n_params:.3g}, "
+                                     f"D={p.tokens:.3g}, loss {p.loss:.4g})") for p, z in flagged]
+    return tuple(p for p in points if id(p) not in dropped), exclusions, [], None
+
+
+def _rows(name: str, budgets: list[tuple[float, str]], predictions: dict[float, dict[str, Estimate]]) -> tuple[Row, ...]:
+    return tuple(Row(name, c, p["n_opt"], p["d_opt"], p["l_opt"], kind)
+                 for c, kind in budgets if (p := predictions.get(c)) is not None)
+
+
+def _without_intervals(central: Numbers) -> Intervals:
+    return Intervals({k: Estimate(v) for k, v in central.parameters.items()},
+                     {c: {q: Estimate(v) for q, v in p.items()} for c, p in central.predictions.items()}, 0, ())
+
+
+def analyze(observations: Observations, settings: Settings = Settings(),
+            approaches: tuple[Approach, ...] = APPROACHES) -> Analysis:
+    """Fit every approach, bootstrap their intervals, backtest, and tabulate the compute-optimal allocation."""
+    points, outliers, kept, screened = _screen_outliers(observations.points, settings.keep_outliers, settings.delta)
+    data = FitData(points, observations.records)
+    reuse = {"parametric": screened} if screened is not None else {}  # the screen's fit, when it dropped nothing
+    fits = {a.name: reuse[a.name] if a.name in reuse else a.fit(data, settings) for a in approaches}
+    budgets = table_budgets([p.budget for p in points], settings.targets) if points else []
+    targets = tuple(c for c, _ in budgets)
+    central = {a.name: (a, fits[a.name], n) for a in approaches if (n := numbers(a, fits[a.name], targets))}
+    bootstrapped = settings.resamples > 0 and bool(points)
+    if bootstrapped:
+        spread = bootstrap(data, central, targets, settings)
+    else:
+        spread = {name: _without_intervals(n) for name, (_, _, n) in central.items()}
+    results = {}
+    for a in approaches:
+        s = spread.get(a.name)
+        results[a.name] = Result(a, fits[a.name], s.parameters if s else {}, _rows(a.name, budgets, s.predictions) if s else (),
+                                 s.failed if s and bootstrapped else None, s.replicates if s else (), settings)
+    excluded = tuple(observations.excluded) + tuple(outliers)
+    warnings = [w for a in approaches if fits[a.name] is not None for w in a.warnings(fits[a.name])] + kept
+    warnings += [f"excluded {e.label}: {e.reason}" for e in excluded]
+    warnings += [f"{r.failed} of {settings.resamples} {name} bootstrap fits failed and were left out"
+                 for name, r in results.items() if r.failed]
+    rows = tuple(row for r in results.values() for row in r.rows)
+    return Analysis(observations.sweep, points, results, rows, settings, excluded, backtest(points), tuple(warnings))
+
+
+def write_outputs(analysis: Analysis, out_dir: str | Path, formats=tuple(WRITERS), plot_formats=("png",)) -> list[Path]:
+    """table.<fmt> for each table format, report.txt, and each plot in each image format, in out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for fmt in formats:
+        files.append(out / f"table.{fmt}")
+        files[-1].write_text(WRITERS[fmt](list(analysis.rows)))
+    files.append(out / "report.txt")
+    files[-1].write_text(analysis.text() + "\n")
+    for ext in plot_formats:
+        files += write_plots(analysis, out, ext)
+    return files
+
+
+def analyze_store(store: Store, out_dir: str | Path | None = None, settings: Settings = Settings()) -> Analysis:
+    """Everything `ffctl analyze` does for a result store: read, fit, and write outputs when out_dir is given."""
+    return finish(analyze(load_observations(store), settings), out_dir)
+
+
+def finish(analysis: Analysis, out_dir: str | Path | None, **formats) -> Analysis:
+    """Write the outputs (when out_dir is given) and record their paths on the analysis."""
+    if out_dir is not None:
+        analysis.files.extend(write_outputs(analysis, out_dir, **formats))
+    return analysis

@@ -1,0 +1,7 @@
+"""The registry of analysis approaches, in the order the table, report and JSON list them."""
+
+from __future__ import annotations
+
+from ff_client.fit.approaches import constrained, curves, isoflop, kaplan, parametric
+
+APPROACHES = (isoflop.APPROACH, parametric.APPROACH, curves.APPROACH, kaplan.APPROACH, constrained.APPROACH)

@@ -1,0 +1,141 @@
+"""Approach 2 of Hoffmann et al. (2022): isoFLOP parabolas, their minima, and power laws in C.
+
+Per compute budget C, the loss of the sweep's models is fitted by a parabola in ln N; its vertex gives
+N_opt(C) and L_opt(C), and D_opt(C) = C / (r N_opt) with r the budget's FLOPs per parameter-token (6 for 6ND).
+Then N_opt = k C^a, D_opt = k' C^b and L_opt = k'' C^c are straight lines fitted in log-log space.
+A vertex outside the sampled range of N (an off-centre sweep) or a parabola that opens downward (too flat
+or too noisy to locate) is reported and left out of the power laws.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from ff_client.fit.approach import FitData, Result, Settings
+from ff_client.fit.laws import PowerLaw, fit_power_law, law_lines
+from ff_client.fit.points import Point
+
+
+@dataclass(frozen=True)
+class IsoflopCurve:
+    budget: float
+    points: tuple[Point, ...]
+    coefficients: tuple[float, float, float] | None  # loss = c2 x^2 + c1 x + c0, x = ln N
+    n_opt: float | None
+    d_opt: float | None
+    l_opt: float | None
+    interior: bool
+    problem: str | None
+
+    def loss_at(self, n_params: np.ndarray) -> np.ndarray:
+        return np.polyval(self.coefficients, np.log(n_params))
+
+
+@dataclass(frozen=True)
+class IsoflopFit:
+    curves: tuple[IsoflopCurve, ...]
+    n_opt: PowerLaw | None
+    d_opt: PowerLaw | None
+    l_opt: PowerLaw | None
+    warnings: tuple[str, ...]
+
+    def laws(self) -> list[PowerLaw]:
+        return [law for law in (self.n_opt, self.d_opt, self.l_opt) if law is not None]
+
+    def predict(self, compute: float) -> dict[str, float] | None:
+        if self.n_opt is None:
+            return None
+        return {"n_opt": float(self.n_opt(compute)), "d_opt": float(self.d_opt(compute)),
+                "l_opt": float(self.l_opt(compute))}
+
+
+def fit_curve(budget: float, points: list[Point]) -> IsoflopCurve:
+    """The parabola of one budget and its vertex (None with a reason when it cannot be located)."""
+    points = sorted(points, key=lambda p: p.n_params)
+    sizes = len({p.n_params for p in points})
+    if sizes < 3:
+        return IsoflopCurve(budget, tuple(points), None, None, None, None, False,
+                            f"{sizes} distinct size(s); a parabola needs 3")
+    x = np.log([p.n_params for p in points])
+    y = np.array([p.loss for p in points])
+    c2, c1, c0 = np.polyfit(x, y, 2)
+    if c2 <= 0:
+        return IsoflopCurve(budget, tuple(points), (c2, c1, c0), None, None, None, False,
+                            "the parabola opens downward: the curve is too flat or noisy to locate a minimum")
+    x_opt = -c1 / (2 * c2)
+    n_opt = math.exp(x_opt)
+    flops_per_param_token = float(np.median([p.flops / (p.n_params * p.tokens) for p in points]))
+    d_opt = budget / (flops_per_param_token * n_opt)
+    l_opt = float(np.polyval((c2, c1, c0), x_opt))
+    interior = bool(x.min() < x_opt < x.max())
+    problem = None
+    if not interior:
+        side = "below the smallest" if x_opt <= x.min() else "above the largest"
+        problem = (f"the minimum (N={n_opt:.3g}) lies {side} N sampled: the sweep is off-centre; "
+                   "add sizes on that side or move the tokensPerParam window")
+    return IsoflopCurve(budget, tuple(points), (c2, c1, c0), n_opt, d_opt, l_opt, interior, problem)
+
+
+def fit_isoflop(points: list[Point] | tuple[Point, ...]) -> IsoflopFit:
+    """Approach 2 over all budgets; power laws from the budgets whose minimum is interior."""
+    groups: dict[float, list[Point]] = defaultdict(list)
+    for point in points:
+        groups[point.budget].append(point)
+    curves = tuple(fit_curve(budget, group) for budget, group in sorted(groups.items()))
+    warnings = [f"budget {c.budget:.3g}: {c.problem}; left out of the power laws" for c in curves if c.problem]
+    usable = [c for c in curves if c.interior]
+    if len(usable) < 2:
+        warnings.append(f"only {len(usable)} budget(s) with an interior minimum; N_opt(C) needs 2 or more")
+        return IsoflopFit(curves, None, None, None, tuple(warnings))
+    compute = np.array([c.budget for c in usable])
+    laws = [fit_power_law(name, compute, np.array([getattr(c, name) for c in usable]))
+            for name in ("n_opt", "d_opt", "l_opt")]
+    return IsoflopFit(curves, *laws, tuple(warnings))
+
+
+class Isoflop:
+    """Approach 2 as a unit of the analysis: the parabolas, their minima's power laws, predictions."""
+
+    name = json_key = "isoflop"
+    listed = True
+
+    def fit(self, data: FitData, settings: Settings) -> IsoflopFit:
+        return fit_isoflop(data.points)
+
+    def refit(self, data: FitData, central: IsoflopFit, settings: Settings) -> IsoflopFit:
+        return fit_isoflop(data.points)
+
+    def parameters(self, fit: IsoflopFit) -> dict[str, float] | None:
+        if fit.n_opt is None:
+            return None
+        return {"a": fit.n_opt.exponent, "b": fit.d_opt.exponent, "l_exponent": fit.l_opt.exponent,
+                "n_coefficient": fit.n_opt.coefficient, "d_coefficient": fit.d_opt.coefficient,
+                "l_coefficient": fit.l_opt.coefficient}
+
+    def predict(self, fit: IsoflopFit, compute: float) -> dict[str, float] | None:
+        return fit.predict(compute)
+
+    def warnings(self, fit: IsoflopFit) -> list[str]:
+        return list(fit.warnings)
+
+    def section(self, result: Result) -> list[str]:
+        lines = ["## Approach 2: isoFLOP parabolas (Hoffmann et al. 2022)"]
+        for curve in result.fit.curves:
+            where = f"N_opt {curve.n_opt:.3g}, L_opt {curve.l_opt:.4f}" if curve.n_opt else "no minimum"
+            flag = "" if curve.interior else "  (excluded from the power laws)"
+            lines.append(f"  C {curve.budget:.3g}: {len(curve.points)} points, {where}{flag}")
+        return lines + law_lines(result.fit.laws()) + result.parameter_lines()
+
+    def to_json(self, result: Result) -> dict:
+        fit = result.fit
+        return {"parameters": result.parameters_json(), "r2": {law.name: law.r2 for law in fit.laws()},
+                "curves": [{"budget": c.budget, "points": len(c.points), "n_opt": c.n_opt, "d_opt": c.d_opt,
+                            "l_opt": c.l_opt, "interior": c.interior, "problem": c.problem} for c in fit.curves],
+                "predictions": result.rows_json()}
+
+
+APPROACH = Isoflop()

@@ -1,0 +1,79 @@
+"""External points for a fit: a CSV or JSON file of (n_params, tokens, loss), e.g. published results.
+
+Columns: n_params, tokens, loss (required); flops, budget, unique_tokens (optional). Without `flops`,
+FLOPs are 6 * n_params * tokens. Without `budget`, a point's isoFLOP budget is its FLOPs rounded to two
+significant digits, which groups the points of one published isoFLOP curve together.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from ff_client.fit.points import Observations, Point
+from ff_core.errors import FlopsFitError
+
+REQUIRED = ("n_params", "tokens", "loss")
+OPTIONAL = ("flops", "budget", "unique_tokens")
+
+
+class DataFileError(FlopsFitError):
+    """A points file that cannot be read; the message names the row and column."""
+
+
+def _rows(path: Path) -> list[dict]:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise DataFileError(f"{path}: cannot read ({error.strerror})") from None
+    if path.suffix == ".json":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise DataFileError(f"{path}: not valid JSON ({error})") from None
+        if isinstance(rows, dict) and isinstance(rows.get("points"), list):
+            rows = rows["points"]
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise DataFileError(f"{path}: expected a list of objects (or {{\"points\": [...]}})")
+        return rows
+    if path.suffix != ".csv":
+        raise DataFileError(f"{path}: use a .csv or .json file")
+    reader = csv.DictReader(text.splitlines())
+    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+    if missing:
+        raise DataFileError(f"{path}: missing column(s) {', '.join(missing)}; the header must name {', '.join(REQUIRED)}")
+    return list(reader)
+
+
+def _number(path: Path, row: int, column: str, value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DataFileError(f"{path}: row {row}, column {column!r}: {value!r} is not a number") from None
+    if not math.isfinite(number) or number <= 0:
+        raise DataFileError(f"{path}: row {row}, column {column!r}: {value!r} must be a positive number")
+    return number
+
+
+def _budget_of(flops: float) -> float:
+    return float(f"{flops:.2g}")
+
+
+def load_points(path: str | Path) -> Observations:
+    """Points from a CSV or JSON file; every malformed value is an error naming its row and column."""
+    path = Path(path)
+    points = []
+    for row, values in enumerate(_rows(path), start=1):
+        for column in REQUIRED:
+            if values.get(column) in (None, ""):
+                raise DataFileError(f"{path}: row {row}, column {column!r}: missing value")
+        n, d, loss = (_number(path, row, c, values[c]) for c in REQUIRED)
+        extra = {c: _number(path, row, c, values[c]) for c in OPTIONAL if values.get(c) not in (None, "")}
+        flops = extra.get("flops", 6.0 * n * d)
+        points.append(Point(n, d, loss, extra.get("budget", _budget_of(flops)), flops, f"row {row}",
+                            extra.get("unique_tokens")))
+    if not points:
+        raise DataFileError(f"{path}: no rows")
+    return Observations(path.stem, tuple(points))

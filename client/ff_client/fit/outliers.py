@@ -1,0 +1,29 @@
+"""Outliers: points far off the parametric fit, by a robust residual rule (Iglewicz and Hoaglin's modified z).
+
+Residuals are in log-loss. z = 0.6745 (r - median r) / MAD; a point with |z| > 3.5 is flagged. The MAD is
+floored at 1e-3 (0.1% in loss) so that an almost perfect fit does not flag points for noise-sized misses,
+and the rule needs at least 12 points: with few more points than the surface's 5 parameters, residuals
+say nothing about which point is wrong.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ff_client.fit.approaches.parametric import ParametricFit
+from ff_client.fit.points import Point
+
+THRESHOLD = 3.5
+MAD_FLOOR = 1e-3
+MIN_POINTS = 12
+
+
+def flag_outliers(points: tuple[Point, ...], fit: ParametricFit) -> list[tuple[Point, float]]:
+    """(point, modified z) for each point the rule flags (none below MIN_POINTS points)."""
+    if len(points) < MIN_POINTS:
+        return []
+    residual = np.log([p.loss for p in points]) - np.log(fit.loss([p.n_params for p in points], [p.tokens for p in points]))
+    centre = np.median(residual)
+    mad = max(float(np.median(np.abs(residual - centre))), MAD_FLOOR)
+    z = 0.6745 * (residual - centre) / mad
+    return [(p, float(zi)) for p, zi in zip(points, z) if abs(zi) > THRESHOLD]

@@ -1,0 +1,149 @@
+"""Publication-style plots: isoFLOP curves, the compute-optimal allocation, the parametric surface, residuals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ff_client.fit.approaches.isoflop import IsoflopFit  # noqa: E402
+
+_STYLE = {"font.size": 10, "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
+          "grid.alpha": 0.3, "savefig.dpi": 150, "savefig.bbox": "tight"}
+
+
+def _budget_colors(count: int):
+    return plt.cm.viridis(np.linspace(0.1, 0.85, max(count, 1)))
+
+
+def plot_isoflop(fit: IsoflopFit, path: Path) -> Path:
+    """Loss against N per budget: points, the fitted parabola, and its minimum (a star)."""
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+        for curve, color in zip(fit.curves, _budget_colors(len(fit.curves))):
+            n = np.array([p.n_params for p in curve.points])
+            ax.scatter(n, [p.loss for p in curve.points], color=color, s=22, zorder=3, label=f"C = {curve.budget:.1e}")
+            if curve.coefficients is not None:
+                grid = np.geomspace(n.min() / 1.3, n.max() * 1.3, 100)
+                ax.plot(grid, curve.loss_at(grid), color=color, lw=1.4)
+            if curve.n_opt is not None:
+                marker = "*" if curve.interior else "x"
+                ax.scatter([curve.n_opt], [curve.l_opt], marker=marker, s=140, color=color, edgecolor="black", zorder=4)
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters N")
+        ax.set_ylabel("held-out loss")
+        ax.set_title("IsoFLOP curves (star: fitted minimum)")
+        ax.legend(frameon=False, fontsize=8)
+        fig.savefig(path)
+        plt.close(fig)
+    return path
+
+
+def _band(rows, quantity: str, compute: np.ndarray, values: np.ndarray):
+    """(low, high) along a smooth curve: each edge's ratio to the value, interpolated in log C between the rows."""
+    at = np.log([r.flops for r in rows])
+
+    def edge(name: str) -> np.ndarray:
+        ratio = np.log([getattr(getattr(r, quantity), name) / getattr(r, quantity).value for r in rows])
+        return values * np.exp(np.interp(np.log(compute), at, ratio))
+
+    return edge("low"), edge("high")
+
+
+def _law_curve(ax, result, quantity: str, color, dash) -> None:
+    """One approach's law as a smooth curve over the table's compute range, its bootstrap band, its targets."""
+    rows = sorted(result.rows, key=lambda r: r.flops)
+    compute = np.geomspace(rows[0].flops, rows[-1].flops, 200)
+    values = np.array([result.approach.predict(result.fit, c)[quantity] for c in compute])
+    ax.plot(compute, values, color=color, ls=dash, lw=1.5, label=result.approach.name)
+    if len(rows) > 1 and all(getattr(r, quantity).low is not None for r in rows):
+        ax.fill_between(compute, *_band(rows, quantity, compute, values), color=color, alpha=0.15, lw=0)
+    targets = [(r.flops, getattr(r, quantity).value) for r in rows if r.kind == "target"]
+    if targets:
+        ax.scatter(*zip(*targets), marker="D", s=40, color=color, edgecolor="black", zorder=5)
+
+
+def plot_optimal(analysis, path: Path) -> Path:
+    """N_opt, D_opt and L_opt against C: isoFLOP minima, each approach's law, bootstrap bands, targets (diamonds)."""
+    usable = [c for c in analysis.fit("isoflop").curves if c.interior]
+    styles = {"isoflop": ("C0", "-"), "parametric": ("C3", "--")}
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
+        for ax, quantity, label in zip(axes, ("n_opt", "d_opt", "l_opt"), ("N_opt", "D_opt", "L_opt")):
+            ax.scatter([c.budget for c in usable], [getattr(c, quantity) for c in usable], color="black", s=24,
+                       zorder=4, label="isoFLOP minima")
+            for approach, (color, dash) in styles.items():
+                result = analysis.results.get(approach)
+                if result is not None and result.rows:
+                    _law_curve(ax, result, quantity, color, dash)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("compute C (FLOPs)")
+            ax.set_ylabel(label)
+        axes[0].legend(frameon=False, fontsize=8)
+        fig.suptitle("Compute-optimal allocation (bands: 95% bootstrap intervals)")
+        fig.savefig(path)
+        plt.close(fig)
+    return path
+
+
+def plot_contours(analysis, path: Path) -> Path:
+    """The parametric surface L(N, D) as contours over the sweep's range, iso-FLOP lines, the points and the
+    compute-efficient frontier (N_opt(C), D_opt(C))."""
+    fit = analysis.fit("parametric")
+    n = np.array([p.n_params for p in analysis.points])
+    d = np.array([p.tokens for p in analysis.points])
+    grid_n = np.geomspace(n.min() / 3, n.max() * 3, 120)
+    grid_d = np.geomspace(d.min() / 3, d.max() * 3, 120)
+    nn, dd = np.meshgrid(grid_n, grid_d)
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(6.2, 4.8))
+        filled = ax.contourf(nn, dd, np.log(fit.loss(nn, dd)), levels=20, cmap="viridis_r")
+        fig.colorbar(filled, ax=ax, label="ln L(N, D)")
+        budgets = sorted({p.budget for p in analysis.points})
+        for c in budgets:
+            ax.plot(grid_n, c / (fit.flops_per_param_token * grid_n), color="white", lw=0.6, ls=":")
+        frontier_c = np.geomspace(min(budgets) / 3, max(budgets) * 3, 50)
+        frontier = [fit.predict(c) for c in frontier_c]
+        ax.plot([f["n_opt"] for f in frontier], [f["d_opt"] for f in frontier], color="red", lw=1.8,
+                label="compute-efficient frontier")
+        ax.scatter(n, d, c="white", edgecolor="black", s=18, zorder=3, label="experiments")
+        ax.set(xscale="log", yscale="log", xlim=(grid_n[0], grid_n[-1]), ylim=(grid_d[0], grid_d[-1]),
+               xlabel="parameters N", ylabel="tokens D", title="Parametric fit (dotted: isoFLOP lines)")
+        ax.legend(frameon=False, fontsize=8, loc="upper right")
+        fig.savefig(path)
+        plt.close(fig)
+    return path
+
+
+def plot_residuals(analysis, path: Path) -> Path:
+    """Log-loss residuals of the parametric fit against N, coloured by budget."""
+    fit = analysis.fit("parametric")
+    budgets = sorted({p.budget for p in analysis.points})
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        for budget, color in zip(budgets, _budget_colors(len(budgets))):
+            pts = [p for p in analysis.points if p.budget == budget]
+            residual = np.log([p.loss for p in pts]) - np.log(fit.loss([p.n_params for p in pts], [p.tokens for p in pts]))
+            ax.scatter([p.n_params for p in pts], residual, color=color, s=20, label=f"C = {budget:.1e}")
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set(xscale="log", xlabel="parameters N", ylabel="ln L - ln L_fit", title="Parametric fit residuals")
+        ax.legend(frameon=False, fontsize=7)
+        fig.savefig(path)
+        plt.close(fig)
+    return path
+
+
+def write_plots(analysis, out: Path, ext: str) -> list[Path]:
+    """Every plot the analysis supports, as out/<name>.<ext>."""
+    files = [plot_isoflop(analysis.fit("isoflop"), out / f"isoflop.{ext}")]
+    if analysis.fit("isoflop").n_opt is not None or analysis.fit("parametric") is not None:
+        files.append(plot_optimal(analysis, out / f"optimal.{ext}"))
+    if analysis.fit("parametric") is not None:
+        files.append(plot_contours(analysis, out / f"contours.{ext}"))
+        files.append(plot_residuals(analysis, out / f"residuals.{ext}"))
+    return files

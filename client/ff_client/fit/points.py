@@ -1,0 +1,73 @@
+"""The observations a fit sees: one Point per finished experiment, and every exclusion with its reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ff_core.errors import StoreError
+from ff_core.layout import RESULT_FILE, is_result_key
+from ff_core.results import ResultRecord, parse_result
+from ff_core.store import Store
+
+
+@dataclass(frozen=True)
+class Point:
+    """A trained (N, D) pair and its held-out loss; `budget` is the nominal compute budget it was planned for."""
+
+    n_params: float
+    tokens: float
+    loss: float
+    budget: float
+    flops: float
+    label: str = ""
+    unique_tokens: float | None = None  # distinct tokens behind `tokens` (fewer means repeated data)
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    label: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Observations:
+    sweep: str
+    points: tuple[Point, ...]
+    excluded: tuple[Exclusion, ...] = field(default=())
+    records: tuple[ResultRecord, ...] = field(default=())
+
+
+def point_from_record(record: ResultRecord) -> Point:
+    return Point(
+        n_params=float(record.n_params), tokens=float(record.tokens), loss=float(record.eval_loss),
+        budget=record.budget, flops=record.flops.get("planned", record.flops["6nd"]), label=record.experiment,
+        unique_tokens=None if record.unique_tokens is None else float(min(record.unique_tokens, record.tokens)),
+    )
+
+
+def load_observations(store: Store) -> Observations:
+    """Read every result.json under the store; unreadable and diverged records are excluded, never silently."""
+    keys = [k for k in store.list() if is_result_key(k)]
+    if not keys:
+        raise StoreError(f"{store.uri}: no results (no */{RESULT_FILE}); train with `ffctl run SWEEP` first")
+    records, excluded = [], []
+    for key in keys:
+        try:
+            records.append(parse_result(store.get_json(key), f"{store.uri}/{key}"))
+        except StoreError as error:
+            excluded.append(Exclusion(key, f"unreadable: {error}"))
+    sweeps = sorted({r.sweep for r in records})
+    if len(sweeps) > 1:
+        raise StoreError(
+            f"{store.uri} holds results of several sweeps ({', '.join(sweeps)}); "
+            f"analyze one of them, e.g. {store.uri}/{sweeps[0]}"
+        )
+    points = []
+    for record in records:
+        if record.status != "completed" or record.eval_loss is None:
+            excluded.append(Exclusion(record.experiment, f"{record.status} (N={record.n_params}, D={record.tokens})"))
+        else:
+            points.append(point_from_record(record))
+    if not records:
+        raise StoreError(f"{store.uri}: every result record is unreadable: " + "; ".join(e.reason for e in excluded))
+    return Observations(sweeps[0], tuple(points), tuple(excluded), tuple(records))

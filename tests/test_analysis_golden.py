@@ -1,0 +1,39 @@
+"""The analysis of the demo store is pinned: its JSON, text report and tables stay exactly as they were.
+
+tests/data/demo-store/tiny holds the result records of `make demo` (examples/tiny.yaml trained on 2 CPU
+cores); tests/golden/analysis-demo.json is what `ffctl analyze --json --bootstrap 200` printed for them
+before the approaches became units (regenerate it only for a deliberate change of the analysis).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ff_client.fit.analysis import Settings, analyze
+from ff_client.fit.points import load_observations
+from ff_core.store import open_store
+
+HERE = Path(__file__).resolve().parent
+STORE = HERE / "data" / "demo-store" / "tiny"
+
+
+@pytest.fixture(scope="module")
+def demo_analysis():
+    return analyze(load_observations(open_store(str(STORE))), Settings(resamples=200, seed=0, workers=2))
+
+
+def test_demo_analysis_json_is_pinned(demo_analysis):
+    assert demo_analysis.to_json() == json.loads((HERE / "golden" / "analysis-demo.json").read_text())
+
+
+def test_every_approach_reports_on_the_demo_store(demo_analysis):
+    assert list(demo_analysis.results) == ["isoflop", "parametric", "curves", "kaplan", "constrained"]
+    assert all(r.fit is not None for r in demo_analysis.results.values())
+    text = demo_analysis.text()
+    for heading in ("## Approach 2", "## Approach 3", "## Approach 1", "## Kaplan-style", "## Data-constrained"):
+        assert heading in text
+    a = demo_analysis.results["isoflop"].parameters["a"]
+    assert a.low < a.value < a.high
