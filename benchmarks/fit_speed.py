@@ -22,9 +22,10 @@ from scipy.optimize import minimize
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from synthetic import isoflop_points  # noqa: E402
 
-from ff_client.isoflop import fit_isoflop  # noqa: E402
-from ff_client.parametric import _BOUNDS, _objective, fit_parametric  # noqa: E402
-from ff_client.uncertainty import bootstrap, isoflop_stats, parametric_stats  # noqa: E402
+from ff_client.fit.approach import FitData, Settings  # noqa: E402
+from ff_client.fit.approaches import isoflop, parametric  # noqa: E402
+from ff_client.fit.approaches.parametric import _BOUNDS, _objective, fit_parametric  # noqa: E402
+from ff_client.fit.bootstrap import bootstrap, numbers  # noqa: E402
 
 
 def reference(points, starts: int) -> tuple[float, float]:
@@ -54,8 +55,10 @@ def main() -> None:
         times.append(time.perf_counter() - began)
     ours_s = statistics.median(times)
     began = time.perf_counter()
-    central = {"isoflop": isoflop_stats(fit_isoflop(points), ()), "parametric": parametric_stats(fit, ())}
-    boot = bootstrap(points, central, (), args.resamples, seed=0, start=fit.theta)
+    data = FitData(tuple(points))
+    central = {a.name: (a, f, numbers(a, f, ())) for a, f in ((isoflop.APPROACH, isoflop.fit_isoflop(points)),
+                                                              (parametric.APPROACH, fit))}
+    boot = bootstrap(data, central, (), Settings(resamples=args.resamples, seed=0))
     boot_s = time.perf_counter() - began
     ref_s, ref_obj = reference(points, args.reference_starts)
     print(f"{len(points)} points; objective = Huber(delta 1e-3) of log-loss residuals, summed")
@@ -64,7 +67,7 @@ def main() -> None:
     print(f"{f'reference ({args.reference_starts} starts x L-BFGS-B)':38} {ref_s:9.1f} {ref_obj:12.6g}")
     print(f"{f'bootstrap, {args.resamples} resamples':38} {boot_s:9.2f}")
     print(f"speed-up {ref_s / ours_s:.0f}x; objective ours/reference {fit.objective / ref_obj:.6f}; "
-          f"failed resamples {boot['failed']['parametric']}")
+          f"failed resamples {boot['parametric'].failed}")
 
 
 if __name__ == "__main__":

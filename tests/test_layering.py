@@ -40,6 +40,39 @@ def test_layering(package):
     assert not offences, offences
 
 
+ROOMS = REPO / "client" / "ff_client"
+
+
+def test_the_client_rooms_keep_to_themselves():
+    """fit/ imports neither click nor kubernetes (notebooks use it); cli/ is the only place that imports click;
+    cluster/ knows nothing of click or the fits."""
+    offences = []
+    for path in sorted(ROOMS.rglob("*.py")):
+        room = path.relative_to(ROOMS).parts[0]
+        roots = imported_roots(path)
+        modules = _imported_modules(path)
+        bad = set()
+        if room != "cli":
+            bad |= roots & {"click"}
+        if room == "fit":
+            bad |= roots & {"kubernetes", "kopf", "jsonschema"} | {m for m in modules if m.startswith("ff_client.cl")}
+        if room == "cluster":
+            bad |= {m for m in modules if m.startswith(("ff_client.fit", "ff_client.cli"))}
+        if bad:
+            offences.append(f"{path.relative_to(REPO)} imports {sorted(bad)}")
+    assert not offences, offences
+
+
+def _imported_modules(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
 def test_no_package_shadows_the_stdlib_operator_module():
     # A package called `operator` would shadow the standard library's (imported at start-up by Python).
     shadows = [p for p in REPO.rglob("operator/__init__.py") if ".venv" not in p.parts]
