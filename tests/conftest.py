@@ -47,6 +47,32 @@ def write_sweep(tmp_path):
     return write
 
 
+# The demo sweep (examples/tiny.yaml) cut to its two smallest budgets: 8 experiments, every isoFLOP curve
+# with an interior minimum (the 5e10 budget is the demo's own). Trained once per session by `small_demo`.
+SMALL_DEMO_BUDGETS = [1.5e10, 5.0e10]
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory) -> dict:
+    """Train the small demo once through `ffctl run --workers 2`; tests that only read results share it.
+
+    {"sweep": the sweep file, "store": its store URI, "results": the sweep's results URI, "run": the run's stderr}.
+    """
+    import subprocess
+    import sys
+
+    folder = tmp_path_factory.mktemp("small-demo")
+    manifest = yaml.safe_load((REPO / "examples" / "tiny.yaml").read_text())
+    manifest["spec"]["budgets"] = SMALL_DEMO_BUDGETS
+    sweep = folder / "tiny.yaml"
+    sweep.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    store = f"file://{folder / 'results'}"
+    proc = subprocess.run([sys.executable, "-m", "ff_client.cli", "run", str(sweep), "--store", store, "--workers", "2"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {"sweep": sweep, "store": store, "results": f"{store}/tiny", "run": proc.stderr, "folder": folder}
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A real HTTP S3 endpoint (moto server mode) with a bucket `ff-test`; boto3 talks to it as to AWS."""

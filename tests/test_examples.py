@@ -30,9 +30,30 @@ def test_example_validates_plans_and_counts_match_the_plugin(path):
         assert counted[size.name].get("flopsPerToken") == size.flops_per_token
 
 
+def test_small_demo_has_interior_minima_and_every_output(small_demo, tmp_path):
+    """The demo's own sweep cut to two budgets, trained by `ffctl run` and analysed; a rerun trains nothing."""
+    assert "8 trained, 0 already done, 0 failed" in small_demo["run"]
+    analysis = analyze_store(open_store(small_demo["results"]), out_dir=tmp_path / "out")
+    assert len(analysis.points) == 8 and not analysis.excluded
+    iso = analysis.fit("isoflop")
+    assert [c.interior for c in iso.curves] == [True, True]
+    n_opts = [c.n_opt for c in iso.curves]
+    assert n_opts == sorted(n_opts)  # the bigger budget wants a bigger model
+    assert 0 < iso.n_opt.exponent < 1
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "table.md", "table.csv", "table.tex", "table.json", "report.txt", "isoflop.png", "optimal.png",
+        "contours.png", "residuals.png"}
+    a = analysis.results["isoflop"].parameters["a"]
+    assert a.low <= a.value <= a.high  # bootstrap intervals by default
+    rerun = subprocess.run([sys.executable, "-m", "ff_client.cli", "run", str(small_demo["sweep"]), "--store",
+                            small_demo["store"]], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0 and "0 trained, 8 already done" in rerun.stderr
+
+
 @pytest.mark.slow
 def test_demo_sweep_end_to_end(tmp_path):
-    """`make demo` in miniature: the real tiny.yaml, trained and analysed (a few minutes on 2 cores)."""
+    """`make demo` itself: the real tiny.yaml, trained and analysed (two minutes on 2 cores). Slow: `make test`
+    leaves it out; `make bench` (benchmarks/demo_time.py) runs the same sweep and checks the same minima."""
     tiny = Path(__file__).resolve().parents[1] / "examples" / "tiny.yaml"
     store = f"file://{tmp_path}/results"
     proc = subprocess.run([sys.executable, "-m", "ff_client.cli", "run", str(tiny), "--store", store,

@@ -115,7 +115,7 @@ def test_nominal_95_intervals_cover_the_truth():
         points = isoflop_points(noise=0.01, seed=100 + trial)
         central = {a.name: (a, fit, numbers(a, fit, ())) for a in (isoflop.APPROACH, parametric.APPROACH)
                    for fit in [a.fit(FitData(tuple(points)), Settings())]}
-        boot = bootstrap(FitData(tuple(points)), central, (), Settings(resamples=150, seed=trial, workers=1))
+        boot = bootstrap(FitData(tuple(points)), central, (), Settings(resamples=150, seed=trial, workers=2))
         p, i = boot["parametric"].parameters, boot["isoflop"].parameters
         covered["alpha"] += p["alpha"].low <= truth["alpha"] <= p["alpha"].high
         covered["beta"] += p["beta"].low <= truth["beta"] <= p["beta"].high
