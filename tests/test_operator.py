@@ -43,12 +43,19 @@ class Operator:
         self.thread.join(20)
 
 
+def watching(c: Cluster) -> int:
+    """How many watch requests kopf has made: it watches sweeps, Jobs and pods once it is past discovery."""
+    return sum(n for (agent, action), n in c.emulator.calls.items() if agent.startswith("kopf") and action == "watch")
+
+
 @pytest.fixture
 def cluster():
     with Cluster() as c:
         _server["url"] = c.url
         kubernetes.client.Configuration.set_default(kubernetes.client.Configuration(host=c.url))
         operator = Operator().start()
+        # kopf stopped in the middle of its API discovery waits 5 s for the requests in flight: let it finish
+        wait_for(lambda: watching(c) >= 3, "kopf watching sweeps, Jobs and pods")
         yield c, operator
         operator.stop()
 

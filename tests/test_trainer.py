@@ -69,12 +69,28 @@ def test_same_seed_same_losses_on_cpu(tiny_manifest, write_sweep, tmp_path):
     assert a["seed"] == 0 and {"python", "torch", "numpy", "flops-fit"} <= set(a["versions"])
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """One uninterrupted run of a ~410-step experiment (checkpoints every 20 steps), the reference that both
+    kill tests resume to: (manifest, sweep file, experiment id, its result)."""
+    import copy
+
+    from conftest import TINY
+
+    manifest = copy.deepcopy(TINY)
+    manifest["spec"]["budgets"] = [1.0e10]  # xs: ~410 steps, long enough to kill part-way
+    manifest["spec"]["training"]["checkpointEverySteps"] = 20
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    sweep = folder / "sweep.json"
+    sweep.write_text(json.dumps(manifest))
+    exp = first_id(manifest)
+    assert trainer(sweep, exp, folder / "whole").returncode == 0
+    return manifest, sweep, exp, result(folder / "whole", manifest, exp)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_killed_run_resumes_to_the_uninterrupted_loss(tiny_manifest, write_sweep, tmp_path, sig):
-    tiny_manifest["spec"]["budgets"] = [1.0e10]  # xs: ~410 steps, long enough to kill part-way
-    tiny_manifest["spec"]["training"]["checkpointEverySteps"] = 20
-    sweep, exp = write_sweep(tiny_manifest), first_id(tiny_manifest)
-    assert trainer(sweep, exp, tmp_path / "whole").returncode == 0
+def test_killed_run_resumes_to_the_uninterrupted_loss(uninterrupted, tmp_path, sig):
+    manifest, sweep, exp, whole = uninterrupted
     ckpt = tmp_path / "cut" / "unit" / exp / "checkpoint" / "latest.pt"
     proc = trainer(sweep, exp, tmp_path / "cut", wait=False)
     deadline = time.monotonic() + 120
@@ -86,7 +102,7 @@ def test_killed_run_resumes_to_the_uninterrupted_loss(tiny_manifest, write_sweep
     assert not (tmp_path / "cut" / "unit" / exp / "result.json").exists()
     resumed = trainer(sweep, exp, tmp_path / "cut")
     assert resumed.returncode == 0 and "resuming at step" in resumed.stderr
-    whole, cut = result(tmp_path / "whole", tiny_manifest, exp), result(tmp_path / "cut", tiny_manifest, exp)
+    cut = result(tmp_path / "cut", manifest, exp)
     assert cut["eval_loss"] == whole["eval_loss"]
     assert cut["loss_curve"] == whole["loss_curve"]
 
