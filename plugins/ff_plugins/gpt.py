@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ff_plugins.meta import shapes_only
+
 _KNOBS = ("d_model", "n_layers", "n_heads")
 
 
@@ -104,7 +106,7 @@ class GPT:
         return transformer_flops_per_token(knobs, sequence_length, self.vocab_size)
 
     def count_params(self, knobs: Mapping[str, Any], sequence_length: int) -> tuple[int, int]:
-        with torch.device("meta"):
+        with shapes_only():
             module = self._module(knobs, sequence_length)
         total = sum(p.numel() for p in module.parameters())
         embedding = module.tok_emb.weight.numel() + module.pos_emb.weight.numel()

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from ff_plugins.gpt import Block
+from ff_plugins.meta import shapes_only
 
 _KNOBS = ("width", "depth", "heads", "patch_size")
 
@@ -63,7 +64,7 @@ class ViT:
         return ViTModule(width, depth, heads, patch, self.image_size, self.classes, self.mlp_ratio)
 
     def count_params(self, knobs: Mapping[str, Any], sequence_length: int) -> tuple[int, int]:
-        with torch.device("meta"):
+        with shapes_only():
             module = self.build(knobs, sequence_length)
         total = sum(p.numel() for p in module.parameters())
         embedding = sum(p.numel() for p in module.patch_embed.parameters()) + module.pos_emb.numel() + module.cls.numel()
