@@ -35,7 +35,7 @@ class Smallest:
         n = fit * compute ** 0.5
         return {"n_opt": n, "d_opt": compute / (6 * n), "l_opt": 2.0}
 
-    def warnings(self, fit: float) -> list[str]:
+    def warnings(self, result: Result) -> list[str]:
         return ["toy approach: not a scaling law"]
 
     def section(self, result: Result) -> list[str]:

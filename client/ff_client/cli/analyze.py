@@ -37,7 +37,9 @@ def _csv_choice(allowed: tuple[str, ...]):
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes for the bootstrap [default: all cores].")
 @click.option("--huber-delta", "delta", type=click.FloatRange(min=0, min_open=True), default=HUBER_DELTA,
               help="Huber delta of the parametric fit, on log-loss residuals.")
-@click.option("--keep-outliers", is_flag=True, help="Keep points the outlier rule flags (they are still listed).")
+@click.option("--exclude-outliers", is_flag=True, help="Drop the points far off the parametric fit (modified z > 3.5); "
+              "by default they are flagged in the report and kept (the Huber loss bounds their pull).")
+@click.option("--keep-outliers", is_flag=True, hidden=True, help="The default now; kept for old scripts.")
 @click.option("--format", "formats", default=",".join(FORMATS), callback=_csv_choice(FORMATS),
               help="Table formats written to --out.")
 @click.option("--plot-format", "plot_formats", default="png", callback=_csv_choice(("png", "svg", "pdf")),
@@ -45,7 +47,8 @@ def _csv_choice(allowed: tuple[str, ...]):
 @click.option("--endpoint-url", envvar="FF_S3_ENDPOINT_URL", help="S3 endpoint (MinIO etc.). [env: FF_S3_ENDPOINT_URL]")
 @click.option("--namespace", "-n", envvar="FF_NAMESPACE", help="For a sweep NAME: its namespace. [env: FF_NAMESPACE]")
 @click.option("--context", envvar="FF_CONTEXT", help="For a sweep NAME: the kubeconfig context. [env: FF_CONTEXT]")
-def analyze(store_uri, data_file, out, as_json, targets, resamples, seed, workers, delta, keep_outliers, formats,
+def analyze(store_uri, data_file, out, as_json, targets, resamples, seed, workers, delta, exclude_outliers, keep_outliers,
+            formats,
             plot_formats, endpoint_url, namespace, context) -> None:
     """Fit scaling laws to the results under STORE_URI, of a cluster sweep NAME, or to --data points."""
     from ff_client.fit.analysis import Settings, analyze as run_analysis, finish  # scipy, matplotlib: only here
@@ -61,7 +64,9 @@ def analyze(store_uri, data_file, out, as_json, targets, resamples, seed, worker
         store_uri, spec_endpoint = sweep_store(connect(context, namespace), store_uri)
         output.say(f"analysing {store_uri}")
     observations = load_points(data_file) if data_file else load_observations(open_store(store_uri, endpoint_url, spec_endpoint))
-    settings = Settings(tuple(targets), resamples, seed, workers, keep_outliers, delta)
+    if exclude_outliers and keep_outliers:
+        raise click.UsageError("--exclude-outliers and --keep-outliers contradict each other; give one")
+    settings = Settings(tuple(targets), resamples, seed, workers, exclude_outliers, delta)
     report = finish(run_analysis(observations, settings), out, formats=formats, plot_formats=plot_formats)
     for warning in report.warnings:
         output.warn(warning)

@@ -17,7 +17,9 @@ from ff_client.fit.approaches.parametric import fit_parametric
 from ff_client.fit.backtest import backtest
 from ff_client.fit.bootstrap import Intervals, Numbers, bootstrap, numbers
 from ff_client.fit.estimate import Estimate
-from ff_client.fit.outliers import flag_outliers
+from ff_client.fit.noise import sweep_noise
+from ff_client.fit.outliers import Flag, flag_outliers
+from ff_client.fit.plausibility import non_monotone
 from ff_client.fit.plots import write_plots
 from ff_client.fit.points import Exclusion, Observations, Point, load_observations
 from ff_client.fit.report import report_json, report_text
@@ -36,6 +38,7 @@ class Analysis:
     settings: Settings
     excluded: tuple[Exclusion, ...] = ()
     backtest: dict | None = None
+    outliers: tuple[Flag, ...] = ()  # far off the parametric fit: flagged, excluded only when asked
     warnings: tuple[str, ...] = ()
     files: list[Path] = field(default_factory=list)
 
@@ -51,19 +54,22 @@ class Analysis:
         return report_json(self)
 
 
-def _screen_outliers(points: tuple[Point, ...], keep: bool, delta: float):
-    """(points kept, exclusions, messages, the parametric fit of all the points when none was dropped)."""
-    fit = fit_parametric(points, delta)
-    flagged = flag_outliers(points, fit) if fit is not None else []
-    if not flagged:
-        return points, [], [], fit
-    if keep:
-        return points, [], [f"{p.label}: far off the parametric fit (modified z {z:+.1f}); kept (--keep-outliers)"
-                             for p, z in flagged], fit
-    dropped = {id(p) for p, _ in flagged}
-    exclusions = [Exclusion(p.label, f"outlier: far off the parametric fit (modified z {z:+.1f}, N={p.n_params:.3g}, "
-                                     f"D={p.tokens:.3g}, loss {p.loss:.4g})") for p, z in flagged]
-    return tuple(p for p in points if id(p) not in dropped), exclusions, [], None
+def _screen(points: tuple[Point, ...], settings: Settings):
+    """(points kept, exclusions, outlier flags, the parametric fit of the points kept when it was made here).
+
+    Implausible runs are excluded (ff_client.fit.plausibility); points far off the parametric fit are
+    flagged, and excluded only with settings.exclude_outliers (ff_client.fit.outliers).
+    """
+    broken = non_monotone(points, sweep_noise(points))
+    implausible = [Exclusion(p.label, why) for p, why in broken]
+    plausible = tuple(p for p in points if all(p is not b for b, _ in broken))
+    fit = fit_parametric(plausible, settings.delta)
+    flags = [Flag(p, z, settings.exclude_outliers) for p, z in (flag_outliers(plausible, fit) if fit else [])]
+    if not settings.exclude_outliers or not flags:
+        return plausible, implausible, flags, fit
+    dropped = {id(f.point) for f in flags}
+    exclusions = [Exclusion(f.point.label, "outlier: " + f.reason()) for f in flags]
+    return tuple(p for p in plausible if id(p) not in dropped), implausible + exclusions, flags, None
 
 
 def _rows(name: str, budgets: list[tuple[float, str]], predictions: dict[float, dict[str, Estimate]]) -> tuple[Row, ...]:
@@ -79,7 +85,7 @@ def _without_intervals(central: Numbers) -> Intervals:
 def analyze(observations: Observations, settings: Settings = Settings(),
             approaches: tuple[Approach, ...] = APPROACHES) -> Analysis:
     """Fit every approach, bootstrap their intervals, backtest, and tabulate the compute-optimal allocation."""
-    points, outliers, kept, screened = _screen_outliers(observations.points, settings.keep_outliers, settings.delta)
+    points, screened_out, flags, screened = _screen(observations.points, settings)
     data = FitData(points, observations.records)
     reuse = {"parametric": screened} if screened is not None else {}  # the screen's fit, when it dropped nothing
     fits = {a.name: reuse[a.name] if a.name in reuse else a.fit(data, settings) for a in approaches}
@@ -96,13 +102,15 @@ def analyze(observations: Observations, settings: Settings = Settings(),
         s = spread.get(a.name)
         results[a.name] = Result(a, fits[a.name], s.parameters if s else {}, _rows(a.name, budgets, s.predictions) if s else (),
                                  s.failed if s and bootstrapped else None, s.replicates if s else (), settings)
-    excluded = tuple(observations.excluded) + tuple(outliers)
-    warnings = [w for a in approaches if fits[a.name] is not None for w in a.warnings(fits[a.name])] + kept
+    excluded = tuple(observations.excluded) + tuple(screened_out)
+    warnings = [w for r in results.values() if r.fit is not None for w in r.approach.warnings(r)]
+    warnings += [f.text() for f in flags if not f.excluded]
     warnings += [f"excluded {e.label}: {e.reason}" for e in excluded]
     warnings += [f"{r.failed} of {settings.resamples} {name} bootstrap fits failed and were left out"
                  for name, r in results.items() if r.failed]
     rows = tuple(row for r in results.values() for row in r.rows)
-    return Analysis(observations.sweep, points, results, rows, settings, excluded, backtest(points), tuple(warnings))
+    return Analysis(observations.sweep, points, results, rows, settings, excluded, backtest(points), tuple(flags),
+                    tuple(warnings))
 
 
 def write_outputs(analysis: Analysis, out_dir: str | Path, formats=tuple(WRITERS), plot_formats=("png",)) -> list[Path]:

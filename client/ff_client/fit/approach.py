@@ -26,7 +26,7 @@ class Settings:
     resamples: int = 1000             # bootstrap resamples (0: no intervals)
     seed: int = 0
     workers: int | None = None        # processes for the bootstrap (default: all cores)
-    keep_outliers: bool = False
+    exclude_outliers: bool = False    # drop the points the residual rule flags (default: flag, keep)
     delta: float = HUBER_DELTA        # Huber delta of the surface fits (on log-loss)
 
 
@@ -75,7 +75,7 @@ class Approach(Protocol):
     def predict(self, fit: Any, compute: float) -> dict[str, float] | None:
         """{n_opt, d_opt, l_opt} at a compute budget, or None when it does not predict an allocation."""
 
-    def warnings(self, fit: Any) -> list[str]:
+    def warnings(self, result: Result) -> list[str]:
         """What a reader should know about the fit (a minimum at an edge, a parameter on its bound)."""
 
     def section(self, result: Result) -> list[str]:

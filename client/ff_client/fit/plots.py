@@ -27,8 +27,8 @@ def plot_isoflop(fit: IsoflopFit, path: Path) -> Path:
         for curve, color in zip(fit.curves, _budget_colors(len(fit.curves))):
             n = np.array([p.n_params for p in curve.points])
             ax.scatter(n, [p.loss for p in curve.points], color=color, s=22, zorder=3, label=f"C = {curve.budget:.1e}")
-            if curve.coefficients is not None:
-                grid = np.geomspace(n.min() / 1.3, n.max() * 1.3, 100)
+            if curve.coefficients is not None:  # the local parabola, over the sizes it was fitted to
+                grid = np.geomspace(curve.window[0] / 1.3, curve.window[1] * 1.3, 100)
                 ax.plot(grid, curve.loss_at(grid), color=color, lw=1.4)
             if curve.n_opt is not None:
                 marker = "*" if curve.interior else "x"
@@ -130,6 +130,12 @@ def plot_residuals(analysis, path: Path) -> Path:
             pts = [p for p in analysis.points if p.budget == budget]
             residual = np.log([p.loss for p in pts]) - np.log(fit.loss([p.n_params for p in pts], [p.tokens for p in pts]))
             ax.scatter([p.n_params for p in pts], residual, color=color, s=20, label=f"C = {budget:.1e}")
+        flagged = [f.point for f in analysis.outliers if not f.excluded]
+        if flagged:  # kept, but far off the fit: ringed
+            residual = np.log([p.loss for p in flagged]) - np.log(fit.loss([p.n_params for p in flagged],
+                                                                            [p.tokens for p in flagged]))
+            ax.scatter([p.n_params for p in flagged], residual, s=90, facecolors="none", edgecolors="red", lw=1.2,
+                       label="flagged outlier (kept)")
         ax.axhline(0, color="black", lw=0.8)
         ax.set(xscale="log", xlabel="parameters N", ylabel="ln L - ln L_fit", title="Parametric fit residuals")
         ax.legend(frameon=False, fontsize=7)

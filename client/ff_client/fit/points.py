@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ff_core.errors import StoreError
@@ -66,6 +67,9 @@ def load_observations(store: Store) -> Observations:
     for record in records:
         if record.status != "completed" or record.eval_loss is None:
             excluded.append(Exclusion(record.experiment, f"{record.status} (N={record.n_params}, D={record.tokens})"))
+        elif not (math.isfinite(record.eval_loss) and record.eval_loss > 0):
+            excluded.append(Exclusion(record.experiment, f"implausible: eval loss {record.eval_loss} is not a positive "
+                                                         f"finite number (N={record.n_params}, D={record.tokens})"))
         else:
             points.append(point_from_record(record))
     if not records:

@@ -4,9 +4,11 @@ Each approach writes its own section and JSON part (ff_client.fit.approach); thi
 together with the table, the backtest and the exclusions.
 
 JSON schema (version 1):
-  sweep, points (count), settings {resamples, seed, targets, keep_outliers, level, huber_delta},
+  sweep, points (count), settings {resamples, seed, targets, exclude_outliers, keep_outliers (= not exclude_outliers),
+                                   level, huber_delta},
   approaches.isoflop: parameters {a, b, l_exponent, n_coefficient, d_coefficient, l_coefficient},
-                      r2 {n_opt, d_opt, l_opt}, curves [{budget, points, n_opt, d_opt, l_opt, interior, problem}],
+                      r2 {n_opt, d_opt, l_opt}, curves [{budget, points, points_used (in the local parabola),
+                      n_opt, d_opt, l_opt, n_opt_shape_free, interior, problem}],
                       predictions [{flops, kind, n_opt, d_opt, l_opt}]
   approaches.parametric: parameters {E, A, B, alpha, beta, a, b}, objective, converged, predictions [...],
                       correlations {"alpha,beta": r, ...} (bootstrap, log-parameters); null when not fitted
@@ -16,6 +18,7 @@ JSON schema (version 1):
                       objective, repeated_points
   every parameter and predicted quantity is {value, ci_low, ci_high} (ci_* null without a bootstrap);
   table [{approach, flops, kind, n_opt, d_opt, l_opt, tokens_per_param}], backtest, excluded [{label, reason}],
+  outliers [{label, z, n_params, tokens, loss, excluded}] (far off the parametric fit; kept unless exclude_outliers),
   bootstrap_failures {approach: count}, warnings [...], files [...].
 """
 
@@ -54,6 +57,10 @@ def report_text(analysis) -> str:
     for result in analysis.results.values():
         lines += result.approach.section(result)
     lines += _backtest_section(analysis.backtest)
+    kept = [f for f in analysis.outliers if not f.excluded]
+    if kept:
+        lines += ["## Flagged outliers (kept: the Huber loss bounds their pull; --exclude-outliers drops them)"]
+        lines += [f"  {f.text()}" for f in kept]
     if analysis.excluded:
         lines += ["## Excluded"] + [f"  {e.label}: {e.reason}" for e in analysis.excluded]
     return "\n".join(lines)
@@ -71,11 +78,13 @@ def report_json(analysis) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION, "sweep": analysis.sweep, "points": len(analysis.points),
         "settings": {"resamples": s.resamples, "seed": s.seed, "targets": list(s.targets),
-                     "keep_outliers": s.keep_outliers, "level": LEVEL, "huber_delta": s.delta},
+                     "exclude_outliers": s.exclude_outliers, "keep_outliers": not s.exclude_outliers, "level": LEVEL,
+                     "huber_delta": s.delta},
         "approaches": approaches,
         "table": [r.to_json() for r in analysis.rows],
         "backtest": analysis.backtest,
         "excluded": [{"label": e.label, "reason": e.reason} for e in analysis.excluded],
+        "outliers": [f.to_json() for f in analysis.outliers],
         "bootstrap_failures": {name: r.failed for name, r in analysis.results.items() if r.failed is not None},
         "warnings": list(analysis.warnings),
         "files": [str(f) for f in analysis.files],

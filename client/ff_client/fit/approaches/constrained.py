@@ -77,7 +77,8 @@ class DataConstrained:
     def predict(self, fit: ConstrainedFit, compute: float) -> None:
         return None
 
-    def warnings(self, fit: ConstrainedFit) -> list[str]:
+    def warnings(self, result: Result) -> list[str]:
+        fit = result.fit
         if fit.r_star in (R_STAR_GRID[0], R_STAR_GRID[-1]):
             return [f"data-constrained fit: R*_D sits at the edge of its grid ({fit.r_star:.3g}); "
                     "the data do not pin it down (too few or too little repetition)"]

@@ -77,7 +77,7 @@ class TrainingCurves:
     def predict(self, fit: EnvelopeFit, compute: float) -> dict[str, float]:
         return fit.predict(compute)
 
-    def warnings(self, fit: EnvelopeFit) -> list[str]:
+    def warnings(self, result: Result) -> list[str]:
         return []
 
     def section(self, result: Result) -> list[str]:

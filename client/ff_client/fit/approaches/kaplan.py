@@ -70,7 +70,7 @@ class Kaplan:
     def predict(self, fit: KaplanFit, compute: float) -> None:
         return None
 
-    def warnings(self, fit: KaplanFit) -> list[str]:
+    def warnings(self, result: Result) -> list[str]:
         return []
 
     def section(self, result: Result) -> list[str]:

@@ -214,8 +214,8 @@ class Parametric:
     def predict(self, fit: ParametricFit, compute: float) -> dict[str, float]:
         return fit.predict(compute)
 
-    def warnings(self, fit: ParametricFit) -> list[str]:
-        return list(fit.warnings)
+    def warnings(self, result: Result) -> list[str]:
+        return list(result.fit.warnings)
 
     def section(self, result: Result) -> list[str]:
         lines = ["## Approach 3: parametric L(N, D) = E + A/N^alpha + B/D^beta"]

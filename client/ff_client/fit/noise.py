@@ -1,0 +1,33 @@
+"""The noise a sweep shows: the robust scale of its losses around smooth per-budget curves.
+
+Per budget with 5 or more sizes, log-loss is fitted by a cubic in ln N (flexible enough to follow a skewed
+isoFLOP curve, so what is left is mostly run-to-run noise); the residuals of all budgets, each scaled up
+for the 4 fitted coefficients, are pooled and their MAD taken (x 1.4826: a standard deviation for Gaussian
+noise). A relative scale: 0.003 means losses scatter by about 0.3%. Floored at FLOOR, and FLOOR when no
+budget has 5 sizes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+FLOOR = 5e-4
+
+
+def sweep_noise(points) -> float:
+    """Relative loss noise of the sweep (see the module docstring)."""
+    groups: dict[float, list] = defaultdict(list)
+    for p in points:
+        groups[p.budget].append(p)
+    residuals = []
+    for group in groups.values():
+        if len({p.n_params for p in group}) < 5:
+            continue
+        x, y = np.log([p.n_params for p in group]), np.log([p.loss for p in group])
+        r = y - np.polyval(np.polyfit(x, y, 3), x)
+        residuals += list(r * np.sqrt(len(group) / (len(group) - 4)))
+    if not residuals:
+        return FLOOR
+    return max(1.4826 * float(np.median(np.abs(residuals))), FLOOR)
