@@ -1,14 +1,14 @@
 """ffctl: a thin click layer over ff_client's API; messages go to stderr, data to stdout.
 
-The only package of ours that imports click: local.py (plan, run), analyze.py, cluster.py (submit, status,
-logs, delete), output.py (terminal output).
+The only package of ours that imports click: local.py (plan, run), analyze.py, compare.py, cluster.py (submit,
+status, logs, delete), output.py (terminal output).
 """
 
 from __future__ import annotations
 
 import click
 
-from ff_client.cli import analyze, cluster, local
+from ff_client.cli import analyze, cluster, compare, local
 from ff_core.errors import FlopsFitError
 
 
@@ -28,5 +28,5 @@ def main() -> None:
     """flops-fit: plan, train and fit compute-optimal scaling laws."""
 
 
-for _command in (*local.COMMANDS, *analyze.COMMANDS, *cluster.COMMANDS):
+for _command in (*local.COMMANDS, *analyze.COMMANDS, *compare.COMMANDS, *cluster.COMMANDS):
     main.add_command(_command)

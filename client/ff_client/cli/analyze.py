@@ -10,7 +10,10 @@ import click
 from ff_client.cli import output
 from ff_client.fit.laws import HUBER_DELTA
 from ff_client.fit.table import FORMATS
+from ff_core.errors import FlopsFitError
 from ff_core.store import open_store
+
+POINTS_FILES = (".csv", ".json")
 
 
 def _csv_choice(allowed: tuple[str, ...]):
@@ -24,49 +27,82 @@ def _csv_choice(allowed: tuple[str, ...]):
     return convert
 
 
+def analysis_options(fn):
+    """The fit's options (targets, bootstrap, Huber delta, outliers) and where results are read from."""
+    options = [
+        click.option("--target-flops", "targets", type=float, multiple=True,
+                     help="Predict N_opt, D_opt, L_opt at this budget (repeatable)."),
+        click.option("--bootstrap", "resamples", type=click.IntRange(0), default=1000, envvar="FF_BOOTSTRAP",
+                     help="Bootstrap resamples for the intervals (0: none). [env: FF_BOOTSTRAP]"),
+        click.option("--seed", type=int, default=0, help="Seed of the bootstrap."),
+        click.option("--workers", type=click.IntRange(1), default=None,
+                     help="Processes for the bootstrap [default: all cores]."),
+        click.option("--huber-delta", "delta", type=click.FloatRange(min=0, min_open=True), default=HUBER_DELTA,
+                     help="Huber delta of the parametric fit, on log-loss residuals."),
+        click.option("--exclude-outliers", is_flag=True,
+                     help="Drop the points far off the parametric fit (modified z > 3.5); by default they are "
+                          "flagged in the report and kept (the Huber loss bounds their pull)."),
+        click.option("--keep-outliers", is_flag=True, hidden=True, help="The default now; kept for old scripts."),
+        click.option("--endpoint-url", envvar="FF_S3_ENDPOINT_URL",
+                     help="S3 endpoint (MinIO etc.). [env: FF_S3_ENDPOINT_URL]"),
+        click.option("--namespace", "-n", envvar="FF_NAMESPACE",
+                     help="For a sweep NAME: its namespace. [env: FF_NAMESPACE]"),
+        click.option("--context", envvar="FF_CONTEXT", help="For a sweep NAME: the kubeconfig context. [env: FF_CONTEXT]"),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def settings_of(targets, resamples, seed, workers, delta, exclude_outliers, keep_outliers):
+    from ff_client.fit.analysis import Settings
+
+    if exclude_outliers and keep_outliers:
+        raise click.UsageError("--exclude-outliers and --keep-outliers contradict each other; give one")
+    return Settings(tuple(targets), resamples, seed, workers, exclude_outliers, delta)
+
+
+def load_source(source: str, endpoint_url: str | None, namespace: str | None, context: str | None):
+    """The observations of a points file (.csv, .json), a result store (a URI, or a folder), or a sweep NAME
+    on the cluster (anything else without a '/')."""
+    from ff_client.fit.datafile import load_points
+    from ff_client.fit.points import load_observations
+
+    if source.endswith(POINTS_FILES) and "://" not in source:
+        if not os.path.isfile(source):
+            raise FlopsFitError(f"{source}: no such points file")
+        return load_points(source)
+    if "://" in source or os.path.exists(source):
+        return load_observations(open_store(source, endpoint_url))
+    if "/" in source or source.startswith("."):
+        raise FlopsFitError(f"{source}: no such folder (a result store is a folder, file://DIR or s3://bucket/prefix)")
+    from ff_client.cluster.connection import connect, sweep_store
+
+    uri, spec_endpoint = sweep_store(connect(context, namespace), source)
+    output.say(f"analysing {uri}")
+    return load_observations(open_store(uri, endpoint_url, spec_endpoint))
+
+
 @click.command()
 @click.argument("store_uri", metavar="[STORE_URI|NAME]", required=False)
 @click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False),
               help="Fit points from a CSV/JSON file (n_params, tokens, loss[, flops, budget]) instead of a store.")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for tables, report and plots.")
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON (schema: ff_client.fit.report).")
-@click.option("--target-flops", "targets", type=float, multiple=True, help="Predict N_opt, D_opt, L_opt at this budget (repeatable).")
-@click.option("--bootstrap", "resamples", type=click.IntRange(0), default=1000, envvar="FF_BOOTSTRAP",
-              help="Bootstrap resamples for the intervals (0: none). [env: FF_BOOTSTRAP]")
-@click.option("--seed", type=int, default=0, help="Seed of the bootstrap.")
-@click.option("--workers", type=click.IntRange(1), default=None, help="Processes for the bootstrap [default: all cores].")
-@click.option("--huber-delta", "delta", type=click.FloatRange(min=0, min_open=True), default=HUBER_DELTA,
-              help="Huber delta of the parametric fit, on log-loss residuals.")
-@click.option("--exclude-outliers", is_flag=True, help="Drop the points far off the parametric fit (modified z > 3.5); "
-              "by default they are flagged in the report and kept (the Huber loss bounds their pull).")
-@click.option("--keep-outliers", is_flag=True, hidden=True, help="The default now; kept for old scripts.")
 @click.option("--format", "formats", default=",".join(FORMATS), callback=_csv_choice(FORMATS),
               help="Table formats written to --out.")
 @click.option("--plot-format", "plot_formats", default="png", callback=_csv_choice(("png", "svg", "pdf")),
               help="Plot formats written to --out.")
-@click.option("--endpoint-url", envvar="FF_S3_ENDPOINT_URL", help="S3 endpoint (MinIO etc.). [env: FF_S3_ENDPOINT_URL]")
-@click.option("--namespace", "-n", envvar="FF_NAMESPACE", help="For a sweep NAME: its namespace. [env: FF_NAMESPACE]")
-@click.option("--context", envvar="FF_CONTEXT", help="For a sweep NAME: the kubeconfig context. [env: FF_CONTEXT]")
-def analyze(store_uri, data_file, out, as_json, targets, resamples, seed, workers, delta, exclude_outliers, keep_outliers,
-            formats,
-            plot_formats, endpoint_url, namespace, context) -> None:
+@analysis_options
+def analyze(store_uri, data_file, out, as_json, formats, plot_formats, endpoint_url, namespace, context,
+            **analysis) -> None:
     """Fit scaling laws to the results under STORE_URI, of a cluster sweep NAME, or to --data points."""
-    from ff_client.fit.analysis import Settings, analyze as run_analysis, finish  # scipy, matplotlib: only here
-    from ff_client.fit.datafile import load_points
-    from ff_client.fit.points import load_observations
+    from ff_client.fit.analysis import analyze as run_analysis, finish  # scipy, matplotlib: only here
 
-    spec_endpoint = None
     if (store_uri is None) == (data_file is None):
         raise click.UsageError("give a STORE_URI, a sweep NAME or --data FILE (one of them)")
-    if store_uri and "://" not in store_uri and not os.path.exists(store_uri):  # a sweep on the cluster
-        from ff_client.cluster.connection import connect, sweep_store
-
-        store_uri, spec_endpoint = sweep_store(connect(context, namespace), store_uri)
-        output.say(f"analysing {store_uri}")
-    observations = load_points(data_file) if data_file else load_observations(open_store(store_uri, endpoint_url, spec_endpoint))
-    if exclude_outliers and keep_outliers:
-        raise click.UsageError("--exclude-outliers and --keep-outliers contradict each other; give one")
-    settings = Settings(tuple(targets), resamples, seed, workers, exclude_outliers, delta)
+    settings = settings_of(**analysis)
+    observations = load_source(data_file or store_uri, endpoint_url, namespace, context)
     report = finish(run_analysis(observations, settings), out, formats=formats, plot_formats=plot_formats)
     for warning in report.warnings:
         output.warn(warning)

@@ -153,3 +153,36 @@ def write_plots(analysis, out: Path, ext: str) -> list[Path]:
         files.append(plot_contours(analysis, out / f"contours.{ext}"))
         files.append(plot_residuals(analysis, out / f"residuals.{ext}"))
     return files
+
+
+def plot_compare(comparison, path: Path) -> Path:
+    """L_opt(C) of both recipes with bootstrap bands, and the compute multiplier against C."""
+    targets = sorted(comparison.targets)
+    compute = np.geomspace(targets[0] / 10, targets[-1] * 10, 60)
+    sample = comparison.replicated[:200]
+    with plt.rc_context(_STYLE):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+        for side, (name, law, color) in enumerate(((comparison.a.sweep, comparison.laws[0], "C0"),
+                                                   (comparison.b.sweep, comparison.laws[1], "C3"))):
+            left.plot(compute, [law(c) for c in compute], color=color, lw=1.5, label=name)
+            if len(sample) >= 10:
+                curves = np.array([[pair[side](c) for c in compute] for pair in sample])
+                low, high = np.percentile(curves, [2.5, 97.5], axis=0)
+                left.fill_between(compute, low, high, color=color, alpha=0.15, lw=0)
+        left.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="L_opt",
+                 title=f"Compute-optimal loss ({comparison.approach})")
+        left.legend(frameon=False, fontsize=8)
+        values = [comparison.multiplier[c] for c in targets]
+        finite = [(c, v) for c, v in zip(targets, values) if np.isfinite(v.value)]
+        if finite:
+            right.plot([c for c, _ in finite], [v.value for _, v in finite], "o-", color="black")
+            known = [(c, v) for c, v in finite if v.low is not None and np.isfinite(v.high)]
+            if known:
+                right.errorbar([c for c, _ in known], [v.value for _, v in known], fmt="none", ecolor="black",
+                               yerr=[[v.value - v.low for _, v in known], [v.high - v.value for _, v in known]])
+        right.axhline(1, color="grey", lw=0.8, ls=":")
+        right.set(xscale="log", xlabel="compute C (FLOPs)", ylabel="compute multiplier (A to reach B)",
+                  title="Compute-equivalent multiplier (> 1: B is better)")
+        fig.savefig(path)
+        plt.close(fig)
+    return path

@@ -1,0 +1,51 @@
+"""ffctl compare: two recipes' sweeps in compute-equivalent terms (ff_client.fit.compare)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ff_client.cli import output
+from ff_client.cli.analyze import analysis_options, load_source, settings_of
+
+
+@click.command()
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@click.option("--approach", type=click.Choice(["parametric", "isoflop"]), default="parametric",
+              help="Whose L_opt(C) is compared: the parametric surface's, or the isoFLOP power law's.")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for compare.md, compare.json and compare.png.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@analysis_options
+def compare(a: str, b: str, approach: str, out: str | None, as_json: bool, endpoint_url, namespace, context,
+            **analysis) -> None:
+    """How much more compute recipe A needs to reach recipe B's loss, at each target compute.
+
+    A and B are each a result store (URI or folder), a points file (.csv or .json) or a sweep NAME on the
+    cluster. Per target (--target-flops; default: the budgets both share): the compute multiplier
+    (> 1: B is the better recipe), the loss gap at equal compute, and the difference of the N_opt exponents,
+    each with a bootstrap interval.
+    """
+    from ff_client.fit.analysis import analyze
+    from ff_client.fit.compare import compare as run_compare
+    from ff_client.fit.plots import plot_compare
+
+    settings = settings_of(**analysis)
+    sides = [analyze(load_source(s, endpoint_url, namespace, context), settings) for s in (a, b)]
+    try:
+        result = run_compare(*sides, approach, settings.targets)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(json.dumps(result.to_json(), indent=1) if as_json else result.text())
+    if out:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "compare.md").write_text(result.text() + "\n")
+        (folder / "compare.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
+        plot_compare(result, folder / "compare.png")
+        output.say(f"wrote: {folder / 'compare.md'}, {folder / 'compare.json'}, {folder / 'compare.png'}")
+
+
+COMMANDS = (compare,)
