@@ -187,12 +187,36 @@ def test_on_published_style_sweeps_the_local_parabola_is_hoffmanns():
 
 
 def test_backtest_scores_the_held_out_budget():
+    from ff_client.fit.approach import Settings
     from ff_client.fit.backtest import backtest
 
     result = backtest(tuple(isoflop_points(noise=0.001, seed=9)))
     assert result["held_out"] == 1e21
     assert abs(result["isoflop"]["n_opt_error"]) < 0.15 and abs(result["parametric"]["l_opt_error"]) < 0.005
     assert backtest(tuple(isoflop_points(budgets=(1e18, 1e19, 1e20)))) is None  # fewer than 4 budgets
+    bootstrapped = backtest(tuple(isoflop_points(noise=0.003, seed=9)), Settings(resamples=100, workers=2))
+    for approach in ("isoflop", "parametric"):
+        low, high = bootstrapped[approach]["n_opt_interval"]
+        assert low <= bootstrapped[approach]["n_opt"] <= high
+        assert set(bootstrapped[approach]["covered"]) == {"n_opt", "l_opt"}
+    assert bootstrapped["parametric"]["covered"]["l_opt"]  # the held-out truth inside the interval
+
+
+def test_extrapolated_rows_say_how_far_they_reach():
+    from ff_client.fit.analysis import Settings, analyze
+    from ff_client.fit.points import Observations
+    from ff_client.fit.table import to_markdown
+
+    analysis = analyze(Observations("s", tuple(isoflop_points(noise=0.002, seed=4))), Settings(resamples=30, workers=2,
+                                                                                                targets=(3e21,)))
+    reach = {(r.flops, r.kind): r.reach for r in analysis.rows if r.approach == "isoflop"}
+    assert reach[(1e21, "sweep")] == 1 and reach[(1e22, "extrapolated")] == pytest.approx(10)
+    assert reach[(1e23, "extrapolated")] == pytest.approx(100)
+    assert reach[(3e21, "target")] == pytest.approx(3)
+    table = to_markdown(list(analysis.rows))
+    assert "| extrapolated x10 |" in table and "| extrapolated x100 |" in table and "| target x3 |" in table
+    extrapolated = [r for r in analysis.rows if r.kind == "extrapolated"]
+    assert all(r.n_opt.low is not None for r in extrapolated)  # their intervals come from the bootstrap
 
 
 def test_nominal_95_intervals_cover_the_truth():

@@ -73,7 +73,8 @@ def _screen(points: tuple[Point, ...], settings: Settings):
 
 
 def _rows(name: str, budgets: list[tuple[float, str]], predictions: dict[float, dict[str, Estimate]]) -> tuple[Row, ...]:
-    return tuple(Row(name, c, p["n_opt"], p["d_opt"], p["l_opt"], kind)
+    largest = max(c for c, kind in budgets if kind == "sweep")
+    return tuple(Row(name, c, p["n_opt"], p["d_opt"], p["l_opt"], kind, max(c / largest, 1.0))
                  for c, kind in budgets if (p := predictions.get(c)) is not None)
 
 
@@ -109,7 +110,7 @@ def analyze(observations: Observations, settings: Settings = Settings(),
     warnings += [f"{r.failed} of {settings.resamples} {name} bootstrap fits failed and were left out"
                  for name, r in results.items() if r.failed]
     rows = tuple(row for r in results.values() for row in r.rows)
-    return Analysis(observations.sweep, points, results, rows, settings, excluded, backtest(points), tuple(flags),
+    return Analysis(observations.sweep, points, results, rows, settings, excluded, backtest(points, settings), tuple(flags),
                     tuple(warnings))
 
 

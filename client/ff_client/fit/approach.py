@@ -48,14 +48,21 @@ class Row:
     d_opt: Estimate
     l_opt: Estimate
     kind: str  # "sweep" (a budget of the sweep) | "extrapolated" | "target" (asked for)
+    reach: float = 1.0  # flops as a multiple of the sweep's largest budget, where beyond it (extrapolation)
 
     @property
     def tokens_per_param(self) -> float:
         return self.d_opt.value / self.n_opt.value
 
+    @property
+    def label(self) -> str:
+        """The kind, and how far beyond the largest budget an extrapolated or target row reaches: 'extrapolated x10'."""
+        return self.kind if self.reach <= 1 else f"{self.kind} x{self.reach:.3g}"
+
     def to_json(self) -> dict:
-        return {"approach": self.approach, "flops": self.flops, "kind": self.kind, "n_opt": self.n_opt.to_json(),
-                "d_opt": self.d_opt.to_json(), "l_opt": self.l_opt.to_json(), "tokens_per_param": self.tokens_per_param}
+        return {"approach": self.approach, "flops": self.flops, "kind": self.kind, "reach": self.reach,
+                "n_opt": self.n_opt.to_json(), "d_opt": self.d_opt.to_json(), "l_opt": self.l_opt.to_json(),
+                "tokens_per_param": self.tokens_per_param}
 
 
 class Approach(Protocol):
@@ -104,5 +111,5 @@ class Result:
         return {name: value.to_json() for name, value in self.parameters.items()}
 
     def rows_json(self) -> list[dict]:
-        return [{"flops": r.flops, "kind": r.kind, "n_opt": r.n_opt.to_json(), "d_opt": r.d_opt.to_json(),
-                 "l_opt": r.l_opt.to_json()} for r in self.rows]
+        return [{"flops": r.flops, "kind": r.kind, "reach": r.reach, "n_opt": r.n_opt.to_json(),
+                 "d_opt": r.d_opt.to_json(), "l_opt": r.l_opt.to_json()} for r in self.rows]

@@ -1,34 +1,55 @@
 """Backtest: hold out the largest budget, fit the rest, and score the prediction of N_opt and L_opt there.
 
-The held-out "truth" is the minimum of the parabola fitted to the held-out budget's own points.
+The held-out "truth" is the minimum of the isoFLOP parabola fitted to the held-out budget's own points.
+Each approach's prediction gets its relative error and, with a bootstrap (at most BACKTEST_RESAMPLES
+resamples of the remaining budgets), its interval and whether the held-out truth fell inside it: an
+approach whose intervals miss the held-out budget is overconfident about extrapolation.
 """
 
 from __future__ import annotations
 
-from ff_client.fit.approaches.isoflop import fit_curve, fit_isoflop
-from ff_client.fit.approaches.parametric import fit_parametric
+from dataclasses import replace
+
+from ff_client.fit.approach import FitData, Settings
+from ff_client.fit.approaches import isoflop, parametric
+from ff_client.fit.approaches.isoflop import fit_curve
+from ff_client.fit.bootstrap import bootstrap, numbers
 from ff_client.fit.points import Point
 
 MIN_BUDGETS = 4
+BACKTEST_RESAMPLES = 200
+PREDICTORS = (isoflop.APPROACH, parametric.APPROACH)
 
 
-def backtest(points: tuple[Point, ...]) -> dict | None:
-    """{"held_out": C, "observed": {...}, approach: {"n_opt", "l_opt", "n_opt_error", "l_opt_error"}} or None."""
+def backtest(points: tuple[Point, ...], settings: Settings = Settings(resamples=0)) -> dict | None:
+    """{"held_out": C, "observed": {...}, approach: {"n_opt", "l_opt", "n_opt_error", "l_opt_error"[,
+    "n_opt_interval", "l_opt_interval", "covered": {"n_opt", "l_opt"}]}}, or None below MIN_BUDGETS budgets."""
     budgets = sorted({p.budget for p in points})
     if len(budgets) < MIN_BUDGETS:
         return None
     held = budgets[-1]
-    train = [p for p in points if p.budget != held]
+    data = FitData(tuple(p for p in points if p.budget != held))
     observed = fit_curve(held, [p for p in points if p.budget == held])
     if observed.n_opt is None:
         return {"held_out": held, "problem": observed.problem}
     result = {"held_out": held, "observed": {"n_opt": observed.n_opt, "l_opt": observed.l_opt}}
-    predictors = {"isoflop": fit_isoflop(train).predict, "parametric": getattr(fit_parametric(train), "predict", None)}
-    for approach, predict in predictors.items():
-        predicted = predict(held) if predict else None
-        if predicted:
-            result[approach] = {
-                "n_opt": predicted["n_opt"], "l_opt": predicted["l_opt"],
-                "n_opt_error": predicted["n_opt"] / observed.n_opt - 1, "l_opt_error": predicted["l_opt"] / observed.l_opt - 1,
-            }
+    central = {}
+    for a in PREDICTORS:
+        fit = a.fit(data, settings)
+        found = numbers(a, fit, (held,))
+        if found is not None and held in found.predictions:
+            central[a.name] = (a, fit, found)
+    resamples = min(settings.resamples, BACKTEST_RESAMPLES)
+    spread = bootstrap(data, central, (held,), replace(settings, resamples=resamples)) if resamples and central else {}
+    truth = {"n_opt": observed.n_opt, "l_opt": observed.l_opt}
+    for name, (_, _, found) in central.items():
+        predicted = found.predictions[held]
+        entry = {"n_opt": predicted["n_opt"], "l_opt": predicted["l_opt"],
+                 "n_opt_error": predicted["n_opt"] / observed.n_opt - 1,
+                 "l_opt_error": predicted["l_opt"] / observed.l_opt - 1}
+        estimates = spread[name].predictions[held] if name in spread else {}
+        if all(estimates.get(q) is not None and estimates[q].low is not None for q in truth):
+            entry |= {f"{q}_interval": [estimates[q].low, estimates[q].high] for q in truth}
+            entry["covered"] = {q: bool(estimates[q].low <= truth[q] <= estimates[q].high) for q in truth}
+        result[name] = entry
     return result

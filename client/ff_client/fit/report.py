@@ -17,7 +17,9 @@ JSON schema (version 1):
   approaches.data_constrained (points with unique_tokens < tokens): parameters {r_star_d, E, A, B, alpha, beta}
                       objective, repeated_points
   every parameter and predicted quantity is {value, ci_low, ci_high} (ci_* null without a bootstrap);
-  table [{approach, flops, kind, n_opt, d_opt, l_opt, tokens_per_param}], backtest, excluded [{label, reason}],
+  table [{approach, flops, kind, reach (x the largest budget; > 1: extrapolated), n_opt, d_opt, l_opt,
+  tokens_per_param}], backtest {held_out, observed, isoflop|parametric: {n_opt, l_opt, n_opt_error,
+  l_opt_error, n_opt_interval, l_opt_interval, covered {n_opt, l_opt}}}, excluded [{label, reason}],
   outliers [{label, z, n_params, tokens, loss, excluded}] (far off the parametric fit; kept unless exclude_outliers),
   bootstrap_failures {approach: count}, warnings [...], files [...].
 """
@@ -42,8 +44,11 @@ def _backtest_section(bt: dict | None) -> list[str]:
     for approach in ("isoflop", "parametric"):
         if approach in bt:
             r = bt[approach]
+            covered = r.get("covered")
+            inside = "" if covered is None else "; held-out truth " + ", ".join(
+                f"{'inside' if covered[q] else 'OUTSIDE'} the {q} interval" for q in ("n_opt", "l_opt"))
             lines.append(f"  {approach:10} predicted N_opt {r['n_opt']:.3g} ({r['n_opt_error']:+.1%}), "
-                         f"L_opt {r['l_opt']:.4f} ({r['l_opt_error']:+.2%})")
+                         f"L_opt {r['l_opt']:.4f} ({r['l_opt_error']:+.2%}){inside}")
     return lines
 
 

@@ -35,7 +35,7 @@ _HEADER = ("approach", "FLOPs", "N_opt", "D_opt", "D/N", "L_opt", "budget")
 
 def _cells(row: Row) -> tuple[str, ...]:
     return (row.approach, f"{row.flops:.3g}", _fmt(row.n_opt, ".3g"), _fmt(row.d_opt, ".3g"),
-            f"{row.tokens_per_param:.1f}", _fmt(row.l_opt, ".4f"), row.kind)
+            f"{row.tokens_per_param:.1f}", _fmt(row.l_opt, ".4f"), row.label)
 
 
 def to_markdown(rows: list[Row]) -> str:
@@ -63,14 +63,14 @@ def to_csv(rows: list[Row]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["approach", "flops", *[f"{q}{s}" for q in QUANTITIES for s in ("", "_ci_low", "_ci_high")],
-                     "tokens_per_param", "kind"])
+                     "tokens_per_param", "kind", "reach"])
     for r in rows:
         cells = []
         for q in QUANTITIES:
             interval = getattr(r, q)
             cells += [repr(interval.value), "" if interval.low is None else repr(interval.low),
                       "" if interval.high is None else repr(interval.high)]
-        writer.writerow([r.approach, repr(r.flops), *cells, repr(r.tokens_per_param), r.kind])
+        writer.writerow([r.approach, repr(r.flops), *cells, repr(r.tokens_per_param), r.kind, repr(r.reach)])
     return buffer.getvalue()
 
 
