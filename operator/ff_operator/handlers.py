@@ -54,6 +54,8 @@ def sync(body: dict[str, Any], jobs: list[ObservedJob], disrupted: list[tuple[st
     """Reconcile one sweep from its Jobs (as the index holds them), apply the actions; (new status, events)."""
     meta, previous = body["metadata"], dict(body.get("status") or {})
     namespace, generation = meta["namespace"], meta.get("generation", 1)
+    if meta.get("deletionTimestamp"):  # being deleted (a finalizer holds it): start nothing, write nothing
+        return previous, ()
     try:
         sweep, plan = _planned(json.dumps(manifest_of(body), sort_keys=True))
     except FlopsFitError as error:
@@ -62,7 +64,7 @@ def sync(body: dict[str, Any], jobs: list[ObservedJob], disrupted: list[tuple[st
             return previous | {"observedGeneration": generation}, ()  # unchanged: no new write, no new event
         return status, (("InvalidSpec", str(error)[:1000]),)
     batch = kubernetes.client.BatchV1Api()
-    actions = reconcile(plan, sweep.spec.execution, jobs, previous, generation, _now(), disrupted)
+    actions = reconcile(plan, sweep.spec.execution, jobs, previous, generation, _now(), disrupted, meta.get("uid"))
     for experiment, attempt in actions.create:
         job = build_job(sweep, experiment, attempt, meta["uid"])
         uid = _create(lambda: batch.create_namespaced_job(namespace, job).metadata.uid, "a Job")
@@ -116,7 +118,12 @@ def reconcile_sweep(namespace: str, name: str, jobs: list[ObservedJob], disrupte
         raise
     status, events = sync(sweep, jobs, disrupted)
     if status != sweep.get("status"):
-        api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
+        try:
+            api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:
+                return  # deleted since it was read: nothing left to report on
+            raise
     for reason, message in events:
         kopf.info(sweep, reason=reason, message=message)
 
@@ -127,7 +134,8 @@ def sweep_jobs(body: kopf.Body, namespace: str, **_: Any) -> dict[tuple[str, str
 
     (A LIST per Job event made completing a sweep O(n^2) in bytes: each Job carries the whole sweep.)
     """
-    job = {"metadata": {"name": body["metadata"]["name"], "labels": dict(body["metadata"].get("labels", {}))},
+    job = {"metadata": {"name": body["metadata"]["name"], "labels": dict(body["metadata"].get("labels", {})),
+                        "ownerReferences": list(body["metadata"].get("ownerReferences") or [])},
            "status": {"conditions": list(body.get("status", {}).get("conditions", []))}}
     return {(namespace, job["metadata"]["labels"][LABEL_SWEEP]): observe(job)}
 

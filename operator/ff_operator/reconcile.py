@@ -30,6 +30,7 @@ class ObservedJob:
     attempt: int
     state: str  # "active" | "succeeded" | "failed"
     permanent: bool = False  # failed by the pod failure policy (trainer exit 3 or 4): no retry helps
+    owner: str | None = None  # the uid of the ScalingSweep that owns it (its controller ownerReference)
 
 
 def observe(job: dict[str, Any]) -> ObservedJob:
@@ -42,7 +43,9 @@ def observe(job: dict[str, Any]) -> ObservedJob:
         state, permanent = "failed", conditions["Failed"].get("reason") == "PodFailurePolicy"
     else:
         state, permanent = "active", False
-    return ObservedJob(job["metadata"]["name"], labels[LABEL_EXPERIMENT], int(labels[LABEL_ATTEMPT]), state, permanent)
+    owner = next((ref.get("uid") for ref in job["metadata"].get("ownerReferences") or [] if ref.get("controller")), None)
+    return ObservedJob(job["metadata"]["name"], labels[LABEL_EXPERIMENT], int(labels[LABEL_ATTEMPT]), state, permanent,
+                       owner)
 
 
 @dataclass(frozen=True)
@@ -105,11 +108,15 @@ def preemptions(recorded: dict[str, ExperimentRow], disrupted: list[tuple[str, s
 
 
 def reconcile(plan: Plan, execution: Execution, jobs: list[ObservedJob], previous: dict[str, Any],
-              generation: int, now: str, disrupted: list[tuple[str, str]] = ()) -> Actions:
+              generation: int, now: str, disrupted: list[tuple[str, str]] = (), owner_uid: str | None = None) -> Actions:
     """What to create and delete, and the new status; `previous` is the sweep's current status (or {}).
 
-    `disrupted` lists (experiment id, pod name) of our pods with the DisruptionTarget condition.
+    `disrupted` lists (experiment id, pod name) of our pods with the DisruptionTarget condition. With
+    `owner_uid` (the sweep's uid), only Jobs it owns count: a deleted sweep's Jobs, not yet garbage-collected,
+    carry the same labels when a sweep of the same name is created again.
     """
+    if owner_uid is not None:
+        jobs = [j for j in jobs if j.owner in (owner_uid, None)]
     if previous.get("planHash") not in (None, plan_hash(plan)):
         return _plan_changed(previous, generation, now)
     recorded = experiment_rows(previous)
@@ -118,8 +125,11 @@ def reconcile(plan: Plan, execution: Execution, jobs: list[ObservedJob], previou
     budget = execution.max_failed_experiments
     stopped = budget is not None and counts[FAILED] > budget
     create, delete = [], []
-    if stopped and execution.failure_policy == "StopActive":
-        delete = [active for state, _, active in states.values() if active]
+    if stopped:  # nothing new starts; what StopActive deletes, and what is recorded but gone, is not running
+        stop_active = execution.failure_policy == "StopActive"
+        delete = [active for state, _, active in states.values() if active] if stop_active else []
+        states = {eid: (PENDING, attempts, None) if state == UNSEEN or (stop_active and state == RUNNING) else
+                  (state, attempts, active) for eid, (state, attempts, active) in states.items()}
     elif not stopped and not execution.suspend:
         slots = execution.parallelism - counts[RUNNING]
         waiting = [e for kind in (UNSEEN, RETRYING, PENDING) for e in plan.experiments if states[e.id][0] == kind]

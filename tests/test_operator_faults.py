@@ -1,0 +1,85 @@
+"""Defects the chaos runs found (issue 18), each pinned by a test that failed before its fix."""
+
+from __future__ import annotations
+
+import kubernetes
+import pytest
+
+from ff_core.plan import plan_sweep
+from ff_core.spec import Execution, parse_sweep
+from ff_operator.jobs import job_name
+from ff_operator.reconcile import ObservedJob, observe, reconcile
+from test_operator import cluster  # noqa: F401  (fixture)
+
+NOW = "2026-11-27T12:00:00Z"
+OLD_UID, NEW_UID = "uid-of-the-deleted-sweep", "uid-of-the-new-sweep"
+
+
+@pytest.fixture
+def plan(tiny_manifest):
+    return plan_sweep(parse_sweep(tiny_manifest))  # 6 experiments
+
+
+def job(plan, index: int, attempt: int, state: str, owner: str, permanent: bool = False) -> ObservedJob:
+    e = plan.experiments[index]
+    return ObservedJob(job_name(plan.sweep, e.id, attempt), e.id, attempt, state, permanent, owner)
+
+
+def test_a_recreated_sweep_does_not_adopt_the_old_sweeps_jobs(plan):
+    """Jobs left by a deleted sweep of the same name (the garbage collector is asynchronous) are not ours:
+    their permanent failure must not end the new sweep's experiment."""
+    old = [job(plan, 0, 1, "failed", OLD_UID, permanent=True), job(plan, 1, 1, "succeeded", OLD_UID)]
+    actions = reconcile(plan, Execution(parallelism=2), old, {}, 1, NOW, owner_uid=NEW_UID)
+    assert actions.status["failed"] == 0 and actions.status["succeeded"] == 0
+    assert [(e.index, a) for e, a in actions.create] == [(0, 1), (1, 1)]  # both run for the new sweep
+
+
+def test_observe_reads_the_owner_uid():
+    body = {"metadata": {"name": "j", "labels": {"flopsfit.dev/experiment": "e1", "flopsfit.dev/attempt": "1"},
+                         "ownerReferences": [{"kind": "ScalingSweep", "uid": NEW_UID, "controller": True}]},
+            "status": {}}
+    assert observe(body).owner == NEW_UID
+
+
+def test_stop_active_leaves_no_experiment_running(plan):
+    """failurePolicy StopActive deletes the running Jobs: their rows read Pending, and running is 0, now and
+    after the Jobs are gone."""
+    execution = Execution(parallelism=3, retries_per_experiment=0, max_failed_experiments=0, failure_policy="StopActive")
+    jobs = [job(plan, 0, 1, "failed", NEW_UID, permanent=True), job(plan, 1, 1, "active", NEW_UID),
+            job(plan, 2, 1, "active", NEW_UID)]
+    first = reconcile(plan, execution, jobs, {}, 1, NOW, owner_uid=NEW_UID)
+    assert sorted(first.delete) == sorted(j.name for j in jobs[1:]) and first.status["phase"] == "Stopped"
+    assert first.status["running"] == 0
+    later = reconcile(plan, execution, jobs[:1], first.status, 1, NOW, owner_uid=NEW_UID)  # the Jobs are gone
+    assert later.status["running"] == 0 and not later.create
+    rows = {r["id"]: r["s"] for r in later.status["experiments"]}
+    assert rows[plan.experiments[1].id] == rows[plan.experiments[2].id] == "Pending"
+
+
+def test_a_sweep_being_deleted_gets_no_new_jobs_and_no_status_write():
+    """With metadata.deletionTimestamp set (a finalizer holds the sweep), sync creates nothing and keeps the
+    status; it makes no API call at all (none is configured here: one would fail)."""
+    from conftest import TINY
+    from ff_operator.handlers import sync
+
+    previous = {"phase": "Running", "experiments": []}
+    body = {"metadata": {"name": "unit", "namespace": "default", "uid": NEW_UID, "generation": 1,
+                         "deletionTimestamp": NOW, "finalizers": ["example.com/hold"]},
+            "spec": TINY["spec"], "status": previous}
+    kubernetes.client.Configuration.set_default(kubernetes.client.Configuration(host="http://127.0.0.1:9"))
+    status, events = sync(body, [], [])
+    assert status == previous and events == ()
+
+
+def test_a_status_patch_racing_the_sweeps_deletion_is_not_an_error(cluster):  # noqa: F811
+    """The sweep is read, then deleted before its status is written: the 404 means nothing is left to report."""
+    import kmock
+
+    from ff_operator.handlers import reconcile_sweep
+    from test_operator import GROUP, NS, PLURAL, VERSION, sweep_body
+
+    c, operator = cluster
+    operator.stop()  # reconcile by hand, once
+    kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, sweep_body())
+    c.emulator[kmock.subresource("status")] << 404  # gone between the read and the write
+    reconcile_sweep(NS, "unit", [], [])  # no exception
