@@ -115,7 +115,8 @@ def test_far_from_optimum_runs_are_kept_and_the_truth_recovered():
 
 
 def test_broken_runs_are_excluded_and_named(tmp_path):
-    """Diverged, non-finite and non-monotone runs (worse than the same size on fewer tokens) never enter a fit."""
+    """Diverged, non-finite, untrained and non-monotone runs (worse than the same size on fewer tokens) never
+    enter a fit."""
     from dataclasses import replace
 
     from ff_client.fit.analysis import Settings, analyze
@@ -132,12 +133,16 @@ def test_broken_runs_are_excluded_and_named(tmp_path):
                      loss=small.loss * 1.10, label="ebroken00001")  # tokens, and 10% worse: that run broke
     store.put_json("synth/ebroken00001/result.json", record_for(broken))
     store.put_json("synth/ediverged001/result.json", record_for(replace(points[0], label="ediverged001"), status="diverged"))
+    flat = record_for(replace(points[2], label="eflat0000001"))
+    flat["untrained_loss"], flat["eval_loss"] = 5.545, 5.6  # no better than a uniform guess over 256 bytes
+    store.put_json("synth/eflat0000001/result.json", flat)
     nan = record_for(replace(points[1], label="enan00000001"))
     nan["eval_loss"] = float("nan")
     store.put_json("synth/enan00000001/result.json", nan)
     result = analyze(load_observations(store), Settings(resamples=0))
     reasons = {e.label: e.reason for e in result.excluded}
-    assert set(reasons) == {"ebroken00001", "ediverged001", "enan00000001"}
+    assert set(reasons) == {"ebroken00001", "ediverged001", "enan00000001", "eflat0000001"}
+    assert "no better than an untrained model's (5.545)" in reasons["eflat0000001"]
     assert "worse than the same size" in reasons["ebroken00001"] and "diverged" in reasons["ediverged001"]
     assert "not a positive finite number" in reasons["enan00000001"]
     assert len(result.points) == len(points)

@@ -48,6 +48,7 @@ def test_smoke_run_writes_a_valid_record_then_skips(tiny_manifest, write_sweep, 
     assert record["loss_curve"][-1]["step"] == 25 and len(record["loss_curve"]) >= 10
     assert record["loss_curve"][-1]["loss"] < record["loss_curve"][0]["loss"]  # it learned something
     assert 0 < record["eval_loss"] < 5.6  # below uniform over 256 bytes (ln 256 = 5.55)
+    assert record["untrained_loss"] == pytest.approx(5.545, abs=1e-3)  # the data plugin's, for analysis
     # every FLOP count: 6ND, the plan's, the model's exact count and PyTorch's measurement of one step
     flops = record["flops"]
     assert set(flops) == {"6nd", "planned", "model", "measured"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import tempfile
 from collections.abc import Iterator
@@ -65,6 +66,10 @@ class CIFAR10:
     def unique_tokens(self, split: str, sequence_length: int) -> int:
         """Distinct images in a split (a token is an image)."""
         return len(self._splits[split][0])
+
+    def untrained_loss(self) -> float:
+        """Cross-entropy of a uniform guess over the 10 classes (optional DataPlugin method)."""
+        return math.log(10)
 
     def batches(self, split: str, *, sequence_length: int, batch_size: int, rank: int, world_size: int,
                 seed: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -42,6 +44,10 @@ class TextData:
     def unique_tokens(self, split: str, sequence_length: int) -> int:
         """Distinct tokens in a split (optional DataPlugin method: lets analysis tell repeated data)."""
         return len(self._splits[split])
+
+    def untrained_loss(self) -> float:
+        """Cross-entropy of a uniform guess over the 256 byte values (optional DataPlugin method)."""
+        return math.log(256)
 
     def batches(
         self, split: str, *, sequence_length: int, batch_size: int, rank: int, world_size: int,

@@ -35,7 +35,9 @@ class DataPlugin(Protocol):
     """Deterministic batches: step `start + k` of `split` for `rank` of `world_size` is the k-th item.
 
     Optional: `unique_tokens(split, sequence_length) -> int`, the distinct tokens available; recorded so
-    that analysis can tell runs that repeat their data (Muennighoff et al. 2023).
+    that analysis can tell runs that repeat their data (Muennighoff et al. 2023). Optional:
+    `untrained_loss() -> float`, the loss of a model that learned nothing (ln of the number of classes for
+    cross-entropy); recorded so that analysis can exclude runs that never beat it.
     """
 
     def batches(

@@ -84,14 +84,15 @@ def flops_by_method(sweep: ScalingSweep, experiment: Experiment, model_plugin, m
 
 
 def make_record(sweep: ScalingSweep, experiment: Experiment, outcome: Outcome, non_embedding: int,
-                world: World, flops: dict[str, float], unique_tokens: int | None = None) -> ResultRecord:
+                world: World, flops: dict[str, float], unique_tokens: int | None = None,
+                untrained_loss: float | None = None) -> ResultRecord:
     device = _device_name(world)
     # MFU from the most faithful count available: measured, then the model's own, then 6ND.
     best = next(flops[m] for m in ("measured", "model", "plugin", "6nd") if m in flops) / experiment.tokens
     return ResultRecord(
         sweep=sweep.name, experiment=experiment.id, budget=experiment.budget, size=experiment.size,
         knobs=experiment.knobs, n_params=experiment.n_params, n_params_non_embedding=non_embedding,
-        tokens=experiment.tokens, unique_tokens=unique_tokens, flops=flops, status=outcome.status, final_loss=outcome.final_loss,
+        tokens=experiment.tokens, unique_tokens=unique_tokens, untrained_loss=untrained_loss, flops=flops, status=outcome.status, final_loss=outcome.final_loss,
         eval_loss=outcome.eval_loss, loss_curve=outcome.curve, tokens_per_second=outcome.tokens_per_second,
         mfu=mfu(best, outcome.tokens_per_second, device, world.world_size), wall_seconds=outcome.train_seconds,
         world_size=world.world_size, device=device, seed=sweep.spec.training.seed, versions=_versions(),
@@ -137,7 +138,8 @@ def _train_and_record(sweep: ScalingSweep, experiment: Experiment, store: Store,
         raise ConfigError(_oom_message(cfg, world)) from None
     flops = flops_by_method(sweep, experiment, model_plugin, measured)
     unique = data.unique_tokens("train", cfg.sequence_length) if hasattr(data, "unique_tokens") else None
-    return make_record(sweep, experiment, outcome, non_embedding, world, flops, unique)
+    untrained = float(data.untrained_loss()) if hasattr(data, "untrained_loss") else None
+    return make_record(sweep, experiment, outcome, non_embedding, world, flops, unique, untrained)
 
 
 def run_experiment(sweep: ScalingSweep, experiment_id: str, store: Store) -> int:

@@ -19,7 +19,7 @@ from ff_client.fit.bootstrap import Intervals, Numbers, bootstrap, numbers
 from ff_client.fit.estimate import Estimate
 from ff_client.fit.noise import sweep_noise
 from ff_client.fit.outliers import Flag, flag_outliers
-from ff_client.fit.plausibility import non_monotone
+from ff_client.fit.plausibility import non_monotone, untrained
 from ff_client.fit.plots import write_plots
 from ff_client.fit.points import Exclusion, Observations, Point, load_observations
 from ff_client.fit.report import report_json, report_text
@@ -60,7 +60,8 @@ def _screen(points: tuple[Point, ...], settings: Settings):
     Implausible runs are excluded (ff_client.fit.plausibility); points far off the parametric fit are
     flagged, and excluded only with settings.exclude_outliers (ff_client.fit.outliers).
     """
-    broken = non_monotone(points, sweep_noise(points))
+    broken = untrained(points)
+    broken += non_monotone(tuple(p for p in points if all(p is not b for b, _ in broken)), sweep_noise(points))
     implausible = [Exclusion(p.label, why) for p, why in broken]
     plausible = tuple(p for p in points if all(p is not b for b, _ in broken))
     fit = fit_parametric(plausible, settings.delta)

@@ -22,6 +22,7 @@ class Point:
     flops: float
     label: str = ""
     unique_tokens: float | None = None  # distinct tokens behind `tokens` (fewer means repeated data)
+    untrained_loss: float | None = None  # the loss of a model that learned nothing, where known
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ def point_from_record(record: ResultRecord) -> Point:
         n_params=float(record.n_params), tokens=float(record.tokens), loss=float(record.eval_loss),
         budget=record.budget, flops=record.flops.get("planned", record.flops["6nd"]), label=record.experiment,
         unique_tokens=None if record.unique_tokens is None else float(min(record.unique_tokens, record.tokens)),
+        untrained_loss=record.untrained_loss,
     )
 
 
