@@ -69,6 +69,8 @@ def test_failed_experiment_is_reported_with_its_log(tiny_manifest, write_sweep, 
                  env=dict(os.environ, NO_COLOR="1"))
     assert proc.returncode == 1
     assert "failed  " in proc.stderr and "exit 3" in proc.stderr and "3 experiment(s) failed" in proc.stderr
+    assert "bad configuration or plugin (exit 3): error:" in proc.stderr  # the trainer's own first error line
+    assert "missing.txt' is not a file or folder" in proc.stderr  # ... shown without opening the log
     log = next((tmp_path / "s" / "unit" / "logs").glob("*.log"))
     assert "missing.txt' is not a file or folder" in log.read_text()
 

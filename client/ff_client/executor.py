@@ -39,6 +39,20 @@ class RunSummary:
     seconds: float = 0.0
 
 
+def failure(code: int, log: Path | None) -> str:
+    """Why a trainer failed, in one line: how it exited (a signal by name) and the first error its log shows."""
+    if code < 0:
+        how = f"killed by {signal.Signals(-code).name}"
+    else:
+        how = {exit_codes.BAD_CONFIG: "bad configuration or plugin (exit 3)",
+               exit_codes.DIVERGED: "diverged (exit 4)"}.get(code, f"exit {code}")
+    lines = []
+    if log is not None and log.exists():
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    first = next((line for line in lines if line.startswith("error:")), lines[-1] if lines else "")
+    return f"{how}: {first}" if first else how
+
+
 def log_dir(store: Store, sweep: str) -> Path:
     """Trainer logs sit beside the results in a local store, else under ./ff-logs."""
     root = store.root if isinstance(store, FileStore) else Path("ff-logs").resolve()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ff_core.errors import StoreError
 
@@ -37,6 +38,13 @@ class ResultRecord(BaseModel):
     untrained_loss: float | None = Field(default=None, description="the loss of a model that learned nothing (uniform "
                                          "over the data's alphabet, e.g. ln 256 for bytes), where the data plugin knows it")
     flops: dict[str, float] = Field(description="training FLOPs by counting method, e.g. {'6nd': ...}")
+
+    @field_validator("flops")
+    @classmethod
+    def _six_nd(cls, value: dict[str, float]) -> dict[str, float]:
+        if not (value.get("6nd", 0) > 0 and math.isfinite(value["6nd"])):
+            raise ValueError("needs a positive finite '6nd' count (every trainer writes one)")
+        return value
     status: Literal["completed", "diverged"]
     final_loss: float | None = Field(description="mean training loss over the last logging interval")
     eval_loss: float | None = Field(description="loss on held-out data after training; None if diverged")
@@ -52,6 +60,10 @@ class ResultRecord(BaseModel):
 
 def parse_result(data: Any, source: str) -> ResultRecord:
     """Validate a record read back from a store, naming the file in the error."""
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise StoreError(f"{source}: written by a newer flops-fit (result schema {version}; this ffctl reads "
+                         f"{SCHEMA_VERSION}); upgrade ffctl")
     try:
         return ResultRecord.model_validate(data)
     except ValidationError as error:

@@ -22,10 +22,11 @@ PLUGIN_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 class _Model(BaseModel):
-    """camelCase on the wire (Kubernetes convention), snake_case in Python; unknown fields are errors."""
+    """camelCase on the wire (Kubernetes convention), snake_case in Python; unknown fields are errors, and so
+    are inf and nan where a number is expected (JSON has neither; the API server would refuse them)."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, allow_inf_nan=False
     )
 
 
@@ -300,6 +301,28 @@ def parse_sweep(data: Any, source: str = "sweep") -> ScalingSweep:
         raise SpecError(format_validation_error(error, source)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML with a key written twice in one mapping refused (PyYAML keeps the last silently; kubectl refuses)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice in one mapping",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise ValueError(f"key {twice[0]!r} appears twice in one object")
+    return dict(pairs)
+
+
 def load_sweep(path: str | Path) -> ScalingSweep:
     """Read and validate a sweep file (YAML or JSON)."""
     path = Path(path)
@@ -308,7 +331,8 @@ def load_sweep(path: str | Path) -> ScalingSweep:
     except OSError as error:
         raise SpecError(f"{path}: cannot read the sweep file ({error.strerror})") from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as error:
+        data = json.loads(text, object_pairs_hook=_unique_pairs) if path.suffix == ".json" else \
+            yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except (yaml.YAMLError, ValueError) as error:
         raise SpecError(f"{path}: not valid YAML/JSON: {error}") from None
     return parse_sweep(data, str(path))

@@ -205,7 +205,10 @@ def open_store(uri: str, endpoint_url: str | None = None, spec_endpoint: str | N
         bucket, _, prefix = uri[len("s3://") :].partition("/")
         if not bucket:
             raise StoreError(f"{uri!r}: name a bucket, as in s3://bucket/prefix")
-        return S3Store(bucket, prefix, s3_endpoint(endpoint_url, spec_endpoint))
+        endpoint = s3_endpoint(endpoint_url, spec_endpoint)
+        if endpoint is not None and "://" not in endpoint:
+            raise StoreError(f"the S3 endpoint {endpoint!r} has no scheme; write http://{endpoint} or https://{endpoint}")
+        return S3Store(bucket, prefix, endpoint)
     if "://" in uri and not uri.startswith("file://"):
         raise StoreError(f"{uri!r}: unsupported store; use file://path or s3://bucket/prefix")
     return FileStore(uri.removeprefix("file://") or ".")

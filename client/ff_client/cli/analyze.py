@@ -62,16 +62,20 @@ def settings_of(targets, resamples, seed, workers, delta, exclude_outliers, keep
     return Settings(tuple(targets), resamples, seed, workers, exclude_outliers, delta)
 
 
-def load_source(source: str, endpoint_url: str | None, namespace: str | None, context: str | None):
-    """The observations of a points file (.csv, .json), a result store (a URI, or a folder), or a sweep NAME
-    on the cluster (anything else without a '/')."""
+def load_source(source: str, endpoint_url: str | None, namespace: str | None, context: str | None,
+                points_file: bool = False):
+    """The observations of a points file (`points_file`, or a name ending .csv/.json), a result store (a URI,
+    or a folder), or a sweep NAME on the cluster (anything else without a '/')."""
     from ff_client.fit.datafile import load_points
     from ff_client.fit.points import load_observations
 
-    if source.endswith(POINTS_FILES) and "://" not in source:
+    if points_file or (source.endswith(POINTS_FILES) and "://" not in source):
         if not os.path.isfile(source):
             raise FlopsFitError(f"{source}: no such points file")
         return load_points(source)
+    if os.path.isfile(source):
+        raise FlopsFitError(f"{source} is a file, not a result store (a folder); a points file is read with --data "
+                            f"and ends in {' or '.join(POINTS_FILES)}")
     if "://" in source or os.path.exists(source):
         return load_observations(open_store(source, endpoint_url))
     if "/" in source or source.startswith("."):
@@ -102,13 +106,15 @@ def analyze(store_uri, data_file, out, as_json, formats, plot_formats, endpoint_
     if (store_uri is None) == (data_file is None):
         raise click.UsageError("give a STORE_URI, a sweep NAME or --data FILE (one of them)")
     settings = settings_of(**analysis)
-    observations = load_source(data_file or store_uri, endpoint_url, namespace, context)
+    observations = load_source(data_file or store_uri, endpoint_url, namespace, context, points_file=bool(data_file))
     report = finish(run_analysis(observations, settings), out, formats=formats, plot_formats=plot_formats)
     for warning in report.warnings:
         output.warn(warning)
     click.echo(json.dumps(report.to_json(), indent=1) if as_json else report.text())
     if report.files:
         output.say("wrote: " + ", ".join(str(f) for f in report.files))
+    if not any(r.parameters for r in report.results.values()):
+        raise click.ClickException("nothing could be fitted (see the warnings above): train more sizes or budgets")
 
 
 COMMANDS = (analyze,)

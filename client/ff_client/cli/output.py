@@ -8,6 +8,7 @@ import time
 
 import click
 
+from ff_client.executor import failure
 from ff_client.text import aligned, human
 from ff_core.flops import gpu_hours
 from ff_core.plan import Plan
@@ -86,7 +87,7 @@ class Progress:
             self.failed += 1
         label = f"{e.id} ({e.size}, C={e.budget:.2g})"
         if event.kind == "failed":
-            self._line(f"failed  {label}: exit {event.exit_code}; log: {event.log}", final=True)
+            self._line(f"failed  {label}: {failure(event.exit_code, event.log)}; log: {event.log}", final=True)
         elif not self.live and event.kind != "start":
             self._line(f"{event.kind:7} {label}", final=True)
         self._bar()

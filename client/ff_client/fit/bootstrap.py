@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ff_client.fit.approach import QUANTITIES, Approach, FitData, Settings
-from ff_client.fit.estimate import Estimate, percentile_estimate
+from ff_client.fit.estimate import MAX_FAILED_SHARE, Estimate, percentile_estimate
 from ff_client.fit.points import Point
 from ff_core.results import ResultRecord
 
@@ -95,12 +95,16 @@ class Intervals:
 
 
 def intervals(central: Numbers, replicates: list[Numbers | None]) -> Intervals:
-    """Percentile intervals for each number; a replicate whose fit failed is counted, not used."""
+    """Percentile intervals for each number; a replicate whose fit failed is counted, not used. When more than
+    MAX_FAILED_SHARE of them failed, the survivors are a biased sample: no interval at all."""
     good = [r for r in replicates if r is not None and r.finite()]
+    failed = len(replicates) - len(good)
+    if failed > MAX_FAILED_SHARE * len(replicates):
+        good = []
     parameters = {k: percentile_estimate(v, [r.parameters[k] for r in good]) for k, v in central.parameters.items()}
     predictions = {c: {q: percentile_estimate(v[q], [r.predictions[c][q] for r in good]) for q in QUANTITIES}
                    for c, v in central.predictions.items()}
-    return Intervals(parameters, predictions, len(replicates) - len(good), tuple(r.parameters for r in good))
+    return Intervals(parameters, predictions, failed, tuple(r.parameters for r in good))
 
 
 def bootstrap(data: FitData, central: dict[str, tuple[Approach, Any, Numbers]], targets: tuple[float, ...],

@@ -2,7 +2,9 @@
 
 Columns: n_params, tokens, loss (required); flops, budget, unique_tokens (optional). Without `flops`,
 FLOPs are 6 * n_params * tokens. Without `budget`, a point's isoFLOP budget is its FLOPs rounded to two
-significant digits, which groups the points of one published isoFLOP curve together.
+significant digits, which groups the points of one published isoFLOP curve together. A row repeating an
+earlier one (same n_params, tokens and loss) is counted once and named; a `budget` more than 2x away from the
+row's FLOPs is flagged (the point would sit on an isoFLOP curve it is not on).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import math
 from pathlib import Path
 
-from ff_client.fit.points import Observations, Point
+from ff_client.fit.points import Exclusion, Observations, Point
 from ff_core.errors import FlopsFitError
 
 REQUIRED = ("n_params", "tokens", "loss")
@@ -64,7 +66,7 @@ def _budget_of(flops: float) -> float:
 def load_points(path: str | Path) -> Observations:
     """Points from a CSV or JSON file; every malformed value is an error naming its row and column."""
     path = Path(path)
-    points = []
+    points, excluded, notes, seen = [], [], [], {}
     for row, values in enumerate(_rows(path), start=1):
         for column in REQUIRED:
             if values.get(column) in (None, ""):
@@ -72,8 +74,15 @@ def load_points(path: str | Path) -> Observations:
         n, d, loss = (_number(path, row, c, values[c]) for c in REQUIRED)
         extra = {c: _number(path, row, c, values[c]) for c in OPTIONAL if values.get(c) not in (None, "")}
         flops = extra.get("flops", 6.0 * n * d)
-        points.append(Point(n, d, loss, extra.get("budget", _budget_of(flops)), flops, f"row {row}",
-                            extra.get("unique_tokens")))
+        if (n, d, loss) in seen:
+            excluded.append(Exclusion(f"row {row}", f"duplicate of row {seen[n, d, loss]}: counted once"))
+            continue
+        seen[n, d, loss] = row
+        budget = extra.get("budget", _budget_of(flops))
+        if not 0.5 <= flops / budget <= 2:
+            notes.append(f"{path.name} row {row}: budget {budget:.3g} but the point's FLOPs are {flops:.3g} "
+                         "(the flops column, or 6 n_params tokens): it is fitted on an isoFLOP curve it does not lie on")
+        points.append(Point(n, d, loss, budget, flops, f"row {row}", extra.get("unique_tokens")))
     if not points:
         raise DataFileError(f"{path}: no rows")
-    return Observations(path.stem, tuple(points))
+    return Observations(path.stem, tuple(points), tuple(excluded), notes=tuple(notes))

@@ -8,6 +8,7 @@ import numpy as np
 
 LEVEL = 0.95       # the intervals' nominal coverage
 MIN_REPLICATES = 10  # fewer good replicates than this give no interval
+MAX_FAILED_SHARE = 0.5  # when more than half the resamples' fits fail, the survivors are no interval: none is given
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ class Observations:
     points: tuple[Point, ...]
     excluded: tuple[Exclusion, ...] = field(default=())
     records: tuple[ResultRecord, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())  # what the reader flagged without excluding (become warnings)
 
 
 def point_from_record(record: ResultRecord) -> Point:

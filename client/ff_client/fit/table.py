@@ -15,10 +15,15 @@ from ff_client.fit.estimate import Estimate
 EXTRAPOLATE = (10.0, 100.0)  # beyond the largest budget, as multiples of it
 
 
+MIN_BUDGETS_TO_EXTRAPOLATE = 3
+
+
 def table_budgets(budgets, targets) -> list[tuple[float, str]]:
-    """The sweep's budgets, 10x and 100x its largest, and the targets asked for, each with its kind."""
+    """The sweep's budgets, 10x and 100x its largest (with 3 or more budgets), and the targets asked for."""
     budgets = sorted(set(budgets))
-    rows = [(c, "sweep") for c in budgets] + [(budgets[-1] * m, "extrapolated") for m in EXTRAPOLATE]
+    rows = [(c, "sweep") for c in budgets]
+    if len(budgets) >= MIN_BUDGETS_TO_EXTRAPOLATE:
+        rows += [(budgets[-1] * m, "extrapolated") for m in EXTRAPOLATE]
     seen = {c for c, _ in rows}
     return rows + [(c, "target") for c in sorted(set(targets)) if c not in seen]
 

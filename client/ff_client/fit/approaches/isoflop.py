@@ -31,6 +31,7 @@ from ff_client.fit.noise import sweep_noise
 from ff_client.fit.points import Point
 
 MIN_TOLERANCE = 1e-3  # the local window's tolerance is never below 0.1% of the loss
+MIN_BUDGETS = 3  # interior minima a power law in C is fitted through
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,9 @@ def fit_isoflop(points: list[Point] | tuple[Point, ...]) -> IsoflopFit:
     curves = tuple(fit_curve(budget, group, tolerance) for budget, group in sorted(groups.items()))
     warnings = [f"budget {c.budget:.3g}: {c.problem}; left out of the power laws" for c in curves if c.problem]
     usable = [c for c in curves if c.interior]
-    if len(usable) < 2:
-        warnings.append(f"only {len(usable)} budget(s) with an interior minimum; N_opt(C) needs 2 or more")
+    if len(usable) < MIN_BUDGETS:
+        warnings.append(f"only {len(usable)} budget(s) with an interior minimum; N_opt(C) needs {MIN_BUDGETS} or more "
+                        "(through two minima any power law fits exactly, and nothing checks it)")
         return IsoflopFit(curves, None, None, None, tuple(warnings))
     compute = np.array([c.budget for c in usable])
     laws = [fit_power_law(name, compute, np.array([getattr(c, name) for c in usable]))
