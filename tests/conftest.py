@@ -64,11 +64,13 @@ def small_demo(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("small-demo")
     manifest = yaml.safe_load((REPO / "examples" / "tiny.yaml").read_text())
     manifest["spec"]["budgets"] = SMALL_DEMO_BUDGETS
+    manifest["spec"]["storage"] = {"uri": "file://./results"}  # beside the sweep file, wherever ffctl runs
     sweep = folder / "tiny.yaml"
     sweep.write_text(yaml.safe_dump(manifest, sort_keys=False))
     store = f"file://{folder / 'results'}"
-    proc = subprocess.run([sys.executable, "-m", "ff_client.cli", "run", str(sweep), "--store", store, "--workers", "2"],
-                          capture_output=True, text=True, timeout=900)
+    elsewhere = tmp_path_factory.mktemp("working-directory")
+    proc = subprocess.run([sys.executable, "-m", "ff_client.cli", "run", str(sweep), "--workers", "2"],
+                          capture_output=True, text=True, timeout=900, cwd=elsewhere)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return {"sweep": sweep, "store": store, "results": f"{store}/tiny", "run": proc.stderr, "folder": folder}
 

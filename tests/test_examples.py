@@ -47,9 +47,11 @@ def test_small_demo_has_interior_minima_and_every_output(small_demo, tmp_path):
         "contours.png", "residuals.png"}
     a = analysis.results["parametric"].parameters["a"]
     assert 0 < a.value < 1 and a.low <= a.value <= a.high  # bootstrap intervals by default
-    rerun = subprocess.run([sys.executable, "-m", "ff_client.cli", "run", str(small_demo["sweep"]), "--store",
-                            small_demo["store"]], capture_output=True, text=True, timeout=300)
+    # from another working directory, the sweep file's relative store is the same one: nothing trains again
+    rerun = subprocess.run([sys.executable, "-m", "ff_client.cli", "run", str(small_demo["sweep"])],
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert rerun.returncode == 0 and "0 trained, 8 already done" in rerun.stderr
+    assert f"next: ffctl analyze {small_demo['results']}" in rerun.stderr
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ff_core import exit_codes
 from ff_core.plan import Experiment, Plan
-from ff_core.layout import LOGS, result_key, sweep_key
+from ff_core.layout import LOGS, plan_key, result_key, sweep_key
 from ff_core.spec import ScalingSweep
 from ff_core.store import FileStore, Store
 
@@ -84,7 +84,8 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
     """Train every experiment without a result, `workers` at a time; Ctrl-C stops them cleanly."""
     began = time.monotonic()
     summary = RunSummary()
-    store.put_json(sweep_key(sweep.name), sweep.to_manifest())
+    store.put_json(sweep_key(sweep.name), sweep.to_manifest())  # the current plan
+    store.put_json(plan_key(sweep.name, plan.hash), sweep.to_manifest())  # every plan that trained here
     logs = log_dir(store, sweep.name)
     logs.mkdir(parents=True, exist_ok=True)
     queue: list[Experiment] = []

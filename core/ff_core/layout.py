@@ -1,6 +1,7 @@
 """Where things live in a result store, and which S3 endpoint reaches it: one module, imported everywhere.
 
-    <store>/<sweep>/sweep.json                          the resolved sweep that was run
+    <store>/<sweep>/sweep.json                          the resolved sweep of the latest `ffctl run` (the current plan)
+    <store>/<sweep>/plans/<plan hash>.json              every plan that trained there
     <store>/<sweep>/<experiment>/checkpoint/latest.pt   the latest checkpoint (written whole, never torn)
     <store>/<sweep>/<experiment>/result.json            written last: "has result.json" means "finished"
     <store>/<sweep>/logs/<experiment>.log               trainer output (local stores)
@@ -18,6 +19,10 @@ ENDPOINT_ENV = "FF_S3_ENDPOINT_URL"
 
 def sweep_key(sweep: str) -> str:
     return f"{sweep}/{SWEEP_FILE}"
+
+
+def plan_key(sweep: str, plan_hash: str) -> str:
+    return f"{sweep}/plans/{plan_hash}.json"
 
 
 def result_key(sweep: str, experiment: str) -> str:

@@ -30,6 +30,7 @@ class Experiment:
     tokens: int
     steps: int
     flops: float
+    identity: dict[str, Any] = field(default_factory=dict, hash=False, compare=False, repr=False)  # what id hashes
 
     @property
     def tokens_per_param(self) -> float:
@@ -48,6 +49,11 @@ class Plan:
     def total_flops(self) -> float:
         return sum(e.flops for e in self.experiments)
 
+    @property
+    def hash(self) -> str:
+        """A hash of the plan's experiment ids, in order: the same plan, the same hash."""
+        return hashlib.sha256(",".join(e.id for e in self.experiments).encode()).hexdigest()[:16]
+
     def by_id(self, experiment_id: str) -> Experiment:
         for experiment in self.experiments:
             if experiment.id == experiment_id:
@@ -56,9 +62,14 @@ class Plan:
         raise SpecError(f"sweep {self.sweep!r} has no experiment {experiment_id!r} (ids look like: {known} ...)")
 
 
-def experiment_id(spec: SweepSpec, budget: float, size: SizeEntry, tokens: int) -> str:
-    """A short, stable, DNS-safe hash of everything that defines the experiment's result."""
-    identity = {
+# The parts of an experiment's identity that are its point (where on the N-D plane); the rest is its recipe.
+POINT_FIELDS = ("budget", "knobs", "tokens")
+
+
+def experiment_identity(spec: SweepSpec, budget: float, size: SizeEntry, tokens: int) -> dict[str, Any]:
+    """Everything that defines the experiment's result: its point and its recipe (plugins, training knobs).
+    Result records carry it, so an id can be checked and two recipes in one store told apart."""
+    return {
         "budget": f"{budget:.6e}",
         "model": spec.model.model_dump(mode="json"),
         "knobs": size.knobs,
@@ -67,8 +78,25 @@ def experiment_id(spec: SweepSpec, budget: float, size: SizeEntry, tokens: int) 
         "loss": spec.loss.model_dump(mode="json"),
         "training": spec.training.model_dump(mode="json", exclude=_IDENTITY_EXCLUDED),
     }
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-    return "e" + digest[:11]
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def identity_id(identity: dict[str, Any]) -> str:
+    """The experiment id of an identity: a short, stable, DNS-safe hash."""
+    return "e" + _digest(identity)[:11]
+
+
+def recipe_hash(identity: dict[str, Any]) -> str:
+    """A hash of the identity without its point: the same for every experiment of one recipe."""
+    return _digest({k: v for k, v in identity.items() if k not in POINT_FIELDS})[:12]
+
+
+def experiment_id(spec: SweepSpec, budget: float, size: SizeEntry, tokens: int) -> str:
+    """A short, stable, DNS-safe hash of everything that defines the experiment's result."""
+    return identity_id(experiment_identity(spec, budget, size, tokens))
 
 
 def _require_counts(spec: SweepSpec) -> None:
@@ -134,9 +162,10 @@ def plan_sweep(sweep: ScalingSweep) -> Plan:
                 f"({'; '.join(dropped) or 'too few sizes in the family'})"
             )
         for size, steps, tokens in chosen:
+            identity = experiment_identity(spec, budget, size, tokens)
             experiments.append(
                 Experiment(
-                    id=experiment_id(spec, budget, size, tokens),
+                    id=identity_id(identity),
                     index=len(experiments),
                     budget=budget,
                     size=size.name,
@@ -145,6 +174,7 @@ def plan_sweep(sweep: ScalingSweep) -> Plan:
                     tokens=tokens,
                     steps=steps,
                     flops=flops_per_token(size.n_params, size.flops_per_token) * tokens,
+                    identity=identity,
                 )
             )
     if not experiments:

@@ -35,6 +35,8 @@ class ResultRecord(BaseModel):
     n_params_non_embedding: int = Field(ge=0)
     tokens: int = Field(gt=0, description="tokens actually trained on (D)")
     unique_tokens: int | None = Field(default=None, description="distinct training tokens available (data size)")
+    identity: dict[str, Any] | None = Field(default=None, description="everything the experiment id hashes "
+                                            "(ff_core.plan.experiment_identity): its point and its recipe")
     untrained_loss: float | None = Field(default=None, description="the loss of a model that learned nothing (uniform "
                                          "over the data's alphabet, e.g. ln 256 for bytes), where the data plugin knows it")
     flops: dict[str, float] = Field(description="training FLOPs by counting method, e.g. {'6nd': ...}")

@@ -195,6 +195,14 @@ class S3Store:
         self._call("delete", key, self._client.delete_object)
 
 
+def anchored(uri: str, folder: str | Path) -> str:
+    """A relative file:// store of a sweep file (file://./results, file://results) anchored at the file's folder,
+    so that the same command from another working directory finds the same results; others unchanged."""
+    if not uri.startswith("file://") or uri[len("file://"):].startswith("/"):
+        return uri
+    return f"file://{(Path(folder) / uri[len('file://'):]).resolve()}"
+
+
 def open_store(uri: str, endpoint_url: str | None = None, spec_endpoint: str | None = None) -> Store:
     """A store for `file://path`, a plain path, or `s3://bucket/prefix`.
 

@@ -8,7 +8,6 @@ success and a restarted operator duplicates nothing.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,10 +82,6 @@ def _experiment_states(plan: Plan, jobs: list[ObservedJob], recorded: dict[str, 
     return states
 
 
-def plan_hash(plan: Plan) -> str:
-    return hashlib.sha256(",".join(e.id for e in plan.experiments).encode()).hexdigest()[:16]
-
-
 def preemptions(recorded: dict[str, ExperimentRow], disrupted: list[tuple[str, str]],
                 states: dict) -> dict[str, tuple[int, tuple[str, ...]]]:
     """Per experiment: (preemptions so far, disrupted pod names already counted), for those with any.
@@ -117,7 +112,7 @@ def reconcile(plan: Plan, execution: Execution, jobs: list[ObservedJob], previou
     """
     if owner_uid is not None:
         jobs = [j for j in jobs if j.owner in (owner_uid, None)]
-    if previous.get("planHash") not in (None, plan_hash(plan)):
+    if previous.get("planHash") not in (None, plan.hash):
         return _plan_changed(previous, generation, now)
     recorded = experiment_rows(previous)
     states = _experiment_states(plan, jobs, recorded, execution.retries_per_experiment)
@@ -182,7 +177,7 @@ def summarize(plan: Plan, execution: Execution, states: dict, previous: dict, ge
     return {
         "phase": phase,
         "observedGeneration": generation,
-        "planHash": plan_hash(plan),
+        "planHash": plan.hash,
         "total": total, "succeeded": counts[SUCCEEDED], "failed": counts[FAILED], "running": counts[RUNNING],
         "pending": counts[PENDING] + counts[RETRYING],
         "preempted": sum(count for count, _ in preempted.values()),

@@ -91,7 +91,8 @@ def make_record(sweep: ScalingSweep, experiment: Experiment, outcome: Outcome, n
     best = next(flops[m] for m in ("measured", "model", "plugin", "6nd") if m in flops) / experiment.tokens
     return ResultRecord(
         sweep=sweep.name, experiment=experiment.id, budget=experiment.budget, size=experiment.size,
-        knobs=experiment.knobs, n_params=experiment.n_params, n_params_non_embedding=non_embedding,
+        knobs=experiment.knobs, identity=experiment.identity, n_params=experiment.n_params,
+        n_params_non_embedding=non_embedding,
         tokens=experiment.tokens, unique_tokens=unique_tokens, untrained_loss=untrained_loss, flops=flops, status=outcome.status, final_loss=outcome.final_loss,
         eval_loss=outcome.eval_loss, loss_curve=outcome.curve, tokens_per_second=outcome.tokens_per_second,
         mfu=mfu(best, outcome.tokens_per_second, device, world.world_size), wall_seconds=outcome.train_seconds,

@@ -43,6 +43,10 @@ def analysis_options(fn):
                      help="Drop the points far off the parametric fit (modified z > 3.5); by default they are "
                           "flagged in the report and kept (the Huber loss bounds their pull)."),
         click.option("--keep-outliers", is_flag=True, hidden=True, help="The default now; kept for old scripts."),
+        click.option("--recipe", help="Of a store holding several recipes (the same sweep rerun with other training "
+                                      "knobs), fit this one [default: the current plan's]."),
+        click.option("--all-recipes", is_flag=True, help="Pool every recipe in the store (refused where two share a "
+                                                         "point)."),
         click.option("--endpoint-url", envvar="FF_S3_ENDPOINT_URL",
                      help="S3 endpoint (MinIO etc.). [env: FF_S3_ENDPOINT_URL]"),
         click.option("--namespace", "-n", envvar="FF_NAMESPACE",
@@ -54,7 +58,7 @@ def analysis_options(fn):
     return fn
 
 
-def settings_of(targets, resamples, seed, workers, delta, exclude_outliers, keep_outliers):
+def settings_of(targets, resamples, seed, workers, delta, exclude_outliers, keep_outliers, **_):
     from ff_client.fit.analysis import Settings
 
     if exclude_outliers and keep_outliers:
@@ -63,7 +67,7 @@ def settings_of(targets, resamples, seed, workers, delta, exclude_outliers, keep
 
 
 def load_source(source: str, endpoint_url: str | None, namespace: str | None, context: str | None,
-                points_file: bool = False):
+                points_file: bool = False, recipe: str | None = None, all_recipes: bool = False, **_):
     """The observations of a points file (`points_file`, or a name ending .csv/.json), a result store (a URI,
     or a folder), or a sweep NAME on the cluster (anything else without a '/')."""
     from ff_client.fit.datafile import load_points
@@ -77,14 +81,14 @@ def load_source(source: str, endpoint_url: str | None, namespace: str | None, co
         raise FlopsFitError(f"{source} is a file, not a result store (a folder); a points file is read with --data "
                             f"and ends in {' or '.join(POINTS_FILES)}")
     if "://" in source or os.path.exists(source):
-        return load_observations(open_store(source, endpoint_url))
+        return load_observations(open_store(source, endpoint_url), recipe, all_recipes)
     if "/" in source or source.startswith("."):
         raise FlopsFitError(f"{source}: no such folder (a result store is a folder, file://DIR or s3://bucket/prefix)")
     from ff_client.cluster.connection import connect, sweep_store
 
     uri, spec_endpoint = sweep_store(connect(context, namespace), source)
     output.say(f"analysing {uri}")
-    return load_observations(open_store(uri, endpoint_url, spec_endpoint))
+    return load_observations(open_store(uri, endpoint_url, spec_endpoint), recipe, all_recipes)
 
 
 @click.command()
@@ -106,7 +110,7 @@ def analyze(store_uri, data_file, out, as_json, formats, plot_formats, endpoint_
     if (store_uri is None) == (data_file is None):
         raise click.UsageError("give a STORE_URI, a sweep NAME or --data FILE (one of them)")
     settings = settings_of(**analysis)
-    observations = load_source(data_file or store_uri, endpoint_url, namespace, context, points_file=bool(data_file))
+    observations = load_source(data_file or store_uri, endpoint_url, namespace, context, bool(data_file), **analysis)
     report = finish(run_analysis(observations, settings), out, formats=formats, plot_formats=plot_formats)
     for warning in report.warnings:
         output.warn(warning)

@@ -33,7 +33,7 @@ def compare(a: str, b: str, approach: str, out: str | None, as_json: bool, endpo
     from ff_client.fit.plots import plot_compare
 
     settings = settings_of(**analysis)
-    sides = [analyze(load_source(s, endpoint_url, namespace, context), settings) for s in (a, b)]
+    sides = [analyze(load_source(s, endpoint_url, namespace, context, **analysis), settings) for s in (a, b)]
     try:
         result = run_compare(*sides, approach, settings.targets)
     except ValueError as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -12,7 +13,7 @@ from ff_client.executor import run_plan
 from ff_client.sweeps import load_resolved
 from ff_core.flops import gpu_hours
 from ff_core.plan import Plan, plan_sweep
-from ff_core.store import open_store
+from ff_core.store import anchored, open_store
 
 
 def cost_options(fn):
@@ -52,14 +53,16 @@ def plan(sweep: str, as_json: bool, write: bool, gpu_flops: float, mfu: float) -
 @click.command()
 @click.argument("sweep", type=click.Path(exists=True, dir_okay=False))
 @click.option("--store", envvar="FF_STORE", help="Result store URI (file://DIR or s3://bucket/prefix); "
-              "default: the sweep's spec.storage.uri. [env: FF_STORE]")
+              "default: the sweep's spec.storage.uri (a relative file:// one from the sweep file's folder). "
+              "[env: FF_STORE]")
 @click.option("--workers", envvar="FF_WORKERS", type=click.IntRange(1), default=1,
               help="Experiments trained at once, each its own process. [env: FF_WORKERS]")
 def run(sweep: str, store: str | None, workers: int) -> None:
     """Train every experiment of SWEEP on this machine; a rerun skips finished ones."""
     resolved = load_resolved(sweep, verify=True, say=output.say)
     the_plan = plan_sweep(resolved)
-    target = open_store(store or resolved.spec.storage.uri, spec_endpoint=resolved.spec.storage.endpoint_url)
+    uri = store or anchored(resolved.spec.storage.uri, Path(sweep).parent)  # the file's store: from its folder
+    target = open_store(uri, spec_endpoint=resolved.spec.storage.endpoint_url)
     progress = output.Progress(len(the_plan.experiments))
     try:
         summary = run_plan(resolved, the_plan, target, workers, on_event=progress.update)

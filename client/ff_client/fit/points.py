@@ -49,8 +49,11 @@ def point_from_record(record: ResultRecord) -> Point:
     )
 
 
-def load_observations(store: Store) -> Observations:
-    """Read every result.json under the store; unreadable and diverged records are excluded, never silently."""
+def load_observations(store: Store, recipe: str | None = None, all_recipes: bool = False) -> Observations:
+    """Read every result.json under the store; unreadable and diverged records are excluded, never silently,
+    and records of another recipe than the current plan's are set aside and named (ff_client.fit.provenance)."""
+    from ff_client.fit.provenance import select
+
     keys = [k for k in store.list() if is_result_key(k)]
     if not keys:
         raise StoreError(f"{store.uri}: no results (no */{RESULT_FILE}); train with `ffctl run SWEEP` first")
@@ -66,6 +69,9 @@ def load_observations(store: Store) -> Observations:
             f"{store.uri} holds results of several sweeps ({', '.join(sweeps)}); "
             f"analyze one of them, e.g. {store.uri}/{sweeps[0]}"
         )
+    if records:
+        records, set_aside = select(records, store, sweeps[0], recipe, all_recipes)
+        excluded += [Exclusion(label, reason) for label, reason in set_aside]
     points = []
     for record in records:
         if record.status != "completed" or record.eval_loss is None:
