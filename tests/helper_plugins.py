@@ -42,3 +42,13 @@ class OutOfMemoryGPT:
 
         model.forward = forward
         return model
+
+
+class BrokenData:
+    """A data plugin whose constructor fails the way user code does (not a TypeError or ValueError)."""
+
+    def __init__(self):
+        raise RuntimeError("the dataset server is down")
+
+    def batches(self, split, **kwargs):
+        raise AssertionError("never called")

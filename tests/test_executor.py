@@ -68,11 +68,33 @@ def test_failed_experiment_is_reported_with_its_log(tiny_manifest, write_sweep, 
     proc = ffctl("run", str(write_sweep(tiny_manifest)), "--store", f"file://{tmp_path}/s", "--workers", "2",
                  env=dict(os.environ, NO_COLOR="1"))
     assert proc.returncode == 1
-    assert "failed  " in proc.stderr and "exit 3" in proc.stderr and "3 experiment(s) failed" in proc.stderr
+    assert "failed  " in proc.stderr and "exit 3" in proc.stderr
+    # a configuration error stops new starts: two ran at once and failed, the third never started
+    assert "2 experiment(s) failed; 1 not started after a configuration error (--keep-going starts them)" in proc.stderr
     assert "bad configuration or plugin (exit 3): error:" in proc.stderr  # the trainer's own first error line
     assert "missing.txt' is not a file or folder" in proc.stderr  # ... shown without opening the log
     log = next((tmp_path / "s" / "unit" / "logs").glob("*.log"))
     assert "missing.txt' is not a file or folder" in log.read_text()
+    going = ffctl("run", str(write_sweep(tiny_manifest)), "--store", f"file://{tmp_path}/s", "--workers", "2",
+                  "--keep-going", env=dict(os.environ, NO_COLOR="1"))
+    assert going.returncode == 1 and "3 experiment(s) failed;" in going.stderr and "not started" not in going.stderr
+
+
+def test_sigterm_stops_ffctl_run_like_ctrl_c_and_orphans_nothing(tiny_manifest, write_sweep, tmp_path):
+    tiny_manifest["spec"]["budgets"] = [3.0e9]  # a few seconds per experiment
+    store = tmp_path / "store"
+    proc = subprocess.Popen([*FFCTL, "run", str(write_sweep(tiny_manifest)), "--store", f"file://{store}", "--workers",
+                             "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logs = store / "unit" / "logs"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any("step" in p.read_text() for p in logs.glob("*.log")):
+        time.sleep(0.05)  # until a trainer is training
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "rerun the same command to resume" in err, err
+    trainers = subprocess.run(["pgrep", "-f", f"--store file://{store}"], capture_output=True, text=True).stdout
+    assert trainers.strip() == "", trainers  # every trainer stopped with it
+    assert list(store.rglob("latest.pt"))  # and checkpointed on the way out
 
 
 def test_run_and_analyze_through_s3(tiny_manifest, write_sweep, tmp_path, s3_endpoint):
@@ -90,3 +112,23 @@ def test_run_and_analyze_through_s3(tiny_manifest, write_sweep, tmp_path, s3_end
     again = ffctl("run", str(sweep), "--store", uri, env=env, cwd=tmp_path)
     assert "0 trained, 6 already done" in again.stderr
     assert len(list((tmp_path / "ff-logs" / "unit" / "logs").glob("*.log"))) == 6
+
+
+def test_diverged_experiments_are_rerun_only_when_asked(tiny_manifest, write_sweep, tmp_path):
+    from ff_core.layout import result_key
+    from ff_core.store import FileStore
+
+    tiny_manifest["spec"]["budgets"] = [6.0e8]
+    sweep = write_sweep(tiny_manifest)
+    plan = plan_sweep(parse_sweep(tiny_manifest))
+    store = FileStore(tmp_path / "store")
+    for i, e in enumerate(plan.experiments):  # as earlier runs left them: the first diverged
+        store.put_json(result_key("unit", e.id), {"experiment": e.id, "status": "diverged" if i == 0 else "completed"})
+    env = dict(os.environ, NO_COLOR="1")
+    skip = ffctl("run", str(sweep), "--store", store.uri, env=env)
+    assert skip.returncode == 0 and "0 trained, 3 already done" in skip.stderr
+    assert "1 experiment(s) are recorded as diverged and were not rerun; `ffctl run --retry-diverged`" in skip.stderr
+    retry = ffctl("run", str(sweep), "--store", store.uri, "--retry-diverged", env=env)
+    assert retry.returncode == 0, retry.stderr
+    assert f"retry   {plan.experiments[0].id}" in retry.stderr and "1 trained, 2 already done" in retry.stderr
+    assert store.get_json(result_key("unit", plan.experiments[0].id))["status"] == "completed"

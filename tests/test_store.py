@@ -146,3 +146,14 @@ def test_transient_s3_faults_are_retried(s3_endpoint, tmp_path):
         assert flaky.faults >= 6  # every operation met a 503 first and still succeeded
     finally:
         flaky.server.shutdown()
+
+
+def test_an_s3_endpoint_that_never_answers_is_reported_within_a_minute():
+    """The client's own bound: every attempt waits at most its connect or read timeout, and standard-mode
+    backoff adds at most 2^k s before retry k (measured: see benchmarks/s3_silent.py)."""
+    from ff_core.store import S3Store
+
+    config = S3Store("bucket", "", "http://127.0.0.1:9")._client.meta.config
+    attempts = config.retries["total_max_attempts"]
+    worst = attempts * max(config.connect_timeout, config.read_timeout) + sum(2 ** k for k in range(attempts - 1))
+    assert attempts >= 2 and worst < 60, worst

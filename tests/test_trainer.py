@@ -121,6 +121,8 @@ def test_wrong_nparams_fails_fast_with_exit_3(tiny_manifest, write_sweep, tmp_pa
     ("model", "ff_plugins.gpt:Nope", "plugin 'ff_plugins.gpt:Nope': module 'ff_plugins.gpt' has no attribute 'Nope'"),
     ("model", "helper_plugins:NotAModel", "model plugin 'helper_plugins:NotAModel' does not satisfy the ModelPlugin protocol: missing count_params"),
     ("data", "ff_plugins.gpt:GPT", "data plugin 'ff_plugins.gpt:GPT' does not satisfy the DataPlugin protocol: missing batches"),
+    ("data", "helper_plugins:BrokenData", "data plugin 'helper_plugins:BrokenData': cannot be built with args {}: "
+                                          "RuntimeError: the dataset server is down"),
 ])
 def test_bad_plugins_exit_3_naming_the_path(tiny_manifest, write_sweep, tmp_path, role, plugin, message):
     exp = first_id(tiny_manifest)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ff_core import exit_codes
 from ff_core.plan import Experiment, Plan
-from ff_core.layout import LOGS, plan_key, result_key, sweep_key
+from ff_core.layout import LOGS, checkpoint_key, plan_key, result_key, sweep_key
 from ff_core.spec import ScalingSweep
 from ff_core.store import FileStore, Store
 
@@ -24,7 +24,7 @@ GRACE_SECONDS = 30  # after Ctrl-C, how long trainers get to checkpoint before t
 
 @dataclass
 class Event:
-    kind: str  # "start" | "done" | "failed" | "skipped"
+    kind: str  # "start" | "done" | "failed" | "skipped" | "retry" (a diverged result, rerun on request)
     experiment: Experiment
     exit_code: int | None = None
     log: Path | None = None
@@ -35,6 +35,8 @@ class RunSummary:
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, int] = field(default_factory=dict)  # id -> exit code
+    not_started: list[str] = field(default_factory=list)  # left after a configuration error (no --keep-going)
+    diverged: list[str] = field(default_factory=list)  # recorded as diverged, not rerun (no --retry-diverged)
     logs: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -79,22 +81,45 @@ def _stop_all(running: dict[str, tuple[subprocess.Popen, Experiment]]) -> None:
             proc.kill()
 
 
+def _pending(sweep: ScalingSweep, plan: Plan, store: Store, summary: RunSummary, retry_diverged: bool,
+             on_event: Callable[[Event], None]) -> list[Experiment]:
+    """The experiments to train: those without a result, and diverged ones when asked to rerun them."""
+    queue = []
+    for experiment in plan.experiments:
+        key = result_key(sweep.name, experiment.id)
+        if not store.exists(key):
+            queue.append(experiment)
+        elif store.get_json(key).get("status") == "diverged":
+            if retry_diverged:
+                store.delete(key)
+                store.delete(checkpoint_key(sweep.name, experiment.id))
+                on_event(Event("retry", experiment))
+                queue.append(experiment)
+            else:
+                summary.diverged.append(experiment.id)
+                summary.skipped.append(experiment.id)
+                on_event(Event("skipped", experiment))
+        else:
+            summary.skipped.append(experiment.id)
+            on_event(Event("skipped", experiment))
+    return queue
+
+
 def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
-             on_event: Callable[[Event], None] = lambda e: None) -> RunSummary:
-    """Train every experiment without a result, `workers` at a time; Ctrl-C stops them cleanly."""
+             on_event: Callable[[Event], None] = lambda e: None, keep_going: bool = False,
+             retry_diverged: bool = False) -> RunSummary:
+    """Train every experiment without a result, `workers` at a time; Ctrl-C stops them cleanly.
+
+    After a configuration error (a trainer's exit 3: the sweep or a plugin is wrong, so the rest would fail
+    the same way) no new experiment starts unless `keep_going`; the running ones finish.
+    """
     began = time.monotonic()
     summary = RunSummary()
     store.put_json(sweep_key(sweep.name), sweep.to_manifest())  # the current plan
     store.put_json(plan_key(sweep.name, plan.hash), sweep.to_manifest())  # every plan that trained here
     logs = log_dir(store, sweep.name)
     logs.mkdir(parents=True, exist_ok=True)
-    queue: list[Experiment] = []
-    for experiment in plan.experiments:
-        if store.exists(result_key(sweep.name, experiment.id)):
-            summary.skipped.append(experiment.id)
-            on_event(Event("skipped", experiment))
-        else:
-            queue.append(experiment)
+    queue = _pending(sweep, plan, store, summary, retry_diverged, on_event)
     threads = max(1, (os.cpu_count() or 1) // workers)
     running: dict[str, tuple[subprocess.Popen, Experiment]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,6 +144,9 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
                     else:
                         summary.failed[exp_id] = code
                         on_event(Event("failed", experiment, code, summary.logs[exp_id]))
+                        if code == exit_codes.BAD_CONFIG and not keep_going:
+                            summary.not_started += [e.id for e in queue]
+                            queue.clear()
                 time.sleep(0.1)
         except KeyboardInterrupt:
             _stop_all(running)

@@ -14,6 +14,7 @@ from ff_core.layout import s3_endpoint
 
 
 _CHUNK = 8 << 20  # bytes per copy step when streaming files
+S3_RETRIES, S3_CONNECT_TIMEOUT, S3_READ_TIMEOUT = 3, 5, 10  # retries after the first try; seconds; see S3Store
 
 
 class MissingKey(StoreError):
@@ -118,8 +119,10 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        # "standard" retry mode backs off on throttling and 5xx, the transient faults of object stores.
-        config = Config(retries={"max_attempts": 8, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+        # "standard" retry mode backs off on throttling, 5xx and lost connections, the transient faults of object
+        # stores; the timeouts bound an endpoint that never answers: 4 tries x 10 s + backoff, under a minute.
+        config = Config(retries={"max_attempts": S3_RETRIES, "mode": "standard"}, connect_timeout=S3_CONNECT_TIMEOUT,
+                        read_timeout=S3_READ_TIMEOUT)
         self._client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
 
     def _key(self, key: str) -> str:

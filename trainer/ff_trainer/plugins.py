@@ -100,8 +100,9 @@ def load_plugin(ref: PluginRef, protocol: type, role: str) -> Any:
             instance = partial(obj, **ref.args)
         else:
             instance = obj
-    except (TypeError, ValueError) as error:
-        raise PluginError(f"{role} plugin {ref.plugin!r}: cannot be built with args {ref.args}: {error}") from None
+    except Exception as error:  # a plugin's constructor is user code: whatever it raises is a configuration error
+        raise PluginError(f"{role} plugin {ref.plugin!r}: cannot be built with args {ref.args}: "
+                          f"{type(error).__name__}: {error}") from None
     missing = _missing_methods(instance, protocol)
     if missing:
         raise PluginError(

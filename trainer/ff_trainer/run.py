@@ -58,8 +58,9 @@ def build_checked_model(sweep: ScalingSweep, experiment: Experiment, model_plugi
     try:
         model = model_plugin.build(experiment.knobs, spec.training.sequence_length)
         total, non_embedding = model_plugin.count_params(experiment.knobs, spec.training.sequence_length)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"size {experiment.size!r}: the model plugin rejected its knobs: {error}") from None
+    except Exception as error:  # the plugin's build or count is user code: whatever it raises is permanent
+        raise ConfigError(f"size {experiment.size!r}: the model plugin {spec.model.plugin!r} failed on its knobs "
+                          f"{experiment.knobs}: {type(error).__name__}: {error}") from None
     built = sum(p.numel() for p in model.parameters())
     if built != experiment.n_params or total != built:
         raise ConfigError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -57,21 +58,36 @@ def plan(sweep: str, as_json: bool, write: bool, gpu_flops: float, mfu: float) -
               "[env: FF_STORE]")
 @click.option("--workers", envvar="FF_WORKERS", type=click.IntRange(1), default=1,
               help="Experiments trained at once, each its own process. [env: FF_WORKERS]")
-def run(sweep: str, store: str | None, workers: int) -> None:
-    """Train every experiment of SWEEP on this machine; a rerun skips finished ones."""
+@click.option("--keep-going", is_flag=True, help="Start the remaining experiments after one fails with a configuration "
+              "error (exit 3) [default: stop starting them; the rest would most likely fail the same way].")
+@click.option("--retry-diverged", is_flag=True, help="Train again the experiments recorded as diverged (their result "
+              "and checkpoint are removed first) [default: skip them, as finished].")
+def run(sweep: str, store: str | None, workers: int, keep_going: bool, retry_diverged: bool) -> None:
+    """Train every experiment of SWEEP on this machine; a rerun skips finished ones.
+
+    Ctrl-C, SIGTERM and SIGHUP all stop it the same way: the trainers checkpoint, and the same command resumes.
+    """
     resolved = load_resolved(sweep, verify=True, say=output.say)
     the_plan = plan_sweep(resolved)
     uri = store or anchored(resolved.spec.storage.uri, Path(sweep).parent)  # the file's store: from its folder
     target = open_store(uri, spec_endpoint=resolved.spec.storage.endpoint_url)
     progress = output.Progress(len(the_plan.experiments))
+    for stop_signal in (signal.SIGTERM, signal.SIGHUP):  # as Ctrl-C: checkpoint, stop, orphan nothing
+        signal.signal(stop_signal, signal.default_int_handler)
     try:
-        summary = run_plan(resolved, the_plan, target, workers, on_event=progress.update)
+        summary = run_plan(resolved, the_plan, target, workers, progress.update, keep_going, retry_diverged)
     except KeyboardInterrupt:
         output.warn("interrupted: running trainers checkpointed and stopped; rerun the same command to resume")
         sys.exit(130)
     progress.finish(summary)
+    if summary.diverged:
+        output.warn(f"{len(summary.diverged)} experiment(s) are recorded as diverged and were not rerun; "
+                    "`ffctl run --retry-diverged` trains them again")
     if summary.failed:
-        raise click.ClickException(f"{len(summary.failed)} experiment(s) failed; see the logs above, fix, and rerun")
+        held = (f"; {len(summary.not_started)} not started after a configuration error (--keep-going starts them)"
+                if summary.not_started else "")
+        raise click.ClickException(f"{len(summary.failed)} experiment(s) failed{held}; see the errors above, fix, "
+                                   "and rerun")
     output.next_step(f"ffctl analyze {target.uri}/{resolved.name}")
 
 

@@ -88,6 +88,9 @@ class Progress:
         label = f"{e.id} ({e.size}, C={e.budget:.2g})"
         if event.kind == "failed":
             self._line(f"failed  {label}: {failure(event.exit_code, event.log)}; log: {event.log}", final=True)
+        elif event.kind == "retry":
+            self._line(f"retry   {label}: recorded as diverged; its result and checkpoint removed, training again",
+                       final=True)
         elif not self.live and event.kind != "start":
             self._line(f"{event.kind:7} {label}", final=True)
         self._bar()
