@@ -73,6 +73,8 @@ class Emulator(kmock.KubernetesEmulator):
 
     logs: dict[tuple[str, str], str]
     calls: collections.Counter
+    # fault injection: (action, resource plural) -> how many of the next such requests answer 500, unapplied
+    faults: collections.Counter
 
     async def _handle(self, request):
         # kmock matches each request against its whole request log (O(requests) each, quadratic in all):
@@ -80,6 +82,12 @@ class Emulator(kmock.KubernetesEmulator):
         self.calls[request.headers.get("User-Agent", ""), str(request.action).split(".")[-1].lower()] += 1
         self._inflight.add(id(request))
         self._requests[:] = [r for r in self._requests if id(r) in self._inflight]
+        fault = (str(request.action).split(".")[-1].lower(), getattr(request.resource, "plural", None))
+        if self.faults[fault] > 0:
+            self.faults[fault] -= 1
+            self._inflight.discard(id(request))
+            return aiohttp.web.json_response({"kind": "Status", "status": "Failure", "reason": "InternalError",
+                                              "message": "injected fault", "code": 500}, status=500)
         try:
             return await self._handle_emulated(request)
         finally:
@@ -212,6 +220,7 @@ class Cluster:
         self.stop = asyncio.Event()
         async with Emulator() as k, kmock.Server(k) as server:
             self.emulator, k.logs, k.calls, k._inflight = k, self.logs, collections.Counter(), set()
+            k.faults = collections.Counter()
             every = {"list", "watch", "get", "patch", "create", "delete"}
             k.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock.ResourceInfo(
                 kind="CustomResourceDefinition", namespaced=False, verbs={"list", "watch", "get", "create"})

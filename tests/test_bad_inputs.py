@@ -74,6 +74,8 @@ SWEEPS = [  # (case, mutation, what the message must name)
     ("unknown failure policy", _set("spec.execution.failurePolicy", "Panic"), "failurePolicy"),
     ("too many nodes", _set("spec.execution.nodesPerExperiment", 65), "nodesPerExperiment"),
     ("negative retries", _set("spec.execution.retriesPerExperiment", -1), "retriesPerExperiment"),
+    ("a TTL shorter than an operator restart", _set("spec.execution.ttlSecondsAfterFinished", 60),
+     "ttlSecondsAfterFinished"),
     ("store scheme", _set("spec.storage.uri", "gs://bucket/x"), "must start with file:// or s3://"),
     ("plugin path", _set("spec.model.plugin", "ff_plugins.gpt.GPT"), "plugin"),
     ("plugin missing", _drop("spec.model"), "model"),
@@ -213,3 +215,16 @@ def test_duplicated_points_and_inconsistent_budgets_are_flagged(tmp_path):
     data = json.loads(result.stdout)
     assert {e["label"]: e["reason"] for e in data["excluded"]}[f"row {len(rows) - 2}"] == "duplicate of row 1: counted once"
     assert any("budget 1e+30 but the point's FLOPs" in w for w in data["warnings"])
+
+
+@pytest.mark.parametrize("case,transform", [
+    ("byte-order mark", lambda text: "\ufeff" + text),
+    ("spaces after commas", lambda text: text.replace(",", ", ")),
+    ("semicolons", lambda text: text.replace(",", ";")),
+], ids=["bom", "spaces", "semicolons"])
+def test_spreadsheet_csv_dialects_read_the_same_points(case, transform, tmp_path):
+    rows = ["n_params,tokens,loss"] + [f"{p.n_params},{p.tokens},{p.loss}" for p in isoflop_points()]
+    (tmp_path / "p.csv").write_text(transform("\n".join(rows) + "\n"), encoding="utf-8")
+    result = CliRunner().invoke(main, ["analyze", "--data", str(tmp_path / "p.csv"), "--bootstrap", "0", "--json"])
+    assert result.exit_code == 0, (case, result.output)
+    assert json.loads(result.stdout)["points"] == len(rows) - 1

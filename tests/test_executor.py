@@ -132,3 +132,21 @@ def test_diverged_experiments_are_rerun_only_when_asked(tiny_manifest, write_swe
     assert retry.returncode == 0, retry.stderr
     assert f"retry   {plan.experiments[0].id}" in retry.stderr and "1 trained, 2 already done" in retry.stderr
     assert store.get_json(result_key("unit", plan.experiments[0].id))["status"] == "completed"
+
+
+def test_clean_checkpoints_removes_those_of_finished_experiments(tiny_manifest, write_sweep, tmp_path):
+    from ff_core.layout import checkpoint_key, result_key
+    from ff_core.store import FileStore
+
+    tiny_manifest["spec"]["budgets"] = [6.0e8]
+    plan = plan_sweep(parse_sweep(tiny_manifest))
+    store = FileStore(tmp_path / "store")
+    (tmp_path / "ckpt").write_bytes(b"x")
+    for e in plan.experiments:
+        store.put_json(result_key("unit", e.id), {"experiment": e.id, "status": "completed"})
+        store.put_file(checkpoint_key("unit", e.id), tmp_path / "ckpt")
+    kept = ffctl("run", str(write_sweep(tiny_manifest)), "--store", store.uri)
+    assert kept.returncode == 0 and len(list(store.root.rglob("latest.pt"))) == 3  # not without asking
+    cleaned = ffctl("run", str(write_sweep(tiny_manifest)), "--store", store.uri, "--clean-checkpoints")
+    assert cleaned.returncode == 0 and "0 trained, 3 already done" in cleaned.stderr
+    assert not list(store.root.rglob("latest.pt")) and len(list(store.root.rglob("result.json"))) == 3

@@ -83,3 +83,18 @@ def test_a_status_patch_racing_the_sweeps_deletion_is_not_an_error(cluster):  # 
     kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, sweep_body())
     c.emulator[kmock.subresource("status")] << 404  # gone between the read and the write
     reconcile_sweep(NS, "unit", [], [])  # no exception
+
+
+def test_a_failed_job_create_is_retried_in_place(cluster):  # noqa: F811
+    """kopf does not retry low-level event handlers: a 500 on create must not leave a slot idle until the
+    30 s resync. The emulator answers the next two Job creates 500 (unapplied); the Jobs still appear."""
+    import time
+
+    from test_operator import GROUP, NS, PLURAL, VERSION, jobs, sweep_body, wait_for
+
+    c, _ = cluster
+    c.emulator.faults["create", "jobs"] = 2
+    began = time.monotonic()
+    kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, sweep_body())
+    wait_for(lambda: len(jobs()) == 2, "two Jobs despite two failed creates", timeout=10)
+    assert c.emulator.faults["create", "jobs"] == 0 and time.monotonic() - began < 10

@@ -157,3 +157,16 @@ def test_an_s3_endpoint_that_never_answers_is_reported_within_a_minute():
     attempts = config.retries["total_max_attempts"]
     worst = attempts * max(config.connect_timeout, config.read_timeout) + sum(2 ** k for k in range(attempts - 1))
     assert attempts >= 2 and worst < 60, worst
+
+
+def test_files_a_store_writes_are_group_readable(tmp_path):
+    import stat
+
+    from ff_core.store import FileStore
+
+    store = FileStore(tmp_path / "s")
+    store.put_json("unit/e1/result.json", {"loss": 1.0})
+    (tmp_path / "ckpt").write_bytes(b"x")
+    store.put_file("unit/e1/checkpoint/latest.pt", tmp_path / "ckpt")
+    for key in ("unit/e1/result.json", "unit/e1/checkpoint/latest.pt"):
+        assert (tmp_path / "s" / key).stat().st_mode & stat.S_IRGRP, key

@@ -82,8 +82,9 @@ def _stop_all(running: dict[str, tuple[subprocess.Popen, Experiment]]) -> None:
 
 
 def _pending(sweep: ScalingSweep, plan: Plan, store: Store, summary: RunSummary, retry_diverged: bool,
-             on_event: Callable[[Event], None]) -> list[Experiment]:
-    """The experiments to train: those without a result, and diverged ones when asked to rerun them."""
+             on_event: Callable[[Event], None], clean_checkpoints: bool = False) -> list[Experiment]:
+    """The experiments to train: those without a result, and diverged ones when asked to rerun them; the
+    checkpoints of finished ones are removed when asked (the result is all an analysis reads)."""
     queue = []
     for experiment in plan.experiments:
         key = result_key(sweep.name, experiment.id)
@@ -102,12 +103,14 @@ def _pending(sweep: ScalingSweep, plan: Plan, store: Store, summary: RunSummary,
         else:
             summary.skipped.append(experiment.id)
             on_event(Event("skipped", experiment))
+            if clean_checkpoints:
+                store.delete(checkpoint_key(sweep.name, experiment.id))
     return queue
 
 
 def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
              on_event: Callable[[Event], None] = lambda e: None, keep_going: bool = False,
-             retry_diverged: bool = False) -> RunSummary:
+             retry_diverged: bool = False, clean_checkpoints: bool = False) -> RunSummary:
     """Train every experiment without a result, `workers` at a time; Ctrl-C stops them cleanly.
 
     After a configuration error (a trainer's exit 3: the sweep or a plugin is wrong, so the rest would fail
@@ -119,7 +122,7 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
     store.put_json(plan_key(sweep.name, plan.hash), sweep.to_manifest())  # every plan that trained here
     logs = log_dir(store, sweep.name)
     logs.mkdir(parents=True, exist_ok=True)
-    queue = _pending(sweep, plan, store, summary, retry_diverged, on_event)
+    queue = _pending(sweep, plan, store, summary, retry_diverged, on_event, clean_checkpoints)
     threads = max(1, (os.cpu_count() or 1) // workers)
     running: dict[str, tuple[subprocess.Popen, Experiment]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,6 +143,8 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
                     del running[exp_id]
                     if code == exit_codes.DONE:
                         summary.trained.append(exp_id)
+                        if clean_checkpoints:
+                            store.delete(checkpoint_key(sweep.name, exp_id))
                         on_event(Event("done", experiment, code, summary.logs[exp_id]))
                     else:
                         summary.failed[exp_id] = code

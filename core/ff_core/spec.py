@@ -160,7 +160,9 @@ class Execution(_Model):
     workload_priority_class: str | None = Field(default=None, description="Kueue WorkloadPriorityClass")
     s3_credentials_secret: str | None = Field(default=None, description="Secret with AWS_ACCESS_KEY_ID etc.")
     active_deadline_seconds: int | None = Field(default=None, gt=0)
-    ttl_seconds_after_finished: int = Field(default=86400, ge=0)
+    ttl_seconds_after_finished: int = Field(
+        default=86400, ge=600, description="seconds a finished Job is kept; at least 600, so that an operator "
+        "restart does not miss its outcome (a Job removed while the operator is down would run again)")
 
     @property
     def processes(self) -> int:

@@ -14,6 +14,8 @@ from ff_core.layout import s3_endpoint
 
 
 _CHUNK = 8 << 20  # bytes per copy step when streaming files
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: files a store writes get the mode a plain open() would give (group-readable)
 S3_RETRIES, S3_CONNECT_TIMEOUT, S3_READ_TIMEOUT = 3, 5, 10  # retries after the first try; seconds; see S3Store
 
 
@@ -64,6 +66,7 @@ class FileStore:
                 write(handle)
                 handle.flush()
                 os.fsync(handle.fileno())
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600: a store shared by a group must be readable
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -9,6 +9,7 @@ import datetime
 import functools
 import json
 import threading
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -77,14 +78,24 @@ def sync(body: dict[str, Any], jobs: list[ObservedJob], disrupted: list[tuple[st
     return actions.status, actions.events
 
 
+CREATE_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)  # seconds before each retry of a create the API server failed
+
+
 def _create(call, what: str) -> Any:
-    """Create; "already exists" is success (names are deterministic) and gives None."""
-    try:
-        return call()
-    except kubernetes.client.ApiException as error:
-        if error.status != 409:
-            raise kopf.TemporaryError(f"creating {what} failed: {error.status} {error.reason}", delay=10) from None
-        return None
+    """Create; "already exists" is success (names are deterministic) and gives None.
+
+    A transient failure (429, 5xx) is retried here, briefly: kopf does not retry the Job and pod event
+    handlers this also runs in, so a failed create there would leave a slot idle until the next resync.
+    """
+    for delay in (*CREATE_RETRY_DELAYS, None):
+        try:
+            return call()
+        except kubernetes.client.ApiException as error:
+            if error.status == 409:
+                return None
+            if delay is None or not (error.status == 429 or error.status >= 500):
+                raise kopf.TemporaryError(f"creating {what} failed: {error.status} {error.reason}", delay=10) from None
+            time.sleep(delay)
 
 
 def sync_by_name(namespace: str, name: str, jobs: kopf.Index, pods: kopf.Index) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from ff_client.cli import analyze, cluster, compare, local
+from ff_client.cli import analyze, cluster, compare, local, output
 from ff_core.errors import FlopsFitError
 
 
@@ -26,6 +26,7 @@ class _Group(click.Group):
 @click.version_option(package_name="flops-fit")
 def main() -> None:
     """flops-fit: plan, train and fit compute-optimal scaling laws."""
+    output.route_warnings()
 
 
 for _command in (*local.COMMANDS, *analyze.COMMANDS, *compare.COMMANDS, *cluster.COMMANDS):

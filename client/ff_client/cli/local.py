@@ -62,7 +62,10 @@ def plan(sweep: str, as_json: bool, write: bool, gpu_flops: float, mfu: float) -
               "error (exit 3) [default: stop starting them; the rest would most likely fail the same way].")
 @click.option("--retry-diverged", is_flag=True, help="Train again the experiments recorded as diverged (their result "
               "and checkpoint are removed first) [default: skip them, as finished].")
-def run(sweep: str, store: str | None, workers: int, keep_going: bool, retry_diverged: bool) -> None:
+@click.option("--clean-checkpoints", is_flag=True, help="Remove the checkpoints of finished experiments (the results "
+              "stay; a finished experiment never resumes).")
+def run(sweep: str, store: str | None, workers: int, keep_going: bool, retry_diverged: bool,
+        clean_checkpoints: bool) -> None:
     """Train every experiment of SWEEP on this machine; a rerun skips finished ones.
 
     Ctrl-C, SIGTERM and SIGHUP all stop it the same way: the trainers checkpoint, and the same command resumes.
@@ -75,7 +78,8 @@ def run(sweep: str, store: str | None, workers: int, keep_going: bool, retry_div
     for stop_signal in (signal.SIGTERM, signal.SIGHUP):  # as Ctrl-C: checkpoint, stop, orphan nothing
         signal.signal(stop_signal, signal.default_int_handler)
     try:
-        summary = run_plan(resolved, the_plan, target, workers, progress.update, keep_going, retry_diverged)
+        summary = run_plan(resolved, the_plan, target, workers, progress.update, keep_going, retry_diverged,
+                           clean_checkpoints)
     except KeyboardInterrupt:
         output.warn("interrupted: running trainers checkpointed and stopped; rerun the same command to resume")
         sys.exit(130)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 
 import click
 
@@ -29,6 +30,11 @@ def say(message: str) -> None:
 
 def warn(message: str) -> None:
     click.echo(click.style("warning: ", fg="yellow") + message, err=True, color=_color())
+
+
+def route_warnings() -> None:
+    """Library warnings as one 'warning:' line each, without the source path and line they came from."""
+    warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: warn(str(message))
 
 
 def next_step(command: str) -> None:

@@ -57,7 +57,8 @@ def sweep_detail(sweep: dict[str, Any], now: datetime.datetime) -> str:
     meta = sweep["metadata"]
     lines = [f"sweep {meta['name']} ({meta.get('namespace', '')}): {st.get('phase', 'not reconciled yet')}, "
              f"{st.get('succeeded', 0)} succeeded, {st.get('failed', 0)} failed, {st.get('running', 0)} running, "
-             f"{st.get('pending', 0)} pending of {st.get('total', '?')}; {st.get('preempted', 0)} preemptions; "
+             f"{st.get('pending', 0)} pending of {st.get('total', '?')}; at least {st.get('preempted', 0)} preemptions "
+             "(a preempted pod deleted while the operator was down is not seen); "
              f"age {age(meta.get('creationTimestamp'), now)}"]
     for c in st.get("conditions", []):
         if (c["type"], c["status"]) in NOTEWORTHY:

@@ -27,7 +27,7 @@ class DataFileError(FlopsFitError):
 
 def _rows(path: Path) -> list[dict]:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet exports) is not a column name
     except OSError as error:
         raise DataFileError(f"{path}: cannot read ({error.strerror})") from None
     if path.suffix == ".json":
@@ -42,8 +42,12 @@ def _rows(path: Path) -> list[dict]:
         return rows
     if path.suffix != ".csv":
         raise DataFileError(f"{path}: use a .csv or .json file")
-    reader = csv.DictReader(text.splitlines())
-    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+    lines = text.splitlines()
+    header = lines[0] if lines else ""
+    delimiter = ";" if header.count(";") > header.count(",") else ","  # European spreadsheets write semicolons
+    reader = csv.DictReader(lines, delimiter=delimiter, skipinitialspace=True)
+    reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
+    missing = [c for c in REQUIRED if c not in reader.fieldnames]
     if missing:
         raise DataFileError(f"{path}: missing column(s) {', '.join(missing)}; the header must name {', '.join(REQUIRED)}")
     return list(reader)
