@@ -87,6 +87,10 @@ SWEEPS = [  # (case, mutation, what the message must name)
     ("bad name", _set("metadata.name", "Bad_Name"), "name"),
     ("name too long", _set("metadata.name", "x" * 60), "name"),
     ("no spec", _drop("spec"), "spec"),
+    ("a snake_case field", lambda m: _drop("spec.pointsPerBudget")(_set("spec.points_per_budget", 3)(m)),
+     "points_per_budget"),
+    ("a boolean as a number", _set("spec.execution.suspend", 1), "suspend"),
+    ("a boolean as a string", _set("spec.training.compile", "yes"), "compile"),
 ]
 
 

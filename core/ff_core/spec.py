@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from ff_core.errors import SpecError
@@ -94,8 +94,8 @@ class Training(_Model):
     eval_tokens: int = Field(default=65536, gt=0)
     log_points: int = Field(default=50, ge=2, description="points kept on the loss curve")
     checkpoint_every_steps: int = Field(default=500, gt=0)
-    compile: bool = Field(default=False, description="torch.compile the model (GPU runs)")
-    deterministic: bool = Field(default=False, description="deterministic kernels only (slower; for checks)")
+    compile: StrictBool = Field(default=False, description="torch.compile the model (GPU runs)")
+    deterministic: StrictBool = Field(default=False, description="deterministic kernels only (slower; for checks)")
 
     @model_validator(mode="after")
     def _batch_divides(self) -> Training:
@@ -145,7 +145,7 @@ class Execution(_Model):
     retries_per_experiment: int = Field(default=2, ge=0, description="new attempts after a retryable failure")
     max_failed_experiments: int | None = Field(default=None, ge=0, description="failure budget; none: no limit")
     failure_policy: Literal["LetFinish", "StopActive"] = "LetFinish"
-    suspend: bool = Field(default=False, description="plan only: create no Jobs until false again")
+    suspend: StrictBool = Field(default=False, description="plan only: create no Jobs until false again")
     image: str = "ghcr.io/flops-fit/trainer:0.1.0"
     gpus_per_experiment: int = Field(default=1, ge=0, description="GPUs per node (one torchrun worker each)")
     nodes_per_experiment: int = Field(default=1, ge=1, le=64,
@@ -297,8 +297,8 @@ def parse_sweep(data: Any, source: str = "sweep") -> ScalingSweep:
     """Validate a manifest (already parsed from YAML/JSON) into a ScalingSweep, or raise SpecError."""
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a ScalingSweep manifest (a mapping), got {type(data).__name__}")
-    try:
-        return ScalingSweep.model_validate(data)
+    try:  # the wire names only (camelCase): a snake_case key is unknown to the API server, as here
+        return ScalingSweep.model_validate(data, by_alias=True, by_name=False)
     except ValidationError as error:
         raise SpecError(format_validation_error(error, source)) from None
 
