@@ -150,3 +150,23 @@ def test_clean_checkpoints_removes_those_of_finished_experiments(tiny_manifest, 
     cleaned = ffctl("run", str(write_sweep(tiny_manifest)), "--store", store.uri, "--clean-checkpoints")
     assert cleaned.returncode == 0 and "0 trained, 3 already done" in cleaned.stderr
     assert not list(store.root.rglob("latest.pt")) and len(list(store.root.rglob("result.json"))) == 3
+
+
+def test_an_experiment_another_ffctl_trains_is_left_to_it_and_a_stale_lock_is_taken_over(tiny_manifest, write_sweep,
+                                                                                      tmp_path):
+    import socket
+
+    from ff_core.layout import lock_key
+
+    tiny_manifest["spec"]["budgets"] = [6.0e8]
+    first, second, _ = (e.id for e in plan_sweep(parse_sweep(tiny_manifest)).experiments)
+    store = tmp_path / "store"
+    for exp, pid in ((first, os.getpid()), (second, 2 ** 22 + 12345)):  # a live ffctl (this test), a gone one
+        (store / lock_key("unit", exp)).parent.mkdir(parents=True)
+        (store / lock_key("unit", exp)).write_text(json.dumps({"host": socket.gethostname(), "pid": pid}))
+    run = ffctl("run", str(write_sweep(tiny_manifest)), "--store", f"file://{store}", "--workers", "2",
+                env=dict(os.environ, NO_COLOR="1"))
+    assert run.returncode == 0, run.stderr
+    assert f"{first} is being trained by ffctl pid {os.getpid()}" in run.stderr and "2 trained" in run.stderr
+    assert results(store) == {second, _} and (store / lock_key("unit", first)).exists()
+    assert not (store / lock_key("unit", second)).exists()  # taken over, trained, released

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from ff_core import exit_codes
 from ff_core.plan import Experiment, Plan
-from ff_core.layout import LOGS, checkpoint_key, plan_key, result_key, sweep_key
+from ff_core.layout import LOGS, checkpoint_key, lock_key, plan_key, result_key, sweep_key
 from ff_core.spec import ScalingSweep
 from ff_core.store import FileStore, Store
 
@@ -36,6 +37,7 @@ class RunSummary:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, int] = field(default_factory=dict)  # id -> exit code
     not_started: list[str] = field(default_factory=list)  # left after a configuration error (no --keep-going)
+    busy: dict[str, str] = field(default_factory=dict)  # id -> who trains it now (another ffctl)
     diverged: list[str] = field(default_factory=list)  # recorded as diverged, not rerun (no --retry-diverged)
     logs: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
@@ -53,6 +55,50 @@ def failure(code: int, log: Path | None) -> str:
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     first = next((line for line in lines if line.startswith("error:")), lines[-1] if lines else "")
     return f"{how}: {first}" if first else how
+
+
+def _alive(owner: dict) -> bool:
+    """Is the ffctl that wrote a lock still running? Another host's is taken to be (it cannot be checked)."""
+    if owner.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(store: Store, sweep: str, experiment: str) -> str | None:
+    """Claim an experiment for this ffctl in a local store: None when claimed, else who holds it.
+
+    The lock is a file created exclusively; one whose ffctl has gone (a crash, a kill) is stale and taken
+    over. S3 stores are not locked here (on a cluster the operator runs each experiment once).
+    """
+    if not isinstance(store, FileStore):
+        return None
+    path = store.root / lock_key(sweep, experiment)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            with os.fdopen(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644), "w") as handle:
+                json.dump({"host": socket.gethostname(), "pid": os.getpid()}, handle)
+            return None
+        except FileExistsError:
+            try:
+                owner = json.loads(path.read_text())
+            except (OSError, ValueError):
+                owner = {}
+            if owner and _alive(owner):
+                return f"ffctl pid {owner.get('pid')} on {owner.get('host')} (its lock: {path})"
+            path.unlink(missing_ok=True)  # stale: its ffctl is gone
+    return f"another ffctl (the lock {path} keeps changing hands)"
+
+
+def release(store: Store, sweep: str, experiment: str) -> None:
+    if isinstance(store, FileStore):
+        (store.root / lock_key(sweep, experiment)).unlink(missing_ok=True)
 
 
 def log_dir(store: Store, sweep: str) -> Path:
@@ -132,6 +178,10 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
             while queue or running:
                 while queue and len(running) < workers:
                     experiment = queue.pop(0)
+                    holder = claim(store, sweep.name, experiment.id)
+                    if holder is not None:
+                        summary.busy[experiment.id] = holder
+                        continue
                     log = logs / f"{experiment.id}.log"
                     running[experiment.id] = (_launch(experiment, sweep_file, store, threads, log), experiment)
                     summary.logs[experiment.id] = log
@@ -141,6 +191,7 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
                     if code is None:
                         continue
                     del running[exp_id]
+                    release(store, sweep.name, exp_id)
                     if code == exit_codes.DONE:
                         summary.trained.append(exp_id)
                         if clean_checkpoints:
@@ -155,6 +206,8 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
                 time.sleep(0.1)
         except KeyboardInterrupt:
             _stop_all(running)
+            for exp_id in running:
+                release(store, sweep.name, exp_id)
             raise
         finally:
             summary.seconds = time.monotonic() - began

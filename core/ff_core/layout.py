@@ -5,6 +5,7 @@
     <store>/<sweep>/<experiment>/checkpoint/latest.pt   the latest checkpoint (written whole, never torn)
     <store>/<sweep>/<experiment>/result.json            written last: "has result.json" means "finished"
     <store>/<sweep>/logs/<experiment>.log               trainer output (local stores)
+    <store>/<sweep>/<experiment>/trainer.lock           which ffctl trains it now (local stores)
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def is_result_key(key: str) -> bool:
 
 def checkpoint_key(sweep: str, experiment: str) -> str:
     return f"{sweep}/{experiment}/checkpoint/latest.pt"
+
+
+def lock_key(sweep: str, experiment: str) -> str:
+    return f"{sweep}/{experiment}/trainer.lock"
 
 
 def log_key(sweep: str, experiment: str) -> str:
