@@ -74,20 +74,25 @@ def _screen(points: tuple[Point, ...], settings: Settings):
     return tuple(p for p in plausible if id(p) not in dropped), implausible + exclusions, flags, None
 
 
+def _finite(prediction: dict[str, Estimate]) -> bool:
+    return all(math.isfinite(e.value) and e.value > 0 for e in prediction.values())
+
+
 def _rows(name: str, budgets: list[tuple[float, str]], predictions: dict[float, dict[str, Estimate]]) -> tuple[Row, ...]:
     """Table rows of an approach; a prediction that is not a finite positive number never reaches a table."""
     largest = max(c for c, kind in budgets if kind == "sweep")
     return tuple(Row(name, c, p["n_opt"], p["d_opt"], p["l_opt"], kind, max(c / largest, 1.0))
-                 for c, kind in budgets if (p := predictions.get(c)) is not None
-                 and all(math.isfinite(e.value) and e.value > 0 for e in p.values()))
+                 for c, kind in budgets if (p := predictions.get(c)) is not None and _finite(p))
 
 
-def _unsupported(results: dict[str, Result], settings: Settings) -> list[str]:
-    """Warnings where the data do not support a number: too many failed resamples, an estimate outside its
-    own interval, a prediction that is not finite."""
+def _unsupported(results: dict[str, Result], spread: dict[str, Intervals], settings: Settings) -> list[str]:
+    """Warnings where the data do not support a number: failed resamples (too many: no interval), an estimate
+    outside its own interval, a prediction that is not finite."""
     found = []
     for name, r in results.items():
-        if r.failed is not None and r.failed > MAX_FAILED_SHARE * settings.resamples:
+        if r.failed and r.failed <= MAX_FAILED_SHARE * settings.resamples:
+            found.append(f"{r.failed} of {settings.resamples} {name} bootstrap fits failed and were left out")
+        elif r.failed:
             found.append(f"{name}: {r.failed} of {settings.resamples} bootstrap fits failed (more than "
                          f"{MAX_FAILED_SHARE:.0%}): its numbers are given without intervals")
         estimates = [(k, v) for k, v in r.parameters.items()]
@@ -96,6 +101,8 @@ def _unsupported(results: dict[str, Result], settings: Settings) -> list[str]:
         if outside:
             found.append(f"{name}: {', '.join(outside[:4])} lie outside their own bootstrap intervals: the fit is "
                          "unstable (resamples disagree with the full data); trust these numbers less")
+    found += [f"{name}: its prediction at C={c:.3g} is not a finite positive number; left out of the table"
+              for name, s in spread.items() for c, p in s.predictions.items() if not _finite(p)]
     return found
 
 
@@ -122,19 +129,15 @@ def analyze(observations: Observations, settings: Settings = Settings(),
     results = {}
     for a in approaches:
         s = spread.get(a.name)
-        results[a.name] = Result(a, fits[a.name], s.parameters if s else {}, _rows(a.name, budgets, s.predictions) if s else (),
+        results[a.name] = Result(a, fits[a.name], s.parameters if s else {},
+                                 _rows(a.name, budgets, s.predictions) if s else (),
                                  s.failed if s and bootstrapped else None, s.replicates if s else (), settings)
     excluded = tuple(observations.excluded) + tuple(screened_out)
     warnings = list(observations.notes)
     warnings += [w for r in results.values() if r.fit is not None for w in r.approach.warnings(r)]
     warnings += [f.text() for f in flags if not f.excluded]
     warnings += [f"excluded {e.label}: {e.reason}" for e in excluded]
-    warnings += [f"{r.failed} of {settings.resamples} {name} bootstrap fits failed and were left out"
-                 for name, r in results.items() if r.failed and r.failed <= MAX_FAILED_SHARE * settings.resamples]
-    warnings += _unsupported(results, settings)
-    warnings += [f"{name}: its prediction at C={c:.3g} is not a finite positive number; left out of the table"
-                 for name, s in spread.items() for c, p in s.predictions.items()
-                 if not all(math.isfinite(e.value) and e.value > 0 for e in p.values())]
+    warnings += _unsupported(results, spread, settings)
     rows = tuple(row for r in results.values() for row in r.rows)
     return Analysis(observations.sweep, points, results, rows, settings, excluded, backtest(points, settings), tuple(flags),
                     tuple(warnings))
