@@ -98,3 +98,17 @@ def test_a_failed_job_create_is_retried_in_place(cluster):  # noqa: F811
     kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, sweep_body())
     wait_for(lambda: len(jobs()) == 2, "two Jobs despite two failed creates", timeout=10)
     assert c.emulator.faults["create", "jobs"] == 0 and time.monotonic() - began < 10
+
+
+def test_the_operator_killed_again_and_again_loses_and_duplicates_nothing():
+    """The short version of benchmarks/operator_chaos.py: `kopf run` SIGKILLed twice mid-sweep."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from operator_chaos import chaos
+
+    audit = chaos(experiments=12, parallelism=3, kills=2, seed=1, timeout=120)
+    assert audit["phase"] == "Succeeded" and audit["kills"] == 2, audit
+    assert audit["jobs created twice"] == audit["extra attempts"] == audit["lost experiments"] == 0, audit
+    assert audit["rows contradicting Jobs"] == 0 and audit["max active"] <= 3, audit
