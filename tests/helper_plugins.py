@@ -52,3 +52,58 @@ class BrokenData:
 
     def batches(self, split, **kwargs):
         raise AssertionError("never called")
+
+
+class NumpyBatches:
+    """Yields numpy arrays instead of tensors (a common first plugin)."""
+
+    def batches(self, split, *, sequence_length, batch_size, rank, world_size, seed, start=0):
+        import numpy as np
+
+        while True:
+            yield np.zeros((batch_size, sequence_length), dtype=np.int64), np.zeros((batch_size, sequence_length),
+                                                                                     dtype=np.int64)
+
+
+class NoEvalData:
+    """A train split and an empty eval split."""
+
+    def batches(self, split, *, sequence_length, batch_size, rank, world_size, seed, start=0):
+        import torch
+
+        while split == "train":
+            x = torch.zeros((batch_size, sequence_length), dtype=torch.long)
+            yield x, x
+
+
+class RegressionTargets:
+    """Token inputs with floating-point targets: fine for mse, wrong for the default cross-entropy."""
+
+    def batches(self, split, *, sequence_length, batch_size, rank, world_size, seed, start=0):
+        import torch
+
+        while True:
+            yield torch.zeros((batch_size, sequence_length), dtype=torch.long), torch.rand(batch_size, sequence_length)
+
+
+def per_token_loss(logits, targets):
+    """Cross-entropy left unreduced: one value per token, not a scalar."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
+
+
+class GPTNarrowOnly:
+    """The GPT plugin, except that sizes wider than d_model 16 fail to build (the count still works): a
+    failure the one-step preflight, which builds only the smallest size, cannot see."""
+
+    def __init__(self, vocab_size: int = 256):
+        from ff_plugins.gpt import GPT
+
+        self.inner = GPT(vocab_size)
+
+    def count_params(self, knobs, sequence_length):
+        return self.inner.count_params(knobs, sequence_length)
+
+    def build(self, knobs, sequence_length):
+        if knobs["d_model"] > 16:
+            raise ValueError("sizes wider than 16 are not built here")
+        return self.inner.build(knobs, sequence_length)

@@ -232,3 +232,37 @@ def test_spreadsheet_csv_dialects_read_the_same_points(case, transform, tmp_path
     result = CliRunner().invoke(main, ["analyze", "--data", str(tmp_path / "p.csv"), "--bootstrap", "0", "--json"])
     assert result.exit_code == 0, (case, result.output)
     assert json.loads(result.stdout)["points"] == len(rows) - 1
+
+
+PREFLIGHT = [  # plugin mistakes that would fail every experiment, caught by `ffctl plan` in one step
+    ("numpy batches", "spec.data", {"plugin": "helper_plugins:NumpyBatches"}, "not torch tensors; convert them"),
+    ("an empty eval split", "spec.data", {"plugin": "helper_plugins:NoEvalData"}, "the 'eval' split yields no batch"),
+    ("a loss that is not a scalar", "spec.loss", {"plugin": "helper_plugins:per_token_loss"}, "not a scalar tensor"),
+    ("cross-entropy on a regression target", "spec.data", {"plugin": "helper_plugins:RegressionTargets"},
+     "a regression target wants a regression loss"),
+    ("a constructor that raises", "spec.data", {"plugin": "helper_plugins:BrokenData"}, "the dataset server is down"),
+    ("a size the model rejects", "spec.sizes", [{"name": "odd", "knobs": {"d_model": 15, "n_layers": 1, "n_heads": 2},
+                                                  "nParams": 7000}], "d_model (15) must be a multiple of n_heads"),
+]
+
+
+@pytest.mark.parametrize("case,field,value,named", PREFLIGHT, ids=[c for c, _, _, _ in PREFLIGHT])
+def test_plugin_mistakes_are_caught_by_plan_before_any_job(case, field, value, named, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))  # helper_plugins, for the subprocess
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump(_set(field, value)(copy.deepcopy(TINY))))
+    result = CliRunner().invoke(main, ["plan", str(sweep)])
+    assert result.exit_code == 1 and named in result.output and "Traceback" not in result.output, (case, result.output)
+
+
+def test_a_laptop_without_the_plugins_still_plans_a_sweep_with_its_counts(tmp_path):
+    manifest = _set("spec.model", {"plugin": "not_installed_here.models:Big"})(copy.deepcopy(TINY))
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(manifest))
+    result = CliRunner().invoke(main, ["plan", str(tmp_path / "sweep.yaml")])
+    assert result.exit_code == 0 and "not checked against the plugins" in result.output
+    del manifest["spec"]["sizes"][0]["nParams"]  # without a count it cannot plan: the error says why
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(manifest))
+    missing = CliRunner().invoke(main, ["plan", str(tmp_path / "sweep.yaml")])
+    assert missing.exit_code == 1 and "cannot import module 'not_installed_here.models'" in missing.output

@@ -21,27 +21,36 @@ def needs_counts(sweep: ScalingSweep) -> bool:
     return any(size.n_params is None for size in sweep.spec.sizes)
 
 
-def count_params(sweep: ScalingSweep) -> list[dict]:
-    """[{name, nParams, nonEmbeddingParams}] from `python -m ff_trainer.count`."""
+NOT_IMPORTABLE = 5  # ff_trainer.count's exit code when a plugin's package is not installed here
+
+
+class PluginsNotHere(SpecError):
+    """A plugin's package is not importable in this environment (a laptop that only submits, say)."""
+
+
+def count_params(sweep: ScalingSweep, check: bool = False) -> list[dict]:
+    """[{name, nParams, nonEmbeddingParams}] from `python -m ff_trainer.count`; `check` also takes one step of
+    the smallest model on the data plugin's first batch (ff_trainer.preflight)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sweep.json"
         path.write_text(json.dumps(sweep.to_manifest()))
-        proc = subprocess.run(
-            [sys.executable, "-m", "ff_trainer.count", "--sweep", str(path)], capture_output=True, text=True
-        )
+        proc = subprocess.run([sys.executable, "-m", "ff_trainer.count", "--sweep", str(path),
+                               *(["--check"] if check else [])], capture_output=True, text=True)
     if proc.returncode != 0:
         detail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
-        raise SpecError(f"counting parameters with the model plugin failed: {detail.removeprefix('error: ')}")
+        error = PluginsNotHere if proc.returncode == NOT_IMPORTABLE else SpecError
+        what = "checking the sweep with its plugins" if check else "counting parameters with the model plugin"
+        raise error(f"{what} failed: {detail.removeprefix('error: ')}")
     return json.loads(proc.stdout)
 
 
-def fill_params(sweep: ScalingSweep) -> ScalingSweep:
+def fill_params(sweep: ScalingSweep, check: bool = False) -> ScalingSweep:
     """The sweep with every size's nParams (and flopsPerToken, given a flops plugin) from the plugins.
 
     Sizes that already carry nParams are checked against the plugin's count.
     """
     manifest = sweep.to_manifest()
-    counts = {c["name"]: c for c in count_params(sweep)}
+    counts = {c["name"]: c for c in count_params(sweep, check)}
     for size in manifest["spec"]["sizes"]:
         counted = counts[size["name"]]
         written = size.get("nParams")

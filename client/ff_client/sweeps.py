@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ff_client.params import fill_params, needs_counts, write_sweep
+from ff_client.params import PluginsNotHere, fill_params, needs_counts, write_sweep
 from ff_core.spec import ScalingSweep, load_sweep
 
 
@@ -12,14 +12,21 @@ def load_resolved(path: str, write: bool = False, verify: bool = False,
                   say: Callable[[str], None] = lambda m: None) -> ScalingSweep:
     """The validated sweep with every size's nParams known; `write` saves the filled counts into the file.
 
-    `verify` checks written counts against the model plugin too (when training locally, the plugins are
-    here anyway, and a wrong count is better refused before anything starts).
+    Where the plugins are importable, written counts are checked against the model plugin and one step of the
+    smallest model is taken on the data plugin's first batch (what would fail every experiment fails here).
+    `verify` (training here) requires that; otherwise plugins not installed here only skip the check, as long
+    as every size carries its nParams.
     """
     sweep = load_sweep(path)
-    if needs_counts(sweep) or write or verify:
-        say(f"counting parameters with {sweep.spec.model.plugin} ...")
-        sweep = fill_params(sweep)
-        if write:
-            write_sweep(sweep, path)
-            say(f"wrote nParams into {path}")
-    return sweep
+    say(f"counting parameters with {sweep.spec.model.plugin} and taking one step of the smallest model ...")
+    try:
+        checked = fill_params(sweep, check=True)
+    except PluginsNotHere as error:
+        if verify or write or needs_counts(sweep):
+            raise
+        say(f"not checked against the plugins ({error}); nParams as written")
+        return sweep
+    if write:
+        write_sweep(checked, path)
+        say(f"wrote nParams into {path}")
+    return checked  # the sweep itself when every count was written (and checked out), else filled in

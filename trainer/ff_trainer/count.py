@@ -1,6 +1,8 @@
-"""`python -m ff_trainer.count --sweep FILE`: each size's parameter counts from the model plugin, as JSON.
+"""`python -m ff_trainer.count --sweep FILE [--check]`: each size's parameter counts from the model plugin,
+as JSON; with --check, also one step of the smallest model on the data plugin's first batch (preflight).
 
-The client runs this in a subprocess to fill nParams, so it never imports torch or user code itself.
+The client runs this in a subprocess to fill nParams, so it never imports torch or user code itself. Exit 0,
+3 for a configuration error, and NOT_IMPORTABLE when a plugin's package is not installed here.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import sys
 from ff_core import exit_codes
 from ff_core.errors import SpecError
 from ff_core.spec import ScalingSweep, load_sweep
-from ff_trainer.errors import ConfigError
+from ff_trainer.errors import ConfigError, PluginImportError
 from ff_trainer.plugins import FlopsFn, ModelPlugin, load_plugin
+from ff_trainer.preflight import first_step
+
+NOT_IMPORTABLE = 5
 
 
 def count_sizes(sweep: ScalingSweep) -> list[dict]:
@@ -40,9 +45,17 @@ def count_sizes(sweep: ScalingSweep) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ff_trainer.count", description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", required=True)
+    parser.add_argument("--check", action="store_true", help="also take one step of the smallest model (preflight)")
     args = parser.parse_args(argv)
     try:
-        print(json.dumps(count_sizes(load_sweep(args.sweep))))
+        sweep = load_sweep(args.sweep)
+        counts = count_sizes(sweep)
+        if args.check:
+            first_step(sweep)
+        print(json.dumps(counts))
+    except PluginImportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return NOT_IMPORTABLE
     except (SpecError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return exit_codes.BAD_CONFIG

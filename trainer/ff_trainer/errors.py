@@ -13,3 +13,7 @@ class ConfigError(TrainerError):
 
 class PluginError(ConfigError):
     """A plugin path that does not resolve, or an object that does not satisfy its protocol."""
+
+
+class PluginImportError(PluginError):
+    """A plugin whose module is not installed in this environment (fine on a laptop that only submits)."""

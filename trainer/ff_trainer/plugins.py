@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
 from ff_core.spec import PluginRef
-from ff_trainer.errors import PluginError
+from ff_trainer.errors import PluginError, PluginImportError
 
 Batch = tuple[Any, Any]  # (inputs, targets), tensors or anything the model and loss agree on
 
@@ -69,7 +69,7 @@ def load_object(path: str) -> Any:
     try:
         obj = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
-        raise PluginError(
+        raise PluginImportError(
             f"plugin {path!r}: cannot import module {module_name!r} ({error}); "
             "is the package installed in this environment?"
         ) from None

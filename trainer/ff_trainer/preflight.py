@@ -1,0 +1,73 @@
+"""One step before any Job: the data and loss plugins loaded, a batch of each split drawn, the smallest model
+built and its loss taken, on this machine (CPU, one micro-batch). What would fail every experiment of the
+sweep fails here, in a second, with one line that says what to change.
+
+The common plugin mistakes each get their explanation: batches that are not (inputs, targets) tensors (numpy
+arrays, lists), an empty split, a loss that is not a scalar, a classification loss on a regression target, a
+non-finite first loss.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ff_core.spec import ScalingSweep
+from ff_trainer.errors import ConfigError
+from ff_trainer.plugins import DataPlugin, LossFn, ModelPlugin, load_plugin
+
+
+def _first_batch(data: Any, split: str, sweep: ScalingSweep, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+    cfg, path = sweep.spec.training, sweep.spec.data.plugin
+    try:
+        batch = next(iter(data.batches(split, sequence_length=cfg.sequence_length,
+                                       batch_size=cfg.global_batch_sequences, rank=0, world_size=1, seed=cfg.seed)))
+    except StopIteration:
+        raise ConfigError(f"data plugin {path!r}: the {split!r} split yields no batch (empty data, or fewer tokens "
+                          f"than one batch of {cfg.global_batch_tokens})") from None
+    except Exception as error:  # noqa: BLE001  (user code: whatever it raises is the user's to fix)
+        raise ConfigError(f"data plugin {path!r}: drawing the first {split!r} batch failed: "
+                          f"{type(error).__name__}: {error}") from None
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+        raise ConfigError(f"data plugin {path!r}: batches() must yield (inputs, targets) pairs, got "
+                          f"{type(batch).__name__}")
+    kinds = [type(b).__name__ for b in batch]
+    if not all(isinstance(b, torch.Tensor) for b in batch):
+        raise ConfigError(f"data plugin {path!r}: batches() yields ({', '.join(kinds)}), not torch tensors; "
+                          "convert them with torch.as_tensor (the trainer moves tensors to the GPU)")
+    return batch[0][:micro], batch[1][:micro]
+
+
+def first_step(sweep: ScalingSweep) -> None:
+    """Load the plugins, draw a batch of each split, and take the smallest model's loss on the first one."""
+    spec = sweep.spec
+    data = load_plugin(spec.data, DataPlugin, "data")
+    loss_fn = load_plugin(spec.loss, LossFn, "loss")
+    model_plugin = load_plugin(spec.model, ModelPlugin, "model")
+    micro, _ = spec.training.batch_split(1)
+    inputs, targets = _first_batch(data, "train", sweep, micro)
+    _first_batch(data, "eval", sweep, micro)
+    smallest = min(spec.sizes, key=lambda s: s.n_params or 0)
+    try:
+        output = model_plugin.build(smallest.knobs, spec.training.sequence_length)(inputs)
+    except Exception as error:  # noqa: BLE001
+        raise ConfigError(f"model plugin {spec.model.plugin!r}, size {smallest.name!r}: the forward pass on the "
+                          f"first batch (inputs {tuple(inputs.shape)} {inputs.dtype}) failed: "
+                          f"{type(error).__name__}: {error}") from None
+    try:
+        loss = loss_fn(output, targets)
+    except Exception as error:  # noqa: BLE001
+        hint = (" (targets are floating point: a regression target wants a regression loss such as "
+                "ff_plugins.losses:mse)" if targets.is_floating_point() else "")
+        raise ConfigError(f"loss plugin {spec.loss.plugin!r}: failed on the model's output {tuple(output.shape)} and "
+                          f"the targets {tuple(targets.shape)} {targets.dtype}{hint}: {type(error).__name__}: {error}") \
+            from None
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ConfigError(f"loss plugin {spec.loss.plugin!r}: returns {shape}, not a scalar tensor; reduce it "
+                          "(e.g. .mean()) so that it can be back-propagated")
+    if not math.isfinite(float(loss)):
+        raise ConfigError(f"loss plugin {spec.loss.plugin!r}: the first loss is {float(loss)} before any training: "
+                          "check the data (NaN inputs?) and the model's initialisation")
