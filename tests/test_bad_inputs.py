@@ -266,3 +266,52 @@ def test_a_laptop_without_the_plugins_still_plans_a_sweep_with_its_counts(tmp_pa
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(manifest))
     missing = CliRunner().invoke(main, ["plan", str(tmp_path / "sweep.yaml")])
     assert missing.exit_code == 1 and "cannot import module 'not_installed_here.models'" in missing.output
+
+
+SPEC_FIELDS = [  # what the API server (or S3) would refuse at apply time, refused at plan time
+    ("cpu not a quantity", _set("spec.execution.cpu", "lots"), "is not a Kubernetes quantity"),
+    ("memory not a quantity", _set("spec.execution.memory", "64 GB"), "is not a Kubernetes quantity"),
+    ("namespace not a name", _set("metadata.namespace", "Research_Team"), "is not a namespace name"),
+    ("bucket not a name", _set("spec.storage.uri", "s3://My_Bucket/sweeps"), "is not an S3 bucket name"),
+]
+
+
+@pytest.mark.parametrize("case,mutate,named", SPEC_FIELDS, ids=[c for c, _, _ in SPEC_FIELDS])
+def test_fields_kubernetes_or_s3_would_refuse_are_refused_at_plan(case, mutate, named, tmp_path):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump(mutate(copy.deepcopy(TINY))))
+    result = CliRunner().invoke(main, ["plan", str(sweep)])
+    assert result.exit_code == 1 and named in result.output and "Traceback" not in result.output, (case, result.output)
+
+
+def test_quantities_kubernetes_accepts_are_accepted(tmp_path):
+    for cpu, memory in (("8", "64Gi"), ("500m", "512Mi"), ("1.5", "1e9"), ("2", "100M")):
+        sweep = tmp_path / "sweep.yaml"
+        sweep.write_text(yaml.safe_dump(_set("spec.execution", {"cpu": cpu, "memory": memory})(copy.deepcopy(TINY))))
+        assert CliRunner().invoke(main, ["plan", str(sweep)]).exit_code == 0, (cpu, memory)
+
+
+def test_an_endpoint_that_is_not_s3_is_named_as_such(tmp_path):
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html><body>MinIO Console</body></html>")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = CliRunner().invoke(main, ["analyze", "s3://bucket/sweeps/x", "--endpoint-url",
+                                           f"http://127.0.0.1:{server.server_address[1]}"],
+                                    env={"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y",
+                                         "AWS_DEFAULT_REGION": "us-east-1"})
+    finally:
+        server.shutdown()
+    assert result.exit_code == 1 and "answered, but not as S3 does" in result.output, result.output

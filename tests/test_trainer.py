@@ -185,3 +185,11 @@ def test_vit_on_cifar_format_files(tmp_path):
     assert record["flops"]["plugin"] == pytest.approx(vit_flops_per_image(knobs) * 16 * 30)
     assert record["flops"]["planned"] == record["flops"]["plugin"]
     assert record["eval_loss"] < 2.31  # below chance over 10 classes (ln 10)
+
+
+def test_a_data_stream_that_ends_is_a_configuration_error(tiny_manifest, write_sweep, tmp_path):
+    tiny_manifest["spec"]["data"] = {"plugin": "helper_plugins:FiniteData"}
+    proc = trainer(write_sweep(tiny_manifest), first_id(tiny_manifest), tmp_path)
+    assert proc.returncode == exit_codes.BAD_CONFIG, proc.stderr
+    assert "the data plugin's 'train' stream ended after 3 batch(es); batches() must not end" in proc.stderr
+    assert "Traceback" not in proc.stderr

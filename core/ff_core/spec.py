@@ -19,6 +19,9 @@ KIND = "ScalingSweep"
 MAX_NAME_LENGTH = 40
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 PLUGIN_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+# A Kubernetes resource quantity (8, 500m, 64Gi, 1.5e3) and an S3 bucket name, as the API server and S3 check them.
+_QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 class _Model(BaseModel):
@@ -135,6 +138,10 @@ class Storage(_Model):
     def _scheme(cls, value: str) -> str:
         if not (value.startswith("file://") or value.startswith("s3://")):
             raise ValueError(f"{value!r} must start with file:// or s3://")
+        bucket = value[len("s3://"):].split("/")[0] if value.startswith("s3://") else None
+        if bucket is not None and not _BUCKET.match(bucket):
+            raise ValueError(f"{value!r}: {bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, "
+                             "dots and hyphens, starting and ending with a letter or digit)")
         return value
 
 
@@ -163,6 +170,13 @@ class Execution(_Model):
     ttl_seconds_after_finished: int = Field(
         default=86400, ge=600, description="seconds a finished Job is kept; at least 600, so that an operator "
         "restart does not miss its outcome (a Job removed while the operator is down would run again)")
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        if not _QUANTITY.match(value):
+            raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. cpu 8 or 500m, memory 64Gi)")
+        return value
 
     @property
     def processes(self) -> int:
@@ -227,6 +241,13 @@ class Metadata(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
     name: str
     namespace: str | None = None
+
+    @field_validator("namespace")
+    @classmethod
+    def _dns_namespace(cls, value: str | None) -> str | None:
+        if value is not None and not (_DNS_LABEL.match(value) and len(value) <= 63):
+            raise ValueError(f"{value!r} is not a namespace name (lowercase letters, digits and '-', at most 63)")
+        return value
 
     @field_validator("name")
     @classmethod

@@ -133,11 +133,19 @@ class S3Store:
 
     def _call(self, what: str, key: str, fn, **kwargs):
         from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.parsers import ResponseParserError
 
         try:
             return fn(Bucket=self.bucket, Key=self._key(key), **kwargs)
+        except ResponseParserError:
+            raise self._not_s3(f"{self.uri}/{key}", what) from None
         except (BotoCoreError, ClientError) as error:
             raise self._explain(error, f"{self.uri}/{key}", what) from None
+
+    def _not_s3(self, where: str, what: str) -> StoreError:
+        endpoint = self._client.meta.endpoint_url
+        return StoreError(f"{where}: {what} failed: the endpoint {endpoint} answered, but not as S3 does (a web page? "
+                          "the console port of MinIO instead of its API port?); check the endpoint URL")
 
     def _explain(self, error: Exception, where: str, what: str) -> StoreError:
         """A boto3 failure as what to change: credentials, bucket, endpoint; a missing key is MissingKey."""
@@ -184,6 +192,7 @@ class S3Store:
 
     def list(self, prefix: str = "") -> list[str]:
         from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.parsers import ResponseParserError
 
         start = len(self.prefix) + 1 if self.prefix else 0
         keys: list[str] = []
@@ -192,7 +201,12 @@ class S3Store:
                 Bucket=self.bucket, Prefix=self._key(prefix)
             )
             for page in pages:
+                headers = page.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+                if "html" in headers.get("content-type", ""):  # a web page parses as an empty listing
+                    raise self._not_s3(self.uri, "listing")
                 keys.extend(item["Key"][start:] for item in page.get("Contents", []))
+        except ResponseParserError:
+            raise self._not_s3(self.uri, "listing") from None
         except (BotoCoreError, ClientError) as error:
             raise self._explain(error, self.uri, "listing") from None
         return sorted(keys)

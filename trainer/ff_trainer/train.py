@@ -59,6 +59,15 @@ def _micro_batches(cfg: Training, world: World) -> tuple[int, int]:
         raise ConfigError(str(error)) from None
 
 
+def _next(stream, split: str, taken: int):
+    """The stream's next batch; a stream that ends is the data plugin's mistake, not a retryable fault."""
+    try:
+        return next(stream)
+    except StopIteration:
+        raise ConfigError(f"the data plugin's {split!r} stream ended after {taken} batch(es); batches() must not "
+                          "end (cycle over the data, as the built-in plugins do)") from None
+
+
 def evaluate(model, data, loss_fn, cfg: Training, world: World, micro: int) -> float:
     """Mean loss over evalTokens of the held-out split (the same sequences for every experiment)."""
     batches = max(1, math.ceil(cfg.eval_tokens / cfg.global_batch_tokens))
@@ -69,8 +78,8 @@ def evaluate(model, data, loss_fn, cfg: Training, world: World, micro: int) -> f
     total, count = torch.zeros((), device=world.device), 0
     model.eval()
     with torch.no_grad(), _autocast(world.device):
-        for _ in range(batches):
-            inputs, targets = next(stream)
+        for taken in range(batches):
+            inputs, targets = _next(stream, "eval", taken)
             for x, y in zip(inputs.split(micro), targets.split(micro)):
                 total += loss_fn(model(x.to(world.device)), y.to(world.device)).float()
                 count += 1
@@ -143,7 +152,7 @@ def train(model, data, loss_fn, cfg: Training, steps: int, world: World, ckpt: C
         scale = cfg.learning_rate * lr_multiplier(step, steps, warmup, cfg.schedule, cfg.min_lr_ratio)
         for group in optimizer.param_groups:
             group["lr"] = scale * group["lr_scale"]
-        inputs, targets = next(stream)  # this rank's share: (share, T) each
+        inputs, targets = _next(stream, "train", step - start)  # this rank's share: (share, T) each
         for i, (x, y) in enumerate(zip(inputs.split(micro), targets.split(micro))):
             # gradients are all-reduced once per step, on the last micro-batch
             skip_sync = ddp is not None and i < accum - 1
