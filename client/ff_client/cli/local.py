@@ -84,16 +84,7 @@ def run(sweep: str, store: str | None, workers: int, keep_going: bool, retry_div
         output.warn("interrupted: running trainers checkpointed and stopped; rerun the same command to resume")
         sys.exit(130)
     progress.finish(summary)
-    for exp_id, holder in summary.busy.items():
-        output.warn(f"{exp_id} is being trained by {holder}; not started here (rerun when it is done)")
-    if summary.diverged:
-        output.warn(f"{len(summary.diverged)} experiment(s) are recorded as diverged and were not rerun; "
-                    "`ffctl run --retry-diverged` trains them again")
-    if summary.failed:
-        held = (f"; {len(summary.not_started)} not started after a configuration error (--keep-going starts them)"
-                if summary.not_started else "")
-        raise click.ClickException(f"{len(summary.failed)} experiment(s) failed{held}; see the errors above, fix, "
-                                   "and rerun")
+    output.run_outcome(summary)
     output.next_step(f"ffctl analyze {target.uri}/{resolved.name}")
 
 

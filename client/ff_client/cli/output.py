@@ -73,6 +73,20 @@ def plan_table(plan: Plan) -> str:
     return "\n".join(lines)
 
 
+def run_outcome(summary) -> None:
+    """What a finished `ffctl run` left undone, as warnings; failures end it with an error (exit 1)."""
+    for exp_id, holder in summary.busy.items():
+        warn(f"{exp_id} is being trained by {holder}; not started here (rerun when it is done)")
+    if summary.diverged:
+        warn(f"{len(summary.diverged)} experiment(s) are recorded as diverged and were not rerun; "
+             "`ffctl run --retry-diverged` trains them again")
+    if summary.failed:
+        held = (f"; {len(summary.not_started)} not started after a configuration error (--keep-going starts them)"
+                if summary.not_started else "")
+        raise click.ClickException(f"{len(summary.failed)} experiment(s) failed{held}; see the errors above, fix, "
+                                   "and rerun")
+
+
 class Progress:
     """A one-line progress bar on a terminal; one line per event otherwise (logs, CI)."""
 

@@ -16,7 +16,7 @@ from collections import defaultdict
 
 from ff_core.errors import FlopsFitError, StoreError
 from ff_core.layout import sweep_key
-from ff_core.plan import identity_id, plan_sweep, recipe_hash
+from ff_core.plan import POINT_FIELDS, identity_id, plan_sweep, recipe_hash
 from ff_core.results import ResultRecord
 from ff_core.spec import parse_sweep
 from ff_core.store import Store
@@ -46,8 +46,7 @@ def _flat(value, prefix: str = "") -> dict[str, object]:
 def difference(a: dict, b: dict) -> str:
     """What differs between two recipes, e.g. 'training.learning_rate 0.003 vs 0.001'."""
     fa, fb = _flat(a), _flat(b)
-    keys = sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k) and k.split(".")[0] not in ("budget", "knobs",
-                                                                                                   "tokens"))
+    keys = sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k) and k.split(".")[0] not in POINT_FIELDS)
     return "; ".join(f"{k} {fa.get(k)!r} vs {fb.get(k)!r}" for k in keys[:3]) or "their identities"
 
 
