@@ -4,6 +4,7 @@ kmock 0.8 stores objects and merges patches; the gaps that matter to our operato
 here so that kopf and the `kubernetes` client see what a real API server would do:
 - on create: a uid, generation 1, creationTimestamp and resourceVersion;
 - on every write: a new resourceVersion; a patch carrying a stale metadata.resourceVersion is a 409;
+- a JSON patch whose `test` operation fails is a 422 (kopf's finalizer patches rely on it);
 - the status subresource: a patch to .../status changes only status, a patch to the object never does;
 - generation bumps when (and only when) a patch changes spec;
 - garbage collection: deleting an owner deletes its dependents (ownerReferences by uid), as the
@@ -68,6 +69,35 @@ def _selected(labels: dict[str, str], selector: str) -> bool:
     return True
 
 
+class _Conflict(Exception):
+    """A write against a stale resourceVersion."""
+
+
+def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
+    return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code,
+                                      "reason": reason, "message": message}, status=code)
+
+
+def _failed_test(obj: dict, operations: list) -> str | None:
+    """The path of the first JSON-patch `test` operation that does not hold on `obj` (RFC 6902), if any."""
+    for op in operations:
+        if not isinstance(op, dict) or op.get("op") != "test":
+            continue
+        node, missing = obj, False
+        for part in op.get("path", "").split("/")[1:]:
+            part = part.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            elif isinstance(node, dict) and part in node:
+                node = node[part]
+            else:
+                missing = True
+                break
+        if missing or node != op.get("value"):
+            return op.get("path", "")
+    return None
+
+
 class Emulator(kmock.KubernetesEmulator):
     """KubernetesEmulator plus the API-server behaviour listed in the module docstring."""
 
@@ -107,7 +137,16 @@ class Emulator(kmock.KubernetesEmulator):
                 meta.setdefault("creationTimestamp", _now())
                 meta["resourceVersion"] = str(next(_rv))
             elif request.action == kmock.action.UPDATE and request.name is not None:
-                self._prepare_patch(request, key)
+                try:
+                    self._prepare_patch(request, key)
+                except _Conflict:
+                    return _status(409, "Conflict", f'the object has been modified; apply your changes to the '
+                                                    f'latest version ("{request.name}": stale resourceVersion)')
+        if request.action == kmock.action.UPDATE and isinstance(request.data, list) and key in self._objects:
+            failed = _failed_test(self._objects[key].raw, request.data)
+            if failed:
+                return _status(422, "Invalid", f"the server rejected our request due to an error in our request: "
+                                               f"test operation on {failed} failed")
         writes = request.action in (kmock.action.DELETE, kmock.action.UPDATE) and request.name is not None
         owner_uid = self._uid(key) if writes else None
         try:
@@ -147,7 +186,7 @@ class Emulator(kmock.KubernetesEmulator):
         data, meta = request.data, current.get("metadata", {})
         wanted_rv = (data.get("metadata") or {}).get("resourceVersion")
         if wanted_rv and wanted_rv != meta.get("resourceVersion"):
-            raise kmock.KubernetesObjectConflictError()
+            raise _Conflict()
         has_status = request.resource in self.resources and "status" in self.resources[request.resource].subresources
         if request.subresource == "status":
             for field in list(data):

@@ -112,3 +112,31 @@ def test_the_operator_killed_again_and_again_loses_and_duplicates_nothing():
     assert audit["phase"] == "Succeeded" and audit["kills"] == 2, audit
     assert audit["jobs created twice"] == audit["extra attempts"] == audit["lost experiments"] == 0, audit
     assert audit["rows contradicting Jobs"] == 0 and audit["max active"] <= 3, audit
+
+
+def test_the_emulator_answers_conflicts_and_failed_patch_tests_as_an_api_server_does(cluster):  # noqa: F811
+    """A stale resourceVersion is a 409 (kopf and clients retry on it), a failed JSON-patch test a 422."""
+    from test_operator import GROUP, NS, PLURAL, VERSION, sweep_body
+
+    c, operator = cluster
+    operator.stop()
+    api = kubernetes.client.CustomObjectsApi()
+    body = sweep_body() | {"metadata": {"name": "unit", "namespace": NS, "finalizers": ["example.com/hold"]}}
+    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, body)
+    with pytest.raises(kubernetes.client.ApiException) as stale:
+        api.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "unit",
+                                           {"metadata": {"resourceVersion": "999999"}, "spec": {"pointsPerBudget": 4}})
+    assert stale.value.status == 409
+    client = kubernetes.client.ApiClient()
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}/unit"
+    patch = [{"op": "test", "path": "/metadata/finalizers", "value": ["someone/else"]},
+             {"op": "remove", "path": "/metadata/finalizers/0"}]
+    with pytest.raises(kubernetes.client.ApiException) as failed:
+        client.call_api(path, "PATCH", body=patch, header_params={"Content-Type": "application/json-patch+json"},
+                        auth_settings=[], _preload_content=False)
+    assert failed.value.status == 422
+    patch[0]["value"] = ["example.com/hold"]
+    client.call_api(path, "PATCH", body=patch, header_params={"Content-Type": "application/json-patch+json"},
+                    auth_settings=[], _preload_content=False)
+    assert "finalizers" not in api.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "unit")["metadata"] or \
+        api.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "unit")["metadata"]["finalizers"] == []

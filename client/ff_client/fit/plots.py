@@ -9,11 +9,20 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 from ff_client.fit.approaches.isoflop import IsoflopFit  # noqa: E402
 
 _STYLE = {"font.size": 10, "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
           "grid.alpha": 0.3, "savefig.dpi": 150, "savefig.bbox": "tight"}
+
+
+def _counts_axis(axis) -> None:
+    """A log axis of counts (N, D) labelled 3k, 5k, 10k ... at 1, 2 and 5 per decade: no crowded 3x10^3 labels."""
+    axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_minor_locator(ticker.LogLocator(subs=np.arange(2, 10) / 1.0))
+    axis.set_major_formatter(ticker.EngFormatter(sep=""))
+    axis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _budget_colors(count: int):
@@ -34,6 +43,7 @@ def plot_isoflop(fit: IsoflopFit, path: Path) -> Path:
                 marker = "*" if curve.interior else "x"
                 ax.scatter([curve.n_opt], [curve.l_opt], marker=marker, s=140, color=color, edgecolor="black", zorder=4)
         ax.set_xscale("log")
+        _counts_axis(ax.xaxis)
         ax.set_xlabel("parameters N")
         ax.set_ylabel("held-out loss")
         ax.set_title("IsoFLOP curves (star: fitted minimum)")
@@ -114,6 +124,8 @@ def plot_contours(analysis, path: Path) -> Path:
         ax.scatter(n, d, c="white", edgecolor="black", s=18, zorder=3, label="experiments")
         ax.set(xscale="log", yscale="log", xlim=(grid_n[0], grid_n[-1]), ylim=(grid_d[0], grid_d[-1]),
                xlabel="parameters N", ylabel="tokens D", title="Parametric fit (dotted: isoFLOP lines)")
+        _counts_axis(ax.xaxis)
+        _counts_axis(ax.yaxis)
         ax.legend(frameon=False, fontsize=8, loc="upper right")
         fig.savefig(path)
         plt.close(fig)
@@ -138,6 +150,7 @@ def plot_residuals(analysis, path: Path) -> Path:
                        label="flagged outlier (kept)")
         ax.axhline(0, color="black", lw=0.8)
         ax.set(xscale="log", xlabel="parameters N", ylabel="ln L - ln L_fit", title="Parametric fit residuals")
+        _counts_axis(ax.xaxis)
         ax.legend(frameon=False, fontsize=7)
         fig.savefig(path)
         plt.close(fig)
