@@ -16,6 +16,7 @@ from ff_client.cluster import connection as cluster, views
 from ff_client.cluster.validate import validate
 from ff_client.sweeps import load_resolved
 from ff_core.plan import plan_sweep
+from ff_core.status import TERMINAL_PHASES
 
 
 def cluster_options(fn):
@@ -79,10 +80,10 @@ def _render(connection, name: str | None, as_json: bool) -> tuple[str, bool]:
         sweeps = cluster.list_sweeps(connection)
         text = json.dumps([views.sweep_json(s) for s in sweeps], indent=1) if as_json else \
             views.sweeps_table(sweeps, now)
-        return text, all((s.get("status") or {}).get("phase") in views.TERMINAL_PHASES for s in sweeps)
+        return text, all((s.get("status") or {}).get("phase") in TERMINAL_PHASES for s in sweeps)
     sweep = cluster.get_sweep(connection, name)
     text = json.dumps(views.sweep_json(sweep), indent=1) if as_json else views.sweep_detail(sweep, now)
-    return text, (sweep.get("status") or {}).get("phase") in views.TERMINAL_PHASES
+    return text, (sweep.get("status") or {}).get("phase") in TERMINAL_PHASES
 
 
 @click.command()

@@ -13,7 +13,7 @@ from ff_client.text import aligned, human
 from ff_core.errors import FlopsFitError
 from ff_core.plan import plan_sweep
 from ff_core.spec import manifest_of, parse_sweep
-from ff_core.status import NOTEWORTHY, TERMINAL_PHASES, ExperimentRow, experiment_rows as status_rows
+from ff_core.status import NOTEWORTHY, ExperimentRow, experiment_rows as status_rows
 
 
 

@@ -20,7 +20,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 from scipy.optimize import brentq
 
 from ff_client.fit.analysis import Analysis
