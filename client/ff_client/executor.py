@@ -18,7 +18,8 @@ from ff_core import exit_codes
 from ff_core.plan import Experiment, Plan
 from ff_core.layout import LOGS, checkpoint_key, lock_key, plan_key, result_key, sweep_key
 from ff_core.spec import ScalingSweep
-from ff_core.store import FileStore, Store
+from ff_core.errors import StoreError
+from ff_core.store import FileStore, MissingKey, Store
 
 GRACE_SECONDS = 30  # after Ctrl-C, how long trainers get to checkpoint before they are killed
 
@@ -134,9 +135,14 @@ def _pending(sweep: ScalingSweep, plan: Plan, store: Store, summary: RunSummary,
     queue = []
     for experiment in plan.experiments:
         key = result_key(sweep.name, experiment.id)
-        if not store.exists(key):
+        try:
+            status = store.get_json(key).get("status")  # one read per finished experiment, none more
+        except MissingKey:
             queue.append(experiment)
-        elif store.get_json(key).get("status") == "diverged":
+            continue
+        except StoreError:
+            status = None  # unreadable: finished, and `ffctl analyze` names it
+        if status == "diverged":
             if retry_diverged:
                 store.delete(key)
                 store.delete(checkpoint_key(sweep.name, experiment.id))
