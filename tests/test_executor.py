@@ -74,17 +74,16 @@ def test_failed_experiment_is_reported_with_its_log(tiny_manifest, write_sweep, 
     tiny_manifest["spec"]["model"]["plugin"] = "helper_plugins:GPTNarrowOnly"  # sizes s and m fail to build (exit 3)
     tiny_manifest["spec"]["budgets"] = [6.0e8]
     env = dict(os.environ, NO_COLOR="1", PYTHONPATH=str(Path(__file__).resolve().parent))
-    proc = ffctl("run", str(write_sweep(tiny_manifest)), "--store", f"file://{tmp_path}/s", "--workers", "2", env=env)
+    proc = ffctl("run", str(write_sweep(tiny_manifest)), "--store", f"file://{tmp_path}/s", env=env)  # one at a time
     assert proc.returncode == 1
     assert "failed  " in proc.stderr and "exit 3" in proc.stderr
-    # a configuration error stops new starts: xs trained, s failed beside it, m never started
+    # a configuration error stops new starts: xs trained, s failed after it, m never started
     assert "1 experiment(s) failed; 1 not started after a configuration error (--keep-going starts them)" in proc.stderr
     assert "bad configuration or plugin (exit 3): error:" in proc.stderr  # the trainer's own first error line
     assert "wider than 16 are not built here" in proc.stderr  # ... shown without opening the log
     log = next(p for p in (tmp_path / "s" / "unit" / "logs").glob("*.log") if "error:" in p.read_text())
     assert "wider than 16 are not built here" in log.read_text()
-    going = ffctl("run", str(write_sweep(tiny_manifest)), "--store", f"file://{tmp_path}/s", "--workers", "2",
-                  "--keep-going", env=env)
+    going = ffctl("run", str(write_sweep(tiny_manifest)), "--store", f"file://{tmp_path}/s", "--keep-going", env=env)
     assert going.returncode == 1 and "2 experiment(s) failed;" in going.stderr and "not started" not in going.stderr
 
 
