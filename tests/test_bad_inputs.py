@@ -15,6 +15,11 @@ from ff_client.cli import main
 from synthetic import isoflop_points, record_for
 
 
+def _refused(result, named: str, case: str, code: int = 1) -> None:
+    """The command exited `code` with a message naming `named`, and no traceback."""
+    assert result.exit_code == code and named in result.output and "Traceback" not in result.output, (case, result.output)
+
+
 def _set(path: str, value):
     def mutate(manifest: dict) -> dict:
         node, keys = manifest, path.split(".")
@@ -120,7 +125,7 @@ TEXTS = [  # sweep files broken as text: (case, file name, text, what the messag
 def test_broken_sweep_files_are_refused(case, name, text, named, tmp_path):
     (tmp_path / name).write_text(text)
     result = CliRunner().invoke(main, ["plan", str(tmp_path / name)])
-    assert result.exit_code == 1 and named in result.output and "Traceback" not in result.output, (case, result.output)
+    _refused(result, named, case)
 
 
 POINTS = [  # (case, file name, content, what the message must name)
@@ -144,7 +149,7 @@ POINTS = [  # (case, file name, content, what the message must name)
 def test_bad_points_files_are_refused_naming_row_and_column(case, name, content, named, tmp_path):
     (tmp_path / name).write_text(content)
     result = CliRunner().invoke(main, ["analyze", "--data", str(tmp_path / name), "--bootstrap", "0"])
-    assert result.exit_code == 1 and named in result.output and "Traceback" not in result.output, (case, result.output)
+    _refused(result, named, case)
 
 
 def _store(tmp_path, records: dict[str, dict | str]) -> str:
@@ -254,7 +259,7 @@ def test_plugin_mistakes_are_caught_by_plan_before_any_job(case, field, value, n
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(yaml.safe_dump(_set(field, value)(copy.deepcopy(TINY))))
     result = CliRunner().invoke(main, ["plan", str(sweep)])
-    assert result.exit_code == 1 and named in result.output and "Traceback" not in result.output, (case, result.output)
+    _refused(result, named, case)
 
 
 def test_a_laptop_without_the_plugins_still_plans_a_sweep_with_its_counts(tmp_path):
@@ -281,7 +286,7 @@ def test_fields_kubernetes_or_s3_would_refuse_are_refused_at_plan(case, mutate, 
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(yaml.safe_dump(mutate(copy.deepcopy(TINY))))
     result = CliRunner().invoke(main, ["plan", str(sweep)])
-    assert result.exit_code == 1 and named in result.output and "Traceback" not in result.output, (case, result.output)
+    _refused(result, named, case)
 
 
 def test_quantities_kubernetes_accepts_are_accepted(tmp_path):

@@ -55,6 +55,11 @@ class Analysis:
         return report_json(self)
 
 
+def _without(points: tuple[Point, ...], dropped: list[tuple[Point, str]]) -> tuple[Point, ...]:
+    gone = {id(p) for p, _ in dropped}
+    return tuple(p for p in points if id(p) not in gone) if gone else points
+
+
 def _screen(points: tuple[Point, ...], settings: Settings):
     """(points kept, exclusions, outlier flags, the parametric fit of the points kept when it was made here).
 
@@ -62,9 +67,9 @@ def _screen(points: tuple[Point, ...], settings: Settings):
     flagged, and excluded only with settings.exclude_outliers (ff_client.fit.outliers).
     """
     broken = untrained(points)
-    broken += non_monotone(tuple(p for p in points if all(p is not b for b, _ in broken)), sweep_noise(points))
+    broken += non_monotone(_without(points, broken), sweep_noise(points))
     implausible = [Exclusion(p.label, why) for p, why in broken]
-    plausible = tuple(p for p in points if all(p is not b for b, _ in broken))
+    plausible = _without(points, broken)
     fit = fit_parametric(plausible, settings.delta)
     flags = [Flag(p, z, settings.exclude_outliers) for p, z in (flag_outliers(plausible, fit) if fit else [])]
     if not settings.exclude_outliers or not flags:

@@ -26,10 +26,6 @@ class ConstrainedFit:
     surface: ParametricFit  # fitted on effective tokens D'
     repeated_points: int
 
-    def predict(self, compute: float) -> dict[str, float]:
-        """With fresh data (no repetition) the law is the surface's own allocation."""
-        return self.surface.predict(compute)
-
 
 def effective_tokens(tokens: float, unique: float, r_star: float) -> float:
     if unique >= tokens:
