@@ -78,13 +78,13 @@ def test_failed_experiment_is_reported_with_its_log(tiny_manifest, write_sweep, 
     assert proc.returncode == 1
     assert "failed  " in proc.stderr and "exit 3" in proc.stderr
     # a configuration error stops new starts: xs trained, s failed after it, m never started
-    assert "1 experiment(s) failed; 1 not started after a configuration error (--keep-going starts them)" in proc.stderr
+    assert "1 step(s) failed; 1 not started (--keep-going starts those held back by a configuration error" in proc.stderr
     assert "bad configuration or plugin (exit 3): error:" in proc.stderr  # the trainer's own first error line
     assert "wider than 16 are not built here" in proc.stderr  # ... shown without opening the log
     log = next(p for p in (tmp_path / "s" / "unit" / "logs").glob("*.log") if "error:" in p.read_text())
     assert "wider than 16 are not built here" in log.read_text()
     going = ffctl("run", str(write_sweep(tiny_manifest)), "--store", f"file://{tmp_path}/s", "--keep-going", env=env)
-    assert going.returncode == 1 and "2 experiment(s) failed;" in going.stderr and "not started" not in going.stderr
+    assert going.returncode == 1 and "2 step(s) failed;" in going.stderr and "not started" not in going.stderr
 
 
 def test_run_and_analyze_through_s3(tiny_manifest, write_sweep, tmp_path, s3_endpoint):

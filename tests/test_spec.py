@@ -54,7 +54,7 @@ BAD = [
     ("spec.trainig", {}, "spec.trainig: unknown field; remove it or check its spelling"),
     ("spec.training.globalBatchTokens", 500, "globalBatchTokens (500) must be a multiple of sequenceLength (32)"),
     ("spec.training.learningRate", 0, "spec.training.learningRate: Input should be greater than 0"),
-    ("spec.training.schedule", "step", "spec.training.schedule: Input should be 'cosine', 'linear' or 'constant'"),
+    ("spec.training.schedule", "step", "spec.training.schedule: Input should be 'cosine', 'linear', 'constant' or 'wsd'"),
     ("spec.tokensPerParam", {"min": 50, "max": 10}, "spec.tokensPerParam: min (50) must be below max (10)"),
     ("spec.pointsPerBudget", 2, "spec.pointsPerBudget: Input should be greater than or equal to 3"),
     ("spec.storage", {"uri": "gs://bucket"}, "spec.storage.uri: 'gs://bucket' must start with file:// or s3://"),

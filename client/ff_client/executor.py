@@ -1,4 +1,8 @@
-"""The local executor: every experiment of the plan as its own trainer process, K at a time, resumable."""
+"""The local executor: every step of the plan as its own trainer process, K at a time, resumable.
+
+A step is an experiment, or with schedule wsd a trunk segment or a branch (ff_core.steps): a step starts
+once the steps it waits for are done, and a step that failed holds back the ones that wait for it.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ff_core import exit_codes
-from ff_core.plan import Experiment, Plan
-from ff_core.layout import LOGS, checkpoint_key, lock_key, plan_key, result_key, sweep_key
+from ff_core.plan import Plan
+from ff_core.layout import LOGS, checkpoint_key, lock_key, plan_key, result_key, sweep_key, trunk_checkpoint_key
 from ff_core.spec import ScalingSweep
 from ff_core.errors import StoreError
+from ff_core.steps import SEGMENT, Step, plan_steps
 from ff_core.store import FileStore, MissingKey, Store
 
 GRACE_SECONDS = 30  # after Ctrl-C, how long trainers get to checkpoint before they are killed
@@ -27,7 +32,7 @@ GRACE_SECONDS = 30  # after Ctrl-C, how long trainers get to checkpoint before t
 @dataclass
 class Event:
     kind: str  # "start" | "done" | "failed" | "skipped" | "retry" (a diverged result, rerun on request)
-    experiment: Experiment
+    step: Step
     exit_code: int | None = None
     log: Path | None = None
 
@@ -37,7 +42,7 @@ class RunSummary:
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, int] = field(default_factory=dict)  # id -> exit code
-    not_started: list[str] = field(default_factory=list)  # left after a configuration error (no --keep-going)
+    not_started: list[str] = field(default_factory=list)  # after a configuration error, or waiting on a failed step
     busy: dict[str, str] = field(default_factory=dict)  # id -> who trains it now (another ffctl)
     diverged: list[str] = field(default_factory=list)  # recorded as diverged, not rerun (no --retry-diverged)
     logs: dict[str, Path] = field(default_factory=dict)
@@ -108,16 +113,16 @@ def log_dir(store: Store, sweep: str) -> Path:
     return root / sweep / LOGS
 
 
-def _launch(experiment: Experiment, sweep_file: Path, store: Store, threads: int, log: Path) -> subprocess.Popen:
+def _launch(step: Step, sweep_file: Path, store: Store, threads: int, log: Path) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    cmd = [sys.executable, "-m", "ff_trainer", "--sweep", str(sweep_file), "--experiment", experiment.id,
+    cmd = [sys.executable, "-m", "ff_trainer", "--sweep", str(sweep_file), "--experiment", step.id,
            "--store", store.uri]
     with open(log, "ab") as handle:
         # A session of its own: Ctrl-C reaches only us, and we stop trainers gently with SIGTERM.
         return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def _stop_all(running: dict[str, tuple[subprocess.Popen, Experiment]]) -> None:
+def _stop_all(running: dict[str, tuple[subprocess.Popen, Step]]) -> None:
     for proc, _ in running.values():
         proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + GRACE_SECONDS
@@ -128,45 +133,67 @@ def _stop_all(running: dict[str, tuple[subprocess.Popen, Experiment]]) -> None:
             proc.kill()
 
 
-def _pending(sweep: ScalingSweep, plan: Plan, store: Store, summary: RunSummary, retry_diverged: bool,
-             on_event: Callable[[Event], None], clean_checkpoints: bool = False) -> list[Experiment]:
-    """The experiments to train: those without a result, and diverged ones when asked to rerun them; the
-    checkpoints of finished ones are removed when asked (the result is all an analysis reads)."""
-    queue = []
-    for experiment in plan.experiments:
-        key = result_key(sweep.name, experiment.id)
+def _finished(sweep: ScalingSweep, steps: tuple[Step, ...], store: Store, summary: RunSummary,
+              retry_diverged: bool, on_event: Callable[[Event], None], clean_checkpoints: bool) -> set[str]:
+    """The steps already done: experiments with a result (diverged ones unless asked to rerun them; their
+    result and checkpoint then go), and trunk segments whose checkpoint is in the store. The checkpoints of
+    finished experiments are removed when asked (the result is all an analysis reads)."""
+    done = set()
+    for step in steps:
+        if step.kind == SEGMENT:
+            if store.exists(trunk_checkpoint_key(sweep.name, step.trunk, step.end)):
+                done.add(step.id)
+            continue
+        key = result_key(sweep.name, step.id)
         try:
             status = store.get_json(key).get("status")  # one read per finished experiment, none more
         except MissingKey:
-            queue.append(experiment)
             continue
         except StoreError:
             status = None  # unreadable: finished, and `ffctl analyze` names it
+        if status == "diverged" and retry_diverged:
+            store.delete(key)
+            store.delete(checkpoint_key(sweep.name, step.id))
+            on_event(Event("retry", step))
+            continue
         if status == "diverged":
-            if retry_diverged:
-                store.delete(key)
-                store.delete(checkpoint_key(sweep.name, experiment.id))
-                on_event(Event("retry", experiment))
-                queue.append(experiment)
-            else:
-                summary.diverged.append(experiment.id)
-                summary.skipped.append(experiment.id)
-                on_event(Event("skipped", experiment))
-        else:
-            summary.skipped.append(experiment.id)
-            on_event(Event("skipped", experiment))
-            if clean_checkpoints:
-                store.delete(checkpoint_key(sweep.name, experiment.id))
-    return queue
+            summary.diverged.append(step.id)
+        done.add(step.id)
+        summary.skipped.append(step.id)
+        on_event(Event("skipped", step))
+        if clean_checkpoints:
+            store.delete(checkpoint_key(sweep.name, step.id))
+    return done
+
+
+def _needed(steps: tuple[Step, ...], done: set[str]) -> list[Step]:
+    """The steps to run, in plan order: every unfinished experiment, and the segments some of them wait for
+    (a trunk whose branches are all finished is not trained again, even if its checkpoints were cleaned)."""
+    wanted: set[str] = set()
+    for step in reversed(steps):
+        if step.id not in done and (step.kind != SEGMENT or step.id in wanted):
+            wanted.add(step.id)
+            wanted.update(a for a in step.after if a not in done)
+    return [s for s in steps if s.id in wanted]
+
+
+def _clean_trunks(sweep: ScalingSweep, steps: tuple[Step, ...], store: Store, done: set[str]) -> None:
+    """With every step done, no branch needs a trunk checkpoint any more."""
+    if all(s.id in done for s in steps):
+        for step in steps:
+            if step.kind == SEGMENT:
+                store.delete(trunk_checkpoint_key(sweep.name, step.trunk, step.end))
 
 
 def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
              on_event: Callable[[Event], None] = lambda e: None, keep_going: bool = False,
              retry_diverged: bool = False, clean_checkpoints: bool = False) -> RunSummary:
-    """Train every experiment without a result, `workers` at a time; Ctrl-C stops them cleanly.
+    """Run every step without a result, `workers` at a time, each once the steps it waits for are done;
+    Ctrl-C stops them cleanly.
 
     After a configuration error (a trainer's exit 3: the sweep or a plugin is wrong, so the rest would fail
-    the same way) no new experiment starts unless `keep_going`; the running ones finish.
+    the same way) no new step starts unless `keep_going`; the running ones finish. Steps that wait for a
+    failed step are not started.
     """
     began = time.monotonic()
     summary = RunSummary()
@@ -174,47 +201,56 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
     store.put_json(plan_key(sweep.name, plan.hash), sweep.to_manifest())  # every plan that trained here
     logs = log_dir(store, sweep.name)
     logs.mkdir(parents=True, exist_ok=True)
-    queue = _pending(sweep, plan, store, summary, retry_diverged, on_event, clean_checkpoints)
+    steps = plan_steps(sweep, plan)
+    done = _finished(sweep, steps, store, summary, retry_diverged, on_event, clean_checkpoints)
+    queue = _needed(steps, done)
+    failed: set[str] = set()
     threads = max(1, (os.cpu_count() or 1) // workers)
-    running: dict[str, tuple[subprocess.Popen, Experiment]] = {}
+    running: dict[str, tuple[subprocess.Popen, Step]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         sweep_file = Path(tmp) / "sweep.json"  # the resolved sweep (nParams filled), as the trainer reads it
         sweep_file.write_text(json.dumps(sweep.to_manifest()))
         try:
-            while queue or running:
-                while queue and len(running) < workers:
-                    experiment = queue.pop(0)
-                    holder = claim(store, sweep.name, experiment.id)
+            while running or any(set(s.after) <= done for s in queue):
+                for step in [s for s in queue if set(s.after) <= done][: workers - len(running)]:
+                    queue.remove(step)
+                    holder = claim(store, sweep.name, step.id)
                     if holder is not None:
-                        summary.busy[experiment.id] = holder
+                        summary.busy[step.id] = holder
                         continue
-                    log = logs / f"{experiment.id}.log"
-                    running[experiment.id] = (_launch(experiment, sweep_file, store, threads, log), experiment)
-                    summary.logs[experiment.id] = log
-                    on_event(Event("start", experiment, log=log))
-                for exp_id, (proc, experiment) in list(running.items()):
+                    log = logs / f"{step.id}.log"
+                    running[step.id] = (_launch(step, sweep_file, store, threads, log), step)
+                    summary.logs[step.id] = log
+                    on_event(Event("start", step, log=log))
+                for step_id, (proc, step) in list(running.items()):
                     code = proc.poll()
                     if code is None:
                         continue
-                    del running[exp_id]
-                    release(store, sweep.name, exp_id)
+                    del running[step_id]
+                    release(store, sweep.name, step_id)
                     if code == exit_codes.DONE:
-                        summary.trained.append(exp_id)
+                        done.add(step_id)
+                        if step.kind != SEGMENT:
+                            summary.trained.append(step_id)
                         if clean_checkpoints:
-                            store.delete(checkpoint_key(sweep.name, exp_id))
-                        on_event(Event("done", experiment, code, summary.logs[exp_id]))
+                            store.delete(checkpoint_key(sweep.name, step_id))
+                        on_event(Event("done", step, code, summary.logs[step_id]))
                     else:
-                        summary.failed[exp_id] = code
-                        on_event(Event("failed", experiment, code, summary.logs[exp_id]))
+                        summary.failed[step_id] = code
+                        failed.add(step_id)
+                        on_event(Event("failed", step, code, summary.logs[step_id]))
                         if code == exit_codes.BAD_CONFIG and not keep_going:
-                            summary.not_started += [e.id for e in queue]
+                            summary.not_started += [s.id for s in queue]
                             queue.clear()
                 time.sleep(0.1)
+            summary.not_started += [s.id for s in queue]  # each waits, directly or not, for a failed step
         except KeyboardInterrupt:
             _stop_all(running)
-            for exp_id in running:
-                release(store, sweep.name, exp_id)
+            for step_id in running:
+                release(store, sweep.name, step_id)
             raise
         finally:
             summary.seconds = time.monotonic() - began
+    if clean_checkpoints:
+        _clean_trunks(sweep, steps, store, done)
     return summary

@@ -39,6 +39,11 @@ def checkpoint_key(sweep: str, experiment: str) -> str:
     return f"{sweep}/{experiment}/checkpoint/latest.pt"
 
 
+def trunk_checkpoint_key(sweep: str, trunk: str, step: int) -> str:
+    """A WSD trunk's state at optimizer step `step`: what its next segment and its branches start from."""
+    return f"{sweep}/trunks/{trunk}/step-{step}.pt"
+
+
 def lock_key(sweep: str, experiment: str) -> str:
     return f"{sweep}/{experiment}/trainer.lock"
 

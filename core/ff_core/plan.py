@@ -76,7 +76,7 @@ def experiment_identity(spec: SweepSpec, budget: float, size: SizeEntry, tokens:
         "tokens": tokens,
         "data": spec.data.model_dump(mode="json"),
         "loss": spec.loss.model_dump(mode="json"),
-        "training": spec.training.model_dump(mode="json", exclude=_IDENTITY_EXCLUDED),
+        "training": spec.training.model_dump(mode="json", exclude=_IDENTITY_EXCLUDED | spec.training.unused()),
     }
 
 

@@ -40,6 +40,8 @@ class ResultRecord(BaseModel):
     untrained_loss: float | None = Field(default=None, description="the loss of a model that learned nothing (uniform "
                                          "over the data's alphabet, e.g. ln 256 for bytes), where the data plugin knows it")
     flops: dict[str, float] = Field(description="training FLOPs by counting method, e.g. {'6nd': ...}")
+    branch_tokens: int | None = Field(default=None, description="schedule wsd: the tokens at which this run left its "
+                                      "trunk (constant learning rate) to cool down; the trunk's training is shared")
 
     @field_validator("flops")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -89,8 +90,13 @@ class Training(_Model):
     micro_batch_size: int | None = Field(default=None, gt=0, description="sequences per forward pass")
     learning_rate: float = Field(default=1e-3, gt=0, le=1.0)
     warmup_fraction: float = Field(default=0.05, ge=0, lt=1)
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_tokens: int | None = Field(default=None, ge=0, description=(
+        "warmup length in tokens, the same for every token count (overrides warmupFraction); schedule wsd needs it"))
+    schedule: Literal["cosine", "linear", "constant", "wsd"] = "cosine"
     min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
+    cooldown_fraction: float = Field(default=0.2, gt=0, lt=1, description=(
+        "schedule wsd: the share of each run's steps spent cooling the learning rate down to 0"))
+    cooldown_shape: Literal["linear", "1-sqrt"] = Field(default="1-sqrt", description="schedule wsd: the cooldown's shape")
     weight_decay: float = Field(default=0.1, ge=0)
     grad_clip: float | None = Field(default=1.0, gt=0)
     seed: int = Field(default=0, ge=0)
@@ -109,9 +115,47 @@ class Training(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _wsd_warmup(self) -> Training:
+        if self.schedule == "wsd" and self.warmup_tokens is None:
+            raise ValueError(
+                "schedule wsd needs warmupTokens: the runs of one size share their warmup and constant phase, so "
+                "the warmup cannot be a fraction of each run's length (e.g. warmupTokens: 5% of the smallest "
+                "token count)")
+        return self
+
     @property
     def global_batch_sequences(self) -> int:
         return self.global_batch_tokens // self.sequence_length
+
+    def warmup_steps(self, steps: int) -> int:
+        """Optimizer steps of warmup in a run of `steps` steps."""
+        if self.warmup_tokens is not None:
+            return math.ceil(self.warmup_tokens / self.global_batch_tokens)
+        return math.ceil(self.warmup_fraction * steps)
+
+    def log_every(self, steps: int) -> int:
+        """Steps between loss-curve points. WSD runs log on a grid that does not depend on their length (the
+        warmup's), so a branch's curve is the same as an uninterrupted run's; the record keeps logPoints."""
+        if self.schedule == "wsd":
+            return max(1, self.warmup_steps(steps))
+        return max(1, steps // self.log_points)
+
+    def cooldown_start(self, steps: int) -> int:
+        """schedule wsd: the step where a run of `steps` steps leaves its trunk (constant LR) and cools down."""
+        return steps - max(1, round(self.cooldown_fraction * steps))
+
+    def unused(self) -> set[str]:
+        """Fields (python names) that do not change what this schedule computes: left out of experiment ids,
+        so adding a knob never changes the ids of sweeps that do not use it."""
+        unused = set() if self.schedule == "wsd" else {"cooldown_fraction", "cooldown_shape"}
+        if self.schedule == "wsd":
+            unused.add("min_lr_ratio")  # a WSD cooldown ends at 0
+        if self.warmup_tokens is None:
+            unused.add("warmup_tokens")
+        else:
+            unused.add("warmup_fraction")
+        return unused
 
     def batch_split(self, processes: int) -> tuple[int, int]:
         """(sequences per micro-batch, accumulation steps) of each of `processes` processes; ValueError saying

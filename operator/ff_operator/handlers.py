@@ -21,6 +21,7 @@ from ff_core.plan import Plan, plan_sweep
 from ff_core.spec import ScalingSweep, manifest_of, parse_sweep
 from ff_core.crd import GROUP, LABEL_EXPERIMENT, LABEL_SWEEP, PLURAL, VERSION
 from ff_core.status import INVALID, VALID
+from ff_core.steps import require_one_step_per_experiment
 from ff_operator.jobs import build_job, build_service
 from ff_operator.reconcile import ObservedJob, observe, reconcile
 
@@ -42,6 +43,7 @@ def _planned(manifest: str) -> tuple[ScalingSweep, Plan]:
     """Parse and plan, once per distinct manifest: the plan of a 1,000-experiment sweep costs ~20 ms."""
     data = json.loads(manifest)
     sweep = parse_sweep(data, f"{data['metadata']['namespace']}/{data['metadata']['name']}")
+    require_one_step_per_experiment(sweep)
     return sweep, plan_sweep(sweep)
 
 

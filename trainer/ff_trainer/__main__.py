@@ -1,4 +1,4 @@
-"""`python -m ff_trainer --sweep FILE --experiment ID [--store URI]` (also under torchrun)."""
+"""`python -m ff_trainer --sweep FILE --experiment ID [--store URI]` (also under torchrun); ID may be a step."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ff_trainer", description="Train one experiment of a ScalingSweep.")
     parser.add_argument("--sweep", required=True,
                         help="the sweep file (YAML or JSON), or env:NAME to read its JSON from that variable (Jobs)")
-    parser.add_argument("--experiment", required=True, help="experiment id, as `ffctl plan` lists them")
+    parser.add_argument("--experiment", "--step", dest="experiment", required=True,
+                        help="experiment id, or a WSD trunk segment's id, as `ffctl plan` lists them")
     parser.add_argument("--store", help="result store URI; default: the sweep's spec.storage.uri")
     args = parser.parse_args(argv)
     try:

@@ -14,9 +14,10 @@ import torch
 from ff_core import exit_codes
 from ff_core.flops import training_flops
 from ff_core.plan import Experiment, plan_sweep
-from ff_core.layout import checkpoint_key, result_key
+from ff_core.layout import checkpoint_key, result_key, trunk_checkpoint_key
 from ff_core.results import ResultRecord
 from ff_core.spec import ScalingSweep
+from ff_core.steps import BRANCH, SEGMENT, Step, find_step, plan_steps
 from ff_core.store import Store
 from ff_trainer.checkpoint import Checkpointer
 from ff_trainer.errors import ConfigError
@@ -86,7 +87,7 @@ def flops_by_method(sweep: ScalingSweep, experiment: Experiment, model_plugin, m
 
 def make_record(sweep: ScalingSweep, experiment: Experiment, outcome: Outcome, non_embedding: int,
                 world: World, flops: dict[str, float], unique_tokens: int | None = None,
-                untrained_loss: float | None = None) -> ResultRecord:
+                untrained_loss: float | None = None, branch_tokens: int | None = None) -> ResultRecord:
     device = _device_name(world)
     # MFU from the most faithful count available: measured, then the model's own, then 6ND.
     best = next(flops[m] for m in ("measured", "model", "plugin", "6nd") if m in flops) / experiment.tokens
@@ -94,7 +95,8 @@ def make_record(sweep: ScalingSweep, experiment: Experiment, outcome: Outcome, n
         sweep=sweep.name, experiment=experiment.id, budget=experiment.budget, size=experiment.size,
         knobs=experiment.knobs, identity=experiment.identity, n_params=experiment.n_params,
         n_params_non_embedding=non_embedding,
-        tokens=experiment.tokens, unique_tokens=unique_tokens, untrained_loss=untrained_loss, flops=flops, status=outcome.status, final_loss=outcome.final_loss,
+        tokens=experiment.tokens, unique_tokens=unique_tokens, untrained_loss=untrained_loss, flops=flops,
+        branch_tokens=branch_tokens, status=outcome.status, final_loss=outcome.final_loss,
         eval_loss=outcome.eval_loss, loss_curve=outcome.curve, tokens_per_second=outcome.tokens_per_second,
         mfu=mfu(best, outcome.tokens_per_second, device, world.world_size), wall_seconds=outcome.train_seconds,
         world_size=world.world_size, device=device, seed=sweep.spec.training.seed, versions=_versions(),
@@ -125,41 +127,85 @@ def _oom_message(cfg, world: World) -> str:
             "global batch) or the sequence length")
 
 
-def _train_and_record(sweep: ScalingSweep, experiment: Experiment, store: Store, world: World, plugins: tuple,
-                      model, non_embedding: int, stop: StopFlag) -> ResultRecord:
-    """Measure FLOPs, train (resuming from a checkpoint), and build the result record."""
+def _train_step(sweep: ScalingSweep, step: Step, store: Store, world: World, plugins: tuple, model,
+                stop: StopFlag) -> tuple[Outcome, float | None]:
+    """Measure FLOPs, then train the step (resuming from its checkpoint; a branch from its trunk's)."""
     model_plugin, data, loss_fn = plugins
     cfg = sweep.spec.training
-    ckpt = Checkpointer(store, checkpoint_key(sweep.name, experiment.id), world.is_main)
+    ckpt = Checkpointer(store, checkpoint_key(sweep.name, step.id), world.is_main)
+    trunk = (lambda at: Checkpointer(store, trunk_checkpoint_key(sweep.name, step.trunk, at), world.is_main))
+    initial = trunk(step.start) if step.kind in (SEGMENT, BRANCH) and step.start > 0 else None
     model.to(world.device)
     try:
-        measured = _measure(model, data, loss_fn, sweep, world)
+        measured = _measure(model, data, loss_fn, sweep, world)  # before training in every step: the same RNG use
         groups = model_plugin.param_groups(model) if hasattr(model_plugin, "param_groups") else None
-        outcome = train(model, data, loss_fn, cfg, experiment.steps, world, ckpt, groups, stop)
+        if step.kind == SEGMENT:
+            return train(model, data, loss_fn, cfg, None, world, ckpt, groups, stop, until=step.end,
+                         initial=initial, output=trunk(step.end)), measured
+        return train(model, data, loss_fn, cfg, step.end, world, ckpt, groups, stop, initial=initial), measured
     except torch.cuda.OutOfMemoryError:
         raise ConfigError(_oom_message(cfg, world)) from None
+
+
+def _train_and_record(sweep: ScalingSweep, step: Step, store: Store, world: World, plugins: tuple,
+                      model, non_embedding: int, stop: StopFlag) -> ResultRecord:
+    """Train the run or branch and build its result record."""
+    model_plugin, data, _ = plugins
+    cfg, experiment = sweep.spec.training, step.experiment
+    outcome, measured = _train_step(sweep, step, store, world, plugins, model, stop)
     flops = flops_by_method(sweep, experiment, model_plugin, measured)
     unique = data.unique_tokens("train", cfg.sequence_length) if hasattr(data, "unique_tokens") else None
     untrained = float(data.untrained_loss()) if hasattr(data, "untrained_loss") else None
-    return make_record(sweep, experiment, outcome, non_embedding, world, flops, unique, untrained)
+    branch = step.start * cfg.global_batch_tokens if step.kind == BRANCH else None
+    return make_record(sweep, experiment, outcome, non_embedding, world, flops, unique, untrained, branch)
 
 
-def run_experiment(sweep: ScalingSweep, experiment_id: str, store: Store) -> int:
-    """Train one experiment of the sweep into `store`; returns the trainer exit code."""
-    experiment = plan_sweep(sweep).by_id(experiment_id)
+def _plugins(sweep: ScalingSweep) -> tuple:
+    spec = sweep.spec
+    return (load_plugin(spec.model, ModelPlugin, "model"), load_plugin(spec.data, DataPlugin, "data"),
+            load_plugin(spec.loss, LossFn, "loss"))
+
+
+def _run_segment(sweep: ScalingSweep, step: Step, store: Store) -> int:
+    """Train a WSD trunk segment to its end step and leave its checkpoint for the next segment and branches."""
+    key = trunk_checkpoint_key(sweep.name, step.trunk, step.end)
+    if store.exists(key):
+        print(f"{step.id}: trunk checkpoint exists at {store.uri}/{key}; nothing to do", file=sys.stderr)
+        return exit_codes.DONE
+    plugins = _plugins(sweep)
+    model, _ = build_checked_model(sweep, step.experiment, plugins[0])
+    world = setup_world()
+    with StopFlag() as stop:
+        try:
+            outcome, _ = _train_step(sweep, step, store, world, plugins, model, stop)
+            if world.is_main and outcome.status == "segment":
+                store.delete(checkpoint_key(sweep.name, step.id))  # its state lives on at `key`
+        finally:
+            teardown_world()
+    if outcome.status == "diverged":
+        print(f"{step.id}: the trunk's loss diverged (NaN/inf) before step {step.end}", file=sys.stderr)
+        return exit_codes.DIVERGED
+    print(f"{step.id}: trunk at step {step.end} -> {store.uri}/{key}", file=sys.stderr)
+    return exit_codes.DONE
+
+
+def run_experiment(sweep: ScalingSweep, step_id: str, store: Store) -> int:
+    """Train one step of the sweep (an experiment, or a WSD trunk segment) into `store`; the exit code."""
+    step = find_step(plan_steps(sweep, plan_sweep(sweep)), step_id, sweep.name)
+    if step.kind == SEGMENT:
+        return _run_segment(sweep, step, store)
+    experiment = step.experiment
     key = result_key(sweep.name, experiment.id)
     if store.exists(key):
         print(f"{experiment.id}: result exists at {store.uri}/{key}; nothing to do", file=sys.stderr)
         return exit_codes.DONE
-    spec = sweep.spec
-    plugins = (load_plugin(spec.model, ModelPlugin, "model"), load_plugin(spec.data, DataPlugin, "data"),
-               load_plugin(spec.loss, LossFn, "loss"))
+    plugins = _plugins(sweep)
     model, non_embedding = build_checked_model(sweep, experiment, plugins[0])
     world = setup_world()
     # SIGTERM is a request from here on: during training it checkpoints; after, the result is finished first.
     with StopFlag() as stop:
         try:
-            record = _train_and_record(sweep, experiment, store, world, plugins, model, non_embedding, stop)
+            record = _train_and_record(sweep, step, store, world, plugins, model, non_embedding, stop)
             if world.is_main:
                 store.put_json(key, record.model_dump(mode="json"))  # written last: "has result.json" = finished
             world.barrier()

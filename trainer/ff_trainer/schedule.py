@@ -1,20 +1,34 @@
-"""Learning-rate schedule: linear warmup, then cosine (or linear) decay that ends exactly at the last step."""
+"""Learning-rate schedules: linear warmup, then cosine (or linear) decay that ends exactly at the last step, or
+constant, or warmup-stable-decay (WSD: constant, then a cooldown to 0 over the last cooldownFraction of steps)."""
 
 from __future__ import annotations
 
 import math
 
+from ff_core.spec import Training
 
-def lr_multiplier(step: int, steps: int, warmup_steps: int, schedule: str, min_ratio: float) -> float:
-    """Multiplier of the peak learning rate for optimizer step `step` (0-based) of `steps`."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if schedule == "constant":
+
+def lr_multiplier(step: int, steps: int | None, cfg: Training) -> float:
+    """Multiplier of the peak learning rate for optimizer step `step` (0-based) of a run of `steps` steps.
+
+    `steps` None is a WSD trunk: warmup, then constant for as long as it trains (every run of its size has
+    the same learning rate there, which is why its checkpoints can be shared).
+    """
+    warmup = cfg.warmup_steps(steps or 0)
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.schedule == "constant" or steps is None:
         return 1.0
-    decay_steps = max(1, steps - warmup_steps - 1)
-    progress = min(1.0, (step - warmup_steps) / decay_steps)
-    if schedule == "linear":
+    if cfg.schedule == "wsd":
+        start = cfg.cooldown_start(steps)
+        if step < start:
+            return 1.0
+        progress = (step - start) / (steps - start)
+        return 1.0 - (math.sqrt(progress) if cfg.cooldown_shape == "1-sqrt" else progress)
+    decay_steps = max(1, steps - warmup - 1)
+    progress = min(1.0, (step - warmup) / decay_steps)
+    if cfg.schedule == "linear":
         shape = 1.0 - progress
     else:
         shape = 0.5 * (1.0 + math.cos(math.pi * progress))
-    return min_ratio + (1.0 - min_ratio) * shape
+    return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * shape

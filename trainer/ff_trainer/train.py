@@ -105,13 +105,26 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
-def train(model, data, loss_fn, cfg: Training, steps: int, world: World, ckpt: Checkpointer,
-          param_groups: list[dict] | None = None, stop: StopFlag | None = None) -> Outcome:
+def thinned(curve: list[dict], points: int) -> list[dict]:
+    """At most about `points` curve points, evenly taken, the last kept (WSD runs log on a fixed grid)."""
+    if len(curve) <= 2 * points:
+        return curve
+    every = math.ceil(len(curve) / points)
+    return curve[every - 1 :: every] + ([curve[-1]] if len(curve) % every else [])
+
+
+def train(model, data, loss_fn, cfg: Training, steps: int | None, world: World, ckpt: Checkpointer,
+          param_groups: list[dict] | None = None, stop: StopFlag | None = None, *, until: int | None = None,
+          initial: Checkpointer | None = None, output: Checkpointer | None = None) -> Outcome:
     """Train `model` for `steps` optimizer steps of the global batch; resume from `ckpt` when present.
 
     `stop` is polled once per step: when set (SIGTERM), a checkpoint is written and Interrupted raised.
+    A WSD trunk segment has `steps` None (constant learning rate after warmup), stops at step `until` and
+    saves its state to `output` (status "segment", no evaluation); a branch starts from `initial` (its
+    trunk's checkpoint, only read) when `ckpt` has nothing yet.
     """
     stop = stop or StopFlag(install=False)
+    until = steps if until is None else until
     micro, accum = _micro_batches(cfg, world)
     model.to(world.device)
     ddp = DistributedDataParallel(model) if world.world_size > 1 else None
@@ -119,27 +132,31 @@ def train(model, data, loss_fn, cfg: Training, steps: int, world: World, ckpt: C
     if cfg.compile:
         wrapped = torch.compile(wrapped)
     optimizer = _optimizer(model, cfg, world.device, param_groups)
-    warmup = math.ceil(cfg.warmup_fraction * steps)
-    log_every = max(1, steps // cfg.log_points)
+    log_every = cfg.log_every(steps or 0)
 
     # --- resume: everything the loop needs to continue exactly where it stopped ---
     start, curve, elapsed, interval = 0, [], 0.0, (0.0, 0)
     state = ckpt.load()
+    if state is None and initial is not None:
+        state = initial.load()
+        if state is None:
+            raise RuntimeError(f"the trunk checkpoint {initial.key} this run starts from is missing; its segment "
+                               "must finish first")  # retryable: the executors run the segment before
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, curve, elapsed, interval = state["step"], state["curve"], state["elapsed"], state["interval"]
         _set_rng(state["rng"][world.rank % len(state["rng"])])  # a new world size reuses states
         if world.is_main:
-            print(f"resuming at step {start}/{steps}", file=sys.stderr)
+            print(f"resuming at step {start}/{until}", file=sys.stderr)
     interval_loss = torch.tensor(interval[0], device=world.device)  # loss summed since the last curve point
     interval_steps = interval[1]
 
-    def save(step: int) -> None:
+    def save(step: int, to: Checkpointer = ckpt) -> None:
         # The open logging interval is saved too (as its mean over ranks), so a resumed curve is exact.
         pending = (float(world.mean(interval_loss)), interval_steps)
         rng = world.gather(_get_rng(world.device))  # every rank's generators, saved by rank 0
-        ckpt.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+        to.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                    "curve": curve, "interval": pending, "rng": rng,
                    "elapsed": elapsed + time.perf_counter() - began})
 
@@ -148,8 +165,8 @@ def train(model, data, loss_fn, cfg: Training, steps: int, world: World, ckpt: C
         rank=world.rank, world_size=world.world_size, seed=cfg.seed, start=start,
     )
     began = time.perf_counter()
-    for step in range(start, steps):
-        scale = cfg.learning_rate * lr_multiplier(step, steps, warmup, cfg.schedule, cfg.min_lr_ratio)
+    for step in range(start, until):
+        scale = cfg.learning_rate * lr_multiplier(step, steps, cfg)
         for group in optimizer.param_groups:
             group["lr"] = scale * group["lr_scale"]
         inputs, targets = _next(stream, "train", step - start)  # this rank's share: (share, T) each
@@ -167,7 +184,7 @@ def train(model, data, loss_fn, cfg: Training, steps: int, world: World, ckpt: C
         interval_steps += 1
 
         done = step + 1
-        if done % log_every == 0 or done == steps:
+        if done % log_every == 0 or done == steps:  # a segment's open interval goes on in its checkpoint
             mean = float(world.mean(interval_loss)) / interval_steps
             interval_loss.zero_()
             interval_steps = 0
@@ -176,7 +193,7 @@ def train(model, data, loss_fn, cfg: Training, steps: int, world: World, ckpt: C
             curve.append({"step": done, "tokens": done * cfg.global_batch_tokens, "loss": mean})
             if world.is_main:
                 print(f"step {done}/{steps} loss {mean:.4f}", file=sys.stderr)
-        if done % cfg.checkpoint_every_steps == 0 and done < steps:
+        if done % cfg.checkpoint_every_steps == 0 and done < until:
             save(done)
         # Across processes the flag is agreed by an all-reduce (a host sync), so only every few steps.
         if (world.world_size == 1 or done % STOP_POLL_STEPS == 0) and world.any(stop.set):
@@ -184,8 +201,12 @@ def train(model, data, loss_fn, cfg: Training, steps: int, world: World, ckpt: C
             world.barrier()
             raise Interrupted(f"stopped at step {done} of {steps}; checkpoint saved")
     this_run = time.perf_counter() - began
+    tokens_per_second = (until - start) * cfg.global_batch_tokens / max(this_run, 1e-9)
+    if output is not None:
+        save(until, output)
+        world.barrier()
+        return Outcome("segment", None, None, curve, tokens_per_second, elapsed + this_run)
     eval_loss = evaluate(wrapped, data, loss_fn, cfg, world, micro)
     status = "completed" if math.isfinite(eval_loss) else "diverged"
-    tokens_per_second = (steps - start) * cfg.global_batch_tokens / max(this_run, 1e-9)
-    return Outcome(status, curve[-1]["loss"], eval_loss if status == "completed" else None, curve,
-                   tokens_per_second, elapsed + this_run)
+    return Outcome(status, curve[-1]["loss"], eval_loss if status == "completed" else None,
+                   thinned(curve, cfg.log_points), tokens_per_second, elapsed + this_run)

@@ -14,6 +14,8 @@ from ff_client.executor import run_plan
 from ff_client.sweeps import load_resolved
 from ff_core.flops import gpu_hours
 from ff_core.plan import Plan, plan_sweep
+from ff_core.spec import ScalingSweep
+from ff_core.steps import SEGMENT, plan_steps, steps_flops
 from ff_core.store import anchored, open_store
 
 
@@ -26,15 +28,18 @@ def cost_options(fn):
                              "[env: FF_GPU_FLOPS]")(fn)
 
 
-def show_plan(the_plan: Plan, gpu_flops: float, mfu: float, as_json: bool = False) -> None:
-    """The plan as a table (or JSON) with its cost on stdout, and its notes as warnings."""
+def show_plan(sweep: ScalingSweep, the_plan: Plan, gpu_flops: float, mfu: float, as_json: bool = False) -> None:
+    """The plan as a table (or JSON) with its cost on stdout, and its notes as warnings; a WSD sweep's trunks."""
+    steps = plan_steps(sweep, the_plan)
     if as_json:
-        data = output.plan_json(the_plan) | {"gpuHours": gpu_hours(the_plan.total_flops, gpu_flops, mfu),
-                                               "assumed": {"gpuFlops": gpu_flops, "mfu": mfu}}
+        data = output.plan_json(the_plan, steps) | {"gpuHours": gpu_hours(steps_flops(steps), gpu_flops, mfu),
+                                                      "assumed": {"gpuFlops": gpu_flops, "mfu": mfu}}
         click.echo(json.dumps(data, indent=1))
     else:
         click.echo(output.plan_table(the_plan))
-        click.echo(output.plan_cost(the_plan, gpu_flops, mfu))
+        if any(s.kind == SEGMENT for s in steps):
+            click.echo(output.trunk_table(steps))
+        click.echo(output.plan_cost(the_plan, steps, gpu_flops, mfu))
     for note in the_plan.notes:
         output.warn(note)
 
@@ -47,7 +52,7 @@ def show_plan(the_plan: Plan, gpu_flops: float, mfu: float, as_json: bool = Fals
 def plan(sweep: str, as_json: bool, write: bool, gpu_flops: float, mfu: float) -> None:
     """Show the experiments SWEEP expands to (id, budget, size, N, D, FLOPs, D/N) and what they cost."""
     resolved = load_resolved(sweep, write=write, say=output.say)
-    show_plan(plan_sweep(resolved), gpu_flops, mfu, as_json)
+    show_plan(resolved, plan_sweep(resolved), gpu_flops, mfu, as_json)
     output.next_step(f"ffctl run {sweep}")
 
 
@@ -74,7 +79,7 @@ def run(sweep: str, store: str | None, workers: int, keep_going: bool, retry_div
     the_plan = plan_sweep(resolved)
     uri = store or anchored(resolved.spec.storage.uri, Path(sweep).parent)  # the file's store: from its folder
     target = open_store(uri, spec_endpoint=resolved.spec.storage.endpoint_url)
-    progress = output.Progress(len(the_plan.experiments))
+    progress = output.Progress(len(plan_steps(resolved, the_plan)))
     for stop_signal in (signal.SIGTERM, signal.SIGHUP):  # as Ctrl-C: checkpoint, stop, orphan nothing
         signal.signal(stop_signal, signal.default_int_handler)
     try:

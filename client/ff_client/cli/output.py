@@ -13,6 +13,7 @@ from ff_client.executor import failure
 from ff_client.text import aligned, human
 from ff_core.flops import gpu_hours
 from ff_core.plan import Plan
+from ff_core.steps import SEGMENT, Step, steps_flops
 
 
 def _color() -> bool:
@@ -41,10 +42,10 @@ def next_step(command: str) -> None:
     click.echo(click.style("next: ", fg="green") + command, err=True, color=_color())
 
 
-def plan_json(plan: Plan) -> dict:
-    return {
+def plan_json(plan: Plan, steps: tuple[Step, ...]) -> dict:
+    data = {
         "sweep": plan.sweep,
-        "totalFlops": plan.total_flops,
+        "totalFlops": steps_flops(steps),
         "notes": list(plan.notes),
         "experiments": [
             {"id": e.id, "budget": e.budget, "size": e.size, "nParams": e.n_params, "tokens": e.tokens,
@@ -52,14 +53,38 @@ def plan_json(plan: Plan) -> dict:
             for e in plan.experiments
         ],
     }
+    if any(s.kind == SEGMENT for s in steps):
+        data["separateRunsFlops"] = plan.total_flops
+        data["steps"] = [{"id": s.id, "kind": s.kind, "trunk": s.trunk, "size": s.size, "from": s.start, "to": s.end,
+                          "after": list(s.after), "flops": s.flops} for s in steps]
+    return data
 
 
-def plan_cost(plan: Plan, peak: float, mfu: float) -> str:
-    """The sweep's cost: total FLOPs, and GPU-hours at an assumed utilisation of a GPU's peak."""
-    hours = gpu_hours(plan.total_flops, peak, mfu)
+def plan_cost(plan: Plan, steps: tuple[Step, ...], peak: float, mfu: float) -> str:
+    """The sweep's cost: total FLOPs, and GPU-hours at an assumed utilisation of a GPU's peak; a WSD sweep's
+    against the same points trained as separate runs."""
+    total = steps_flops(steps)
+    hours = gpu_hours(total, peak, mfu)
     largest = max(plan.experiments, key=lambda e: e.flops)
-    return (f"cost: {plan.total_flops:.3g} FLOPs = {hours:.3g} GPU-hours at {mfu:.0%} MFU of {peak:.3g} FLOP/s "
+    text = (f"cost: {total:.3g} FLOPs = {hours:.3g} GPU-hours at {mfu:.0%} MFU of {peak:.3g} FLOP/s "
             f"(largest experiment {gpu_hours(largest.flops, peak, mfu):.3g} GPU-hours)")
+    if any(s.kind == SEGMENT for s in steps):
+        separate = plan.total_flops
+        text += (f"\nWSD saving: the same points as separate runs cost {separate:.3g} FLOPs = "
+                 f"{gpu_hours(separate, peak, mfu):.3g} GPU-hours; trunks and branches save {1 - total / separate:.0%}")
+    return text
+
+
+def trunk_table(steps: tuple[Step, ...]) -> str:
+    """One row per WSD trunk: its size, its segments (steps where runs branch off) and its branches."""
+    rows = [("trunk", "size", "segments (ends at step)", "branches", "FLOPs")]
+    segments = sorted((s for s in steps if s.kind == SEGMENT), key=lambda s: (s.experiment.n_params, s.size))
+    for trunk in dict.fromkeys(s.trunk for s in segments):
+        mine = [s for s in steps if s.trunk == trunk]
+        ends = ", ".join(str(s.end) for s in mine if s.kind == SEGMENT)
+        rows.append((trunk, mine[0].size, ends, str(sum(s.kind != SEGMENT for s in mine)),
+                     f"{sum(s.flops for s in mine):.2e}"))
+    return aligned(rows)
 
 
 def plan_table(plan: Plan) -> str:
@@ -81,9 +106,9 @@ def run_outcome(summary) -> None:
         warn(f"{len(summary.diverged)} experiment(s) are recorded as diverged and were not rerun; "
              "`ffctl run --retry-diverged` trains them again")
     if summary.failed:
-        held = (f"; {len(summary.not_started)} not started after a configuration error (--keep-going starts them)"
-                if summary.not_started else "")
-        raise click.ClickException(f"{len(summary.failed)} experiment(s) failed{held}; see the errors above, fix, "
+        held = (f"; {len(summary.not_started)} not started (--keep-going starts those held back by a configuration "
+                "error; those waiting for a failed trunk segment start once it succeeds)" if summary.not_started else "")
+        raise click.ClickException(f"{len(summary.failed)} step(s) failed{held}; see the errors above, fix, "
                                    "and rerun")
 
 
@@ -96,7 +121,6 @@ class Progress:
         self.live = sys.stderr.isatty()
 
     def update(self, event) -> None:
-        e = event.experiment
         if event.kind == "start":
             self.running += 1
         elif event.kind in ("done", "failed"):
@@ -105,7 +129,7 @@ class Progress:
             self.finished += 1
         if event.kind == "failed":
             self.failed += 1
-        label = f"{e.id} ({e.size}, C={e.budget:.2g})"
+        label = event.step.label
         if event.kind == "failed":
             self._line(f"failed  {label}: {failure(event.exit_code, event.log)}; log: {event.log}", final=True)
         elif event.kind == "retry":

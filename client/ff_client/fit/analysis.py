@@ -42,6 +42,7 @@ class Analysis:
     outliers: tuple[Flag, ...] = ()  # far off the parametric fit: flagged, excluded only when asked
     warnings: tuple[str, ...] = ()
     files: list[Path] = field(default_factory=list)
+    schedule: str = ""  # the learning-rate schedule(s) the points were trained with, as the report names it
 
     def fit(self, name: str) -> Any | None:
         """An approach's fit of all the data (None where it was not fitted)."""
@@ -116,6 +117,19 @@ def _without_intervals(central: Numbers) -> Intervals:
                      {c: {q: Estimate(v) for q, v in p.items()} for c, p in central.predictions.items()}, 0, ())
 
 
+def schedule_of(records) -> str:
+    """The schedule(s) of the records' recipes in words: a WSD sweep's cooldown, and that it shared trunks."""
+    named = set()
+    for record in records:
+        training = (record.identity or {}).get("training") or {}
+        if training.get("schedule") == "wsd":
+            named.add(f"wsd (each point a cooldown of the last {training.get('cooldown_fraction', 0.2):.0%} of its "
+                      f"steps, {training.get('cooldown_shape', '1-sqrt')}, branched from its size's constant-LR trunk)")
+        elif training.get("schedule"):
+            named.add(training["schedule"])
+    return ", ".join(sorted(named))
+
+
 def analyze(observations: Observations, settings: Settings = Settings(),
             approaches: tuple[Approach, ...] = APPROACHES) -> Analysis:
     """Fit every approach, bootstrap their intervals, backtest, and tabulate the compute-optimal allocation."""
@@ -145,7 +159,7 @@ def analyze(observations: Observations, settings: Settings = Settings(),
     warnings += _unsupported(results, spread, settings)
     rows = tuple(row for r in results.values() for row in r.rows)
     return Analysis(observations.sweep, points, results, rows, settings, excluded, backtest(points, settings), tuple(flags),
-                    tuple(warnings))
+                    tuple(warnings), schedule=schedule_of(observations.records))
 
 
 def write_outputs(analysis: Analysis, out_dir: str | Path, formats=tuple(WRITERS), plot_formats=("png",)) -> list[Path]:

@@ -58,6 +58,8 @@ def report_text(analysis) -> str:
     ci = f"{int(LEVEL * 100)}% bootstrap intervals, {s.resamples} resamples, seed {s.seed}" if s.resamples else "no intervals"
     budgets = len({p.budget for p in analysis.points})
     lines = [f"# {analysis.sweep}: {len(analysis.points)} points, {budgets} budgets ({ci})", ""]
+    if analysis.schedule:
+        lines[-1:-1] = [f"learning-rate schedule: {analysis.schedule}"]
     lines.append(to_markdown(list(analysis.rows)) if analysis.rows else "(no compute-optimal table: see warnings)\n")
     for result in analysis.results.values():
         lines += result.approach.section(result)

@@ -34,10 +34,13 @@ class EnvelopeFit:
 
 
 def fit_training_curves(records: tuple[ResultRecord, ...]) -> EnvelopeFit | None:
-    """Approach 1 from the records' loss curves; None with fewer than 2 sizes or too little overlap."""
+    """Approach 1 from the records' loss curves; None with fewer than 2 sizes or too little overlap.
+
+    WSD branches are left out: up to its cooldown a branch's curve is its trunk's, at constant learning
+    rate, so no point of it is the end of a schedule (their end points serve approaches 2 and 3)."""
     curves = []
     for r in records:
-        if r.status != "completed" or len(r.loss_curve) < 3:
+        if r.status != "completed" or len(r.loss_curve) < 3 or r.branch_tokens is not None:
             continue
         per_token = r.flops.get("planned", r.flops["6nd"]) / r.tokens
         c = np.array([per_token * p.tokens for p in r.loss_curve])
@@ -83,7 +86,8 @@ class TrainingCurves:
     def section(self, result: Result) -> list[str]:
         lines = ["## Approach 1: envelope of the training curves"]
         if result.fit is None:
-            return lines + ["  not fitted: needs result records with loss curves from 2 or more sizes"]
+            return lines + ["  not fitted: needs result records with loss curves from 2 or more sizes (WSD branches' "
+                            "curves are mid-schedule up to their cooldown and are not used)"]
         return lines + law_lines(result.fit.laws()) + result.parameter_lines()
 
     def to_json(self, result: Result) -> dict:

@@ -1,0 +1,149 @@
+"""WSD sweeps (issue 12): one constant-LR trunk per size, a cooldown branch per token count. The plan is a DAG of
+steps; a branch equals an uninterrupted WSD run to its token count exactly on CPU."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from ff_core.errors import SpecError
+from ff_core.plan import plan_sweep
+from ff_core.spec import Training, parse_sweep
+from ff_core.steps import BRANCH, RUN, SEGMENT, Step, plan_steps, steps_flops
+from ff_core.store import open_store
+from ff_trainer.schedule import lr_multiplier
+
+
+@pytest.fixture
+def wsd_manifest(tiny_manifest):
+    tiny_manifest["spec"]["training"] |= {"schedule": "wsd", "warmupTokens": 1024, "cooldownFraction": 0.2}
+    return tiny_manifest
+
+
+def steps_of(manifest: dict) -> tuple[Step, ...]:
+    sweep = parse_sweep(manifest)
+    return plan_steps(sweep, plan_sweep(sweep))
+
+
+def test_the_plan_is_a_dag_of_trunk_segments_and_branches(wsd_manifest):
+    steps = steps_of(wsd_manifest)
+    plan = plan_sweep(parse_sweep(wsd_manifest))
+    assert {s.id for s in steps if s.kind == BRANCH} == {e.id for e in plan.experiments}
+    seen = set()
+    for step in steps:  # every step comes after the steps it waits for
+        assert set(step.after) <= seen, step
+        seen.add(step.id)
+    for step in steps:
+        if step.kind == BRANCH:  # a branch starts from the segment that ends where it cools down
+            (segment,) = [s for s in steps if s.id in step.after]
+            assert segment.kind == SEGMENT and segment.end == step.start and segment.trunk == step.trunk
+            assert step.end - step.start == round(0.2 * step.end)
+    assert len({s.trunk for s in steps}) == 3  # one trunk per size
+    assert steps_flops(steps) < plan.total_flops  # the shared constant phase is trained once
+
+
+def test_ids_do_not_depend_on_the_other_points(wsd_manifest):
+    """Dropping a budget changes no remaining branch id and no remaining segment id (a segment is its trunk
+    up to a step), although the segments now start elsewhere."""
+    whole = {(s.kind, s.id) for s in steps_of(wsd_manifest)}
+    fewer = copy.deepcopy(wsd_manifest)
+    fewer["spec"]["budgets"] = [1.2e9]
+    assert {(s.kind, s.id) for s in steps_of(fewer)} <= whole
+
+
+def test_cosine_sweeps_keep_their_ids_and_run_one_step_per_experiment(tiny_manifest):
+    steps = steps_of(tiny_manifest)
+    assert all(s.kind == RUN and not s.after for s in steps)
+    # the new knobs stay out of the ids of schedules that do not use them: ids recorded before are unchanged
+    assert "cooldown_fraction" not in plan_sweep(parse_sweep(tiny_manifest)).experiments[0].identity["training"]
+
+
+def test_wsd_needs_an_absolute_warmup_below_every_cooldown(wsd_manifest):
+    relative = copy.deepcopy(wsd_manifest)
+    del relative["spec"]["training"]["warmupTokens"]
+    with pytest.raises(SpecError, match="schedule wsd needs warmupTokens"):
+        parse_sweep(relative)
+    wsd_manifest["spec"]["training"]["warmupTokens"] = 512 * 30
+    with pytest.raises(SpecError, match="inside the warmup of 30 steps; lower training.warmupTokens"):
+        steps_of(wsd_manifest)
+
+
+def test_the_wsd_schedule_is_constant_then_cools_down_to_zero():
+    cfg = Training(schedule="wsd", warmup_tokens=2 * 8192, cooldown_fraction=0.2, cooldown_shape="linear")
+    lrs = [lr_multiplier(step, 100, cfg) for step in range(100)]
+    assert lrs[:2] == [0.5, 1.0] and set(lrs[2:80]) == {1.0}
+    assert lrs[80] == 1.0 and lrs[90] == pytest.approx(0.5) and 0 < lrs[99] < 0.06
+    trunk = [lr_multiplier(step, None, cfg) for step in range(200)]
+    assert trunk[:80] == lrs[:80] and set(trunk[2:]) == {1.0}
+    sqrt = Training(schedule="wsd", warmup_tokens=0, cooldown_fraction=0.5)
+    assert lr_multiplier(75, 100, sqrt) == pytest.approx(1 - 0.5 ** 0.5)
+
+
+def test_a_branch_equals_an_uninterrupted_wsd_run_exactly(wsd_manifest, tmp_path):
+    """Segments then the branch, each as the trainer runs them, against one uninterrupted run on CPU."""
+    from ff_trainer.run import _plugins, _train_step, build_checked_model, run_experiment
+    from ff_trainer.signals import StopFlag
+    from ff_trainer.world import setup_world, teardown_world
+
+    wsd_manifest["spec"]["budgets"] = [6.0e8, 1.2e9]
+    wsd_manifest["spec"]["sizes"] = wsd_manifest["spec"]["sizes"][:1]  # xs: 24 and 49 steps
+    sweep = parse_sweep(wsd_manifest)
+    steps = plan_steps(sweep, plan_sweep(sweep))
+    store = open_store(f"file://{tmp_path / 'dag'}")
+    for step in steps:
+        assert run_experiment(sweep, step.id, store) == 0
+    longest = max((s for s in steps if s.kind == BRANCH), key=lambda s: s.end)
+    assert longest.start > max(s.start for s in steps if s.kind == SEGMENT)  # it starts from the second segment
+    record = store.get_json(f"unit/{longest.id}/result.json")
+    assert record["branch_tokens"] == longest.start * 512
+
+    whole = Step(longest.id, RUN, 0, longest.end, experiment=longest.experiment, size=longest.size)
+    plugins = _plugins(sweep)
+    model, _ = build_checked_model(sweep, longest.experiment, plugins[0])
+    world = setup_world()
+    try:
+        with StopFlag(install=False) as stop:
+            outcome, _ = _train_step(sweep, whole, open_store(f"file://{tmp_path / 'whole'}"), world, plugins, model,
+                                     stop)
+    finally:
+        teardown_world()
+    assert record["eval_loss"] == outcome.eval_loss and record["final_loss"] == outcome.final_loss
+    assert record["loss_curve"] == outcome.curve
+
+
+def test_ffctl_runs_the_dag_then_analyzes_and_a_rerun_trains_nothing(wsd_manifest, write_sweep, tmp_path):
+    """`ffctl run` trains the segments before the branches that start from them, K at a time; the branches'
+    results are ordinary end points for `ffctl analyze`; --clean-checkpoints removes the trunks only at the end."""
+    from test_executor import ffctl
+
+    wsd_manifest["spec"]["budgets"] = [6.0e8, 1.2e9, 2.4e9]
+    sweep, store = write_sweep(wsd_manifest), tmp_path / "store"
+    parsed = parse_sweep(wsd_manifest)
+    steps = plan_steps(parsed, plan_sweep(parsed))
+    plan = ffctl("plan", str(sweep))
+    assert plan.returncode == 0 and "WSD saving" in plan.stdout and "segments (ends at step)" in plan.stdout
+    run = ffctl("run", str(sweep), "--store", f"file://{store}", "--workers", "2", "--clean-checkpoints")
+    assert run.returncode == 0, run.stderr
+    branches = [s for s in steps if s.kind == BRANCH]
+    assert f"{len(branches)} trained, 0 already done, 0 failed" in run.stderr
+    logs = {p.stem: p.read_text() for p in (store / "unit" / "logs").glob("*.log")}
+    for step in steps:  # each ran once; a branch that starts mid-trunk resumed from the trunk's checkpoint
+        assert step.id in logs
+        if step.start > 0:
+            assert f"resuming at step {step.start}/" in logs[step.id], logs[step.id]
+    assert not list((store / "unit").glob("trunks/*/*.pt"))  # cleaned once every branch was done
+    again = ffctl("run", str(sweep), "--store", f"file://{store}")
+    assert f"0 trained, {len(branches)} already done" in again.stderr  # no trunk retrained for finished branches
+    analysis = ffctl("analyze", f"file://{store}/unit", "--out", str(tmp_path / "out"), "--bootstrap", "20")
+    assert analysis.returncode == 0, analysis.stderr
+    report = (tmp_path / "out" / "report.txt").read_text()
+    assert "learning-rate schedule: wsd (each point a cooldown of the last 20% of its steps" in report
+    assert "WSD branches' curves are mid-schedule" in report  # Approach 1 does not read trunk curves as end points
+
+
+def test_the_operator_path_refuses_a_wsd_sweep_before_any_job(wsd_manifest, write_sweep):
+    from test_executor import ffctl
+
+    submitted = ffctl("submit", str(write_sweep(wsd_manifest)), "--dry-run")
+    assert submitted.returncode != 0 and "run on one machine with `ffctl run` in this version" in submitted.stderr
