@@ -13,6 +13,8 @@ after a TTL or preempts pods). Scenarios:
   ttl-below-restart  the same with a 0.3 s TTL, shorter than a restart: the case the floor refuses, shown
               to say why (a Job that finished and vanished while the operator was down runs again)
   preemptions crash, plus 30% of running pods preempted (condition DisruptionTarget, then replaced)
+  wsd         crash, with a WSD sweep: trunk segments and cooldown branches, each a Job that must wait for
+              the segment it starts from (audited: steps started before their prerequisite completed)
 Audited: Jobs created twice (one name, two uids, same owner), extra attempts (no Job fails here, so any
 attempt > 1 is one), experiments lost (not Succeeded), status rows contradicting their Job (Succeeded with
 no completed Job of that attempt owned by the sweep), Jobs the final sweep counted that an earlier sweep
@@ -43,12 +45,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import TINY  # noqa: E402
-from ff_core.crd import LABEL_SWEEP, crd_manifest  # noqa: E402
+from ff_core.crd import LABEL_EXPERIMENT, LABEL_SWEEP, crd_manifest  # noqa: E402
+from ff_core.plan import plan_sweep  # noqa: E402
+from ff_core.spec import parse_sweep  # noqa: E402
+from ff_core.steps import plan_steps  # noqa: E402
 from ff_operator.jobs import job_name  # noqa: E402
 from k8s_cluster import Chaos, Cluster, kubeconfig  # noqa: E402
 
 GROUP, VERSION, PLURAL, NS, NAME = "flopsfit.dev", "v1alpha1", "scalingsweeps", "default", "chaos"
-SCENARIOS = ("crash", "api-faults", "outages", "recreated", "ttl", "ttl-below-restart", "preemptions")
+SCENARIOS = ("crash", "api-faults", "outages", "recreated", "ttl", "ttl-below-restart", "preemptions", "wsd")
 
 
 class Kubelet(threading.Thread):
@@ -61,6 +66,8 @@ class Kubelet(threading.Thread):
         self.ttl, self.preempt = ttl, preempt
         self.jobs: dict[str, dict[str, str]] = {}  # Job name -> {uid: owner uid}
         self.completed: set[str] = set()  # uids
+        self.first_seen: dict[str, float] = {}  # step id -> when its first Job appeared
+        self.completed_at: dict[str, float] = {}  # step id -> when a Job of it completed
         self.due: dict[str, float] = {}
         self.finished_at: dict[str, float] = {}
         self.preempted = 0
@@ -84,6 +91,7 @@ class Kubelet(threading.Thread):
             seen = self.jobs.setdefault(job.metadata.name, {})
             if job.metadata.uid not in seen:
                 seen[job.metadata.uid] = (job.metadata.owner_references or [None])[0].uid
+                self.first_seen.setdefault(job.metadata.labels[LABEL_EXPERIMENT], now)
                 self.last_new = now
                 if self.preempt and self.rng.random() < self.preempt:
                     self._preempt(job)
@@ -92,6 +100,7 @@ class Kubelet(threading.Thread):
             if now >= due:  # recorded first: a write failing after it applied still completed the Job
                 self.completed.add(job.metadata.uid)
                 self.finished_at.setdefault(job.metadata.uid, now)
+                self.completed_at.setdefault(job.metadata.labels[LABEL_EXPERIMENT], now)
                 self.batch.patch_namespaced_job_status(job.metadata.name, NS, {"status": {"conditions": [
                     {"type": "Complete", "status": "True"}]}})
         if self.ttl is not None:
@@ -125,11 +134,13 @@ def _operator(config: str) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL)
 
 
-def _sweep(experiments: int, parallelism: int) -> dict:
+def _sweep(experiments: int, parallelism: int, wsd: bool = False) -> dict:
     body = copy.deepcopy(TINY)
     body["metadata"] = {"name": NAME, "namespace": NS}
     body["spec"]["budgets"] = [float(b) for b in np.geomspace(6e8, 6e9, max(1, experiments // 3))]
     body["spec"]["execution"] = {"parallelism": parallelism, "retriesPerExperiment": 2}
+    if wsd:
+        body["spec"]["training"] |= {"schedule": "wsd", "warmupTokens": 1024}
     return body
 
 
@@ -147,7 +158,7 @@ def chaos(experiments: int = 60, parallelism: int = 6, kills: int = 8, seed: int
         kubernetes.client.ApiextensionsV1Api().create_custom_resource_definition(crd_manifest())
         config = kubeconfig(Path(tmp) / "kubeconfig", cluster.url)
         api = kubernetes.client.CustomObjectsApi()
-        body = _sweep(experiments, parallelism)
+        body = _sweep(experiments, parallelism, wsd=scenario == "wsd")
         uid = api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, body)["metadata"]["uid"]
         if scenario == "recreated":
             cluster.emulator.gc_delay = 2.0
@@ -192,13 +203,18 @@ def chaos(experiments: int = 60, parallelism: int = 6, kills: int = 8, seed: int
         operator.terminate()
         operator.wait(30)
     rows = status.get("experiments", [])
+    parsed = parse_sweep(body)
+    waits = {s.id: s.after for s in plan_steps(parsed, plan_sweep(parsed))}
+    early = sum(any(kubelet.completed_at.get(a, float("inf")) > seen for a in waits.get(step, ()))
+                for step, seen in kubelet.first_seen.items())
     ours = {name: [u for u, owner in uids.items() if owner == uid] for name, uids in kubelet.jobs.items()}
     return {
-        "scenario": scenario, "experiments": len(rows), "parallelism": parallelism, "kills": killed,
+        "scenario": scenario, "steps": len(rows), "parallelism": parallelism, "kills": killed,
         "outages": outages, "recreations": recreated, "seconds": round(seconds, 1), "phase": status.get("phase"),
         "jobs created twice": sum(len(uids) > 1 for uids in ours.values()),
         "extra attempts": sum(not name.endswith("-a1") for name, uids in ours.items() if uids),
-        "lost experiments": sum(r.get("s") != "Succeeded" for r in rows) + max(0, experiments - len(rows)),
+        "lost experiments": sum(r.get("s") != "Succeeded" for r in rows) + max(0, len(waits) - len(rows)),
+        "steps started early": early,
         "rows contradicting Jobs": sum(r.get("s") == "Succeeded" and not any(
             u in kubelet.completed for u in ours.get(job_name(NAME, r["id"], r["a"]), [])) for r in rows),
         "max active": kubelet.max_active, "longest stall s": round(kubelet.stall, 1),

@@ -219,3 +219,77 @@ def test_a_changed_plan_creates_and_deletes_nothing_and_says_why(plan, tiny_mani
     assert changed.status["experiments"] == running.status["experiments"] and changed.events[0][0] == "PlanChanged"
     again = reconcile(other, ex(), [], changed.status, 2, NOW)
     assert again.events == () and again.create == ()
+
+
+# --- WSD sweeps: steps wait for their trunk segments ---
+
+def _wsd():
+    import copy
+
+    from ff_core.steps import plan_steps
+
+    manifest = copy.deepcopy(TINY)
+    manifest["spec"]["training"] |= {"schedule": "wsd", "warmupTokens": 1024}
+    sweep = parse_sweep(manifest)
+    plan = plan_sweep(sweep)
+    return plan, plan_steps(sweep, plan)
+
+
+def step_job(plan, step, attempt: int, state: str, permanent: bool = False) -> ObservedJob:
+    return ObservedJob(job_name(plan.sweep, step.id, attempt), step.id, attempt, state, permanent)
+
+
+def test_a_branch_waits_for_its_segment_and_a_failed_segment_fails_its_steps_visibly():
+    plan, steps = _wsd()
+    first = reconcile(plan, ex(parallelism=20), [], {}, 1, NOW, steps=steps)
+    assert {s.id for s, _ in first.create} == {s.id for s in steps if not s.after}  # the trunks' first segments
+    assert all(s.kind == "segment" for s, _ in first.create)
+    assert {r["k"] for r in first.status["experiments"]} == {"segment", "branch"}
+    segment = first.create[0][0]
+    waiting = [s for s in steps if segment.id in s.after]
+    done = reconcile(plan, ex(parallelism=20), [step_job(plan, segment, 1, "succeeded")], first.status, 1, NOW,
+                     steps=steps)
+    assert {s.id for s in waiting} <= {s.id for s, _ in done.create}  # now, and not before
+    broken = reconcile(plan, ex(parallelism=20), [step_job(plan, segment, 1, "failed", permanent=True)],
+                       first.status, 1, NOW, steps=steps)
+    rows = {r["id"]: r["s"] for r in broken.status["experiments"]}
+    assert all(rows[s.id] == "Failed" for s in waiting) and not any(s.id in {w.id for w in waiting}
+                                                                      for s, _ in broken.create)
+    condition = next(c for c in broken.status["conditions"] if c["type"] == "TrunkFailed")
+    assert condition["status"] == "True" and segment.id in condition["message"] and segment.trunk in condition["message"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(history=st.lists(st.tuples(st.integers(0, 50), st.sampled_from(["succeeded", "failed", "permanent", "stay"]),
+                                  st.booleans()), max_size=80),
+       parallelism=st.integers(1, 4), retries=st.integers(0, 2))
+def test_wsd_steps_never_start_before_their_segment_nor_twice_under_a_lagging_watch(history, parallelism, retries):
+    """As the property above, with a WSD plan: a step's Job is created only when every step it waits for has a
+    succeeded Job in the cluster (whatever the watch shows), once; in the end every step is terminal."""
+    plan, steps = _wsd()
+    after = {s.id: s.after for s in steps}
+    execution = Execution(parallelism=parallelism, retries_per_experiment=retries)
+    cluster: dict[str, ObservedJob] = {}
+    view: dict[str, ObservedJob] = {}
+    status: dict = {}
+    for pick, outcome, caught_up in history + [(0, "succeeded", True)] * 80:
+        if caught_up:
+            view = dict(cluster)
+        actions = reconcile(plan, execution, list(view.values()), status, 1, NOW, steps=steps)
+        status = actions.status
+        for step, attempt in actions.create:
+            name = job_name(plan.sweep, step.id, attempt)
+            if name in cluster:
+                continue  # exists: 409, kept as is
+            assert all(any(j.experiment == a and j.state == "succeeded" for j in cluster.values())
+                       for a in after[step.id]), f"{step.id} created before the steps it waits for succeeded"
+            cluster[name] = ObservedJob(name, step.id, attempt, "active")
+        active = [j for j in cluster.values() if j.state == "active"]
+        assert len(active) <= parallelism
+        assert len({j.experiment for j in active}) == len(active)
+        if active and outcome != "stay":
+            j = active[pick % len(active)]
+            cluster[j.name] = ObservedJob(j.name, j.experiment, j.attempt,
+                                          "failed" if outcome != "succeeded" else "succeeded", outcome == "permanent")
+    final = reconcile(plan, execution, list(cluster.values()), status, 1, NOW, steps=steps).status
+    assert final["succeeded"] + final["failed"] == final["total"] == len(steps)

@@ -142,8 +142,73 @@ def test_ffctl_runs_the_dag_then_analyzes_and_a_rerun_trains_nothing(wsd_manifes
     assert "WSD branches' curves are mid-schedule" in report  # Approach 1 does not read trunk curves as end points
 
 
-def test_the_operator_path_refuses_a_wsd_sweep_before_any_job(wsd_manifest, write_sweep):
+def test_ffctl_submit_shows_the_trunks_of_a_wsd_sweep(wsd_manifest, write_sweep):
     from test_executor import ffctl
 
     submitted = ffctl("submit", str(write_sweep(wsd_manifest)), "--dry-run")
-    assert submitted.returncode != 0 and "run on one machine with `ffctl run` in this version" in submitted.stderr
+    assert submitted.returncode == 0, submitted.stderr
+    assert "segments (ends at step)" in submitted.stdout and "schedule: wsd" in submitted.stdout
+
+
+def test_a_wsd_sweep_on_the_emulated_cluster_runs_segments_before_branches_through_a_restart(
+        wsd_manifest, s3_endpoint, tmp_path, monkeypatch):
+    """The real operator (restarted once mid-sweep), a stand-in kubelet running each Job's trainer command,
+    S3 from moto: every segment and branch runs once, in order, and the branches' results analyse."""
+    import json
+    import time
+
+    import boto3
+    import kubernetes
+    import yaml
+    from click.testing import CliRunner
+
+    from ff_client.cli import main
+    from ff_core.crd import crd_manifest
+    from k8s_cluster import Cluster, kubeconfig
+    from kubelet import Kubelet
+    from test_e2e import ffctl
+    from test_operator import NS, Operator, _server, wait_for, watching
+
+    wsd_manifest["metadata"] = {"name": "wsd"}
+    wsd_manifest["spec"]["sizes"] = wsd_manifest["spec"]["sizes"][:2]  # 2 trunks, 4 branches, 4 segments
+    wsd_manifest["spec"]["execution"] = {"image": "flops-fit/trainer:local", "gpusPerExperiment": 0, "cpu": "1",
+                                         "memory": "1Gi", "parallelism": 2, "retriesPerExperiment": 0,
+                                         "s3CredentialsSecret": "s3-creds"}
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="ff-wsd")
+    wsd_manifest["spec"]["storage"] = {"uri": "s3://ff-wsd/sweeps", "endpointURL": s3_endpoint}
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump(wsd_manifest))
+    parsed = parse_sweep(wsd_manifest)
+    steps = plan_steps(parsed, plan_sweep(parsed))
+    with Cluster() as c:
+        _server["url"] = c.url
+        kubernetes.client.Configuration.set_default(kubernetes.client.Configuration(host=c.url))
+        operator = Operator().start()
+        wait_for(lambda: watching(c) >= 3, "kopf watching")
+        kubernetes.client.ApiextensionsV1Api().create_custom_resource_definition(crd_manifest())
+        kubernetes.client.CoreV1Api().create_namespaced_secret(NS, {"metadata": {"name": "s3-creds"}, "stringData": {
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}})
+        monkeypatch.setenv("KUBECONFIG", kubeconfig(tmp_path / "kubeconfig", c.url))
+        try:
+            with Kubelet(c, NS, tmp_path / "node") as kubelet:
+                assert "created" in ffctl(NS, "submit", str(sweep)).output
+                wait_for(lambda: len(kubelet.seen) >= 2, "the first segments' Jobs", timeout=60)
+                operator.stop()  # a restart while segments run
+                operator = Operator().start()
+                deadline, state = time.monotonic() + 300, {}
+                while time.monotonic() < deadline:
+                    state = json.loads(ffctl(NS, "status", "wsd", "--json").stdout)
+                    if state["phase"] in ("Succeeded", "Failed", "Stopped", "Invalid"):
+                        break
+                    time.sleep(0.5)
+                assert state["phase"] == "Succeeded", state
+                assert state["counts"]["succeeded"] == state["counts"]["total"] == len(steps)
+                assert {r["kind"] for r in state["experiments"]} == {"segment", "branch"}
+                assert sorted(kubelet.seen) == sorted(f"wsd-{s.id}-a1" for s in steps)  # each once
+                late = max((s for s in steps if s.kind == BRANCH), key=lambda s: s.start)
+                assert f"resuming at step {late.start}/" in ffctl(NS, "logs", "wsd", late.id).stdout
+                out = CliRunner().invoke(main, ["analyze", "wsd", "--endpoint-url", s3_endpoint, "--bootstrap", "0",
+                                                "--json", "--namespace", NS])  # 2 sizes: no parabola (exit 1)
+                assert json.loads(out.stdout)["points"] == sum(s.kind == BRANCH for s in steps), out.output
+        finally:
+            operator.stop()

@@ -38,6 +38,11 @@ class Step:
     flops_per_step: float = 0.0
 
     @property
+    def index(self) -> int:
+        """The experiment's place in the plan (a segment: its trunk's first run's)."""
+        return self.experiment.index
+
+    @property
     def flops(self) -> float:
         return self.flops_per_step * (self.end - self.start)
 
@@ -46,6 +51,12 @@ class Step:
         if self.kind != SEGMENT:
             return f"{self.id} ({self.size}, C={self.experiment.budget:.2g})"
         return f"{self.id} (trunk {self.trunk} of {self.size}, steps {self.start}-{self.end})"
+
+
+def one_step_each(plan: Plan) -> tuple[Step, ...]:
+    """Every experiment a run of its own (every schedule but wsd)."""
+    return tuple(Step(e.id, RUN, 0, e.steps, experiment=e, size=e.size, flops_per_step=e.flops / e.steps)
+                 for e in plan.experiments)
 
 
 def trunk_id(experiment: Experiment) -> str:
@@ -61,10 +72,9 @@ def segment_id(trunk: str, end: int) -> str:
 def plan_steps(sweep: ScalingSweep, plan: Plan) -> tuple[Step, ...]:
     """The steps of the plan in an order that runs each after the steps it waits for."""
     cfg = sweep.spec.training
-    per_step = {e.id: e.flops / e.steps for e in plan.experiments}
     if cfg.schedule != "wsd":
-        return tuple(Step(e.id, RUN, 0, e.steps, experiment=e, size=e.size, flops_per_step=per_step[e.id])
-                     for e in plan.experiments)
+        return one_step_each(plan)
+    per_step = {e.id: e.flops / e.steps for e in plan.experiments}
     trunks: dict[str, list[Experiment]] = defaultdict(list)
     for experiment in plan.experiments:
         trunks[trunk_id(experiment)].append(experiment)
@@ -108,12 +118,3 @@ def find_step(steps: tuple[Step, ...], step_id: str, sweep: str) -> Step:
 def steps_flops(steps: tuple[Step, ...]) -> float:
     return sum(step.flops for step in steps)
 
-
-def require_one_step_per_experiment(sweep: ScalingSweep) -> None:
-    """The operator runs one Job per experiment; a WSD sweep's trunks and branches run with `ffctl run` only
-    (for now). Raised before anything is applied or any Job is created."""
-    if sweep.spec.training.schedule == "wsd":
-        raise SpecError(
-            "spec.training.schedule: wsd sweeps (shared trunks and cooldown branches) run on one machine with "
-            "`ffctl run` in this version; the operator does not schedule trunks yet. Use schedule cosine on a "
-            "cluster, or run this sweep with `ffctl run`")

@@ -12,8 +12,8 @@ from typing import Any
 
 from ff_core import exit_codes
 from ff_core.crd import LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP
-from ff_core.plan import Experiment
 from ff_core.spec import API_VERSION, KIND, ScalingSweep
+from ff_core.steps import Step
 
 CONTAINER = "trainer"
 SWEEP_ENV = "FF_SWEEP"
@@ -34,7 +34,7 @@ def _pod_security() -> tuple[dict, dict]:
     return pod, container
 
 
-def _torchrun(sweep: ScalingSweep, experiment: Experiment, name: str) -> list[str]:
+def _torchrun(sweep: ScalingSweep, experiment: Step, name: str) -> list[str]:
     """One node: --standalone. Several: static rendezvous on pod 0 of the Indexed Job, via the headless Service."""
     ex = sweep.spec.execution
     workers = f"--nproc_per_node={ex.processes // ex.nodes_per_experiment}"
@@ -46,7 +46,7 @@ def _torchrun(sweep: ScalingSweep, experiment: Experiment, name: str) -> list[st
     return launch + ["-m", "ff_trainer", "--sweep", f"env:{SWEEP_ENV}", "--experiment", experiment.id]
 
 
-def _container(sweep: ScalingSweep, experiment: Experiment, name: str) -> dict[str, Any]:
+def _container(sweep: ScalingSweep, experiment: Step, name: str) -> dict[str, Any]:
     ex = sweep.spec.execution
     gpus = ex.gpus_per_experiment
     limits = {"cpu": ex.cpu, "memory": ex.memory} | ({"nvidia.com/gpu": str(gpus)} if gpus else {})
@@ -70,7 +70,7 @@ def _container(sweep: ScalingSweep, experiment: Experiment, name: str) -> dict[s
     return container
 
 
-def _labels(sweep: ScalingSweep, experiment: Experiment, attempt: int) -> dict[str, str]:
+def _labels(sweep: ScalingSweep, experiment: Step, attempt: int) -> dict[str, str]:
     ex = sweep.spec.execution
     labels = {LABEL_SWEEP: sweep.name, LABEL_EXPERIMENT: experiment.id, LABEL_ATTEMPT: str(attempt),
               "app.kubernetes.io/managed-by": "flops-fit"}
@@ -81,8 +81,9 @@ def _labels(sweep: ScalingSweep, experiment: Experiment, attempt: int) -> dict[s
     return labels
 
 
-def build_job(sweep: ScalingSweep, experiment: Experiment, attempt: int, owner_uid: str) -> dict[str, Any]:
-    """The batch/v1 Job manifest for attempt `attempt` (1-based) of `experiment`."""
+def build_job(sweep: ScalingSweep, experiment: Step, attempt: int, owner_uid: str) -> dict[str, Any]:
+    """The batch/v1 Job manifest for attempt `attempt` (1-based) of a step: an experiment, or a WSD trunk
+    segment (the trainer takes either id as --experiment)."""
     ex = sweep.spec.execution
     labels = _labels(sweep, experiment, attempt)
     name = job_name(sweep.name, experiment.id, attempt)

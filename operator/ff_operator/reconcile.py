@@ -4,6 +4,10 @@ State is recomputed from scratch every time: from the Jobs found by label, and f
 already recorded in the sweep's status (a Job deleted by its TTL is remembered there; an experiment
 recorded terminal never gets a Job again). Job names are deterministic, so creating one that exists is
 success and a restarted operator duplicates nothing.
+
+The unit is a step (ff_core.steps): an experiment, or in a WSD sweep a trunk segment or a branch. A step's
+Job is created only once every step it waits for has Succeeded (observed, or recorded in the status); a
+step that waits for one that Failed fails too, and a TrunkFailed condition names the segment.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ff_core.crd import LABEL_ATTEMPT, LABEL_EXPERIMENT
-from ff_core.plan import Experiment, Plan
+from ff_core.plan import Plan
 from ff_core.spec import Execution
 from ff_core.status import (COMPLETE, FAILED, FAILURE_BUDGET_EXCEEDED, PENDING, PLAN_CHANGED, RETRYING, RUNNING,
                             STOPPED, SUCCEEDED, SUSPENDED, SUSPENDED_CONDITION, TERMINAL_STATES as TERMINAL,
-                            ExperimentRow, experiment_rows)
+                            TRUNK_FAILED, ExperimentRow, experiment_rows)
+from ff_core.steps import RUN, SEGMENT, Step, one_step_each
 
 UNSEEN = "Unseen"  # recorded Running at attempt a, no Job of attempt a observed: (re)create attempt a, first
 
@@ -49,19 +54,21 @@ def observe(job: dict[str, Any]) -> ObservedJob:
 
 @dataclass(frozen=True)
 class Actions:
-    create: tuple[tuple[Experiment, int], ...]  # (experiment, attempt)
+    create: tuple[tuple[Step, int], ...]  # (step, attempt)
     delete: tuple[str, ...]                     # Job names
     status: dict[str, Any]
     events: tuple[tuple[str, str], ...] = field(default=())  # (reason, message) for key transitions
 
 
-def _experiment_states(plan: Plan, jobs: list[ObservedJob], recorded: dict[str, ExperimentRow], retries: int):
-    """Per experiment id: (state, attempts so far, its active Job name or None)."""
+def _experiment_states(steps: tuple[Step, ...], jobs: list[ObservedJob], recorded: dict[str, ExperimentRow],
+                       retries: int):
+    """Per step id: (state, attempts so far, its active Job name or None). Steps come after those they wait
+    for, so a step whose prerequisite failed for good is failed here too (it never started)."""
     by_experiment: dict[str, list[ObservedJob]] = defaultdict(list)
     for job in jobs:
         by_experiment[job.experiment].append(job)
     states = {}
-    for e in plan.experiments:
+    for e in steps:
         mine = sorted(by_experiment.get(e.id, []), key=lambda j: j.attempt)
         row = recorded.get(e.id) or ExperimentRow(e.id)
         attempts = max([j.attempt for j in mine] + [row.attempts])
@@ -78,6 +85,8 @@ def _experiment_states(plan: Plan, jobs: list[ObservedJob], recorded: dict[str, 
             state = FAILED if mine[-1].permanent or attempts > retries else RETRYING
         else:
             state = PENDING
+        if state in (PENDING, RETRYING) and not mine and any(states[a][0] == FAILED for a in e.after):
+            state = FAILED  # it waits for a step that failed for good: it cannot run
         states[e.id] = (state, attempts, active)
     return states
 
@@ -103,19 +112,22 @@ def preemptions(recorded: dict[str, ExperimentRow], disrupted: list[tuple[str, s
 
 
 def reconcile(plan: Plan, execution: Execution, jobs: list[ObservedJob], previous: dict[str, Any],
-              generation: int, now: str, disrupted: list[tuple[str, str]] = (), owner_uid: str | None = None) -> Actions:
+              generation: int, now: str, disrupted: list[tuple[str, str]] = (), owner_uid: str | None = None,
+              steps: tuple[Step, ...] | None = None) -> Actions:
     """What to create and delete, and the new status; `previous` is the sweep's current status (or {}).
 
     `disrupted` lists (experiment id, pod name) of our pods with the DisruptionTarget condition. With
     `owner_uid` (the sweep's uid), only Jobs it owns count: a deleted sweep's Jobs, not yet garbage-collected,
-    carry the same labels when a sweep of the same name is created again.
+    carry the same labels when a sweep of the same name is created again. `steps` is the plan as steps
+    (ff_core.steps.plan_steps; default: one per experiment).
     """
+    steps = steps if steps is not None else one_step_each(plan)
     if owner_uid is not None:
         jobs = [j for j in jobs if j.owner in (owner_uid, None)]
     if previous.get("planHash") not in (None, plan.hash):
         return _plan_changed(previous, generation, now)
     recorded = experiment_rows(previous)
-    states = _experiment_states(plan, jobs, recorded, execution.retries_per_experiment)
+    states = _experiment_states(steps, jobs, recorded, execution.retries_per_experiment)
     counts = Counter(state for state, _, _ in states.values())
     budget = execution.max_failed_experiments
     stopped = budget is not None and counts[FAILED] > budget
@@ -127,12 +139,13 @@ def reconcile(plan: Plan, execution: Execution, jobs: list[ObservedJob], previou
                   (state, attempts, active) for eid, (state, attempts, active) in states.items()}
     elif not stopped and not execution.suspend:
         slots = execution.parallelism - counts[RUNNING]
-        waiting = [e for kind in (UNSEEN, RETRYING, PENDING) for e in plan.experiments if states[e.id][0] == kind]
+        ready = [e for e in steps if all(states[a][0] == SUCCEEDED for a in e.after)]  # never before its trunk
+        waiting = [e for kind in (UNSEEN, RETRYING, PENDING) for e in ready if states[e.id][0] == kind]
         create = [(e, states[e.id][1] + (states[e.id][0] != UNSEEN)) for e in waiting[:max(slots, 0)]]
         for e, attempt in create:  # the status reports the state after these actions, not before
             states[e.id] = (RUNNING, attempt, None)
     status = summarize(plan, execution, states, previous, generation, now, stopped,
-                       preemptions(recorded, list(disrupted), states))
+                       preemptions(recorded, list(disrupted), states), steps)
     return Actions(tuple(create), tuple(delete), status, _events(previous, status, create))
 
 
@@ -166,12 +179,26 @@ def _condition(previous: dict, kind: str, true: bool, reason: str, message: str,
     return {"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
 
 
+def _trunk_failed(steps: tuple[Step, ...], states: dict, previous: dict, now: str) -> dict[str, str]:
+    """The TrunkFailed condition: which segments failed for good, and how many steps wait on them in vain."""
+    failed = [s for s in steps if s.kind == SEGMENT and states[s.id][0] == FAILED
+              and not any(states[a][0] == FAILED for a in s.after)]
+    blocked = sum(1 for s in steps if states[s.id][0] == FAILED and any(states[a][0] == FAILED for a in s.after))
+    named = ", ".join(f"{s.id} (trunk {s.trunk} of {s.size}, steps {s.start}-{s.end})" for s in failed[:3])
+    message = (f"segment {named} failed: {blocked} step(s) that start from it cannot run; see its Job's logs, fix, "
+               "and create the sweep again (finished steps are kept in the store)") if failed else ""
+    return _condition(previous, TRUNK_FAILED, bool(failed), "SegmentFailed" if failed else "TrunksHealthy", message, now)
+
+
 def summarize(plan: Plan, execution: Execution, states: dict, previous: dict, generation: int, now: str,
-              stopped: bool, preempted: dict[str, tuple[int, tuple[str, ...]]] | None = None) -> dict[str, Any]:
+              stopped: bool, preempted: dict[str, tuple[int, tuple[str, ...]]] | None = None,
+              steps: tuple[Step, ...] | None = None) -> dict[str, Any]:
     """The status from scratch: phase, counts, conditions, observedGeneration, plan hash, compact rows."""
+    steps = steps if steps is not None else one_step_each(plan)
     counts = Counter(RUNNING if state == UNSEEN else state for state, _, _ in states.values())
     preempted = preempted or {}
-    total = len(plan.experiments)
+    total = len(steps)
+    unit = "experiments" if all(s.kind == RUN for s in steps) else "steps"
     phase = _phase(counts, total, execution.suspend, stopped)
     done = counts[SUCCEEDED] + counts[FAILED]
     return {
@@ -182,15 +209,16 @@ def summarize(plan: Plan, execution: Execution, states: dict, previous: dict, ge
         "pending": counts[PENDING] + counts[RETRYING],
         "preempted": sum(count for count, _ in preempted.values()),
         "conditions": [
-            _condition(previous, COMPLETE, done == total, phase, f"{done}/{total} experiments finished", now),
+            _condition(previous, COMPLETE, done == total, phase, f"{done}/{total} {unit} finished", now),
             _condition(previous, SUSPENDED_CONDITION, execution.suspend, "Suspend" if execution.suspend else "Active",
                        "spec.execution.suspend is true: no Jobs are created" if execution.suspend else "", now),
             _condition(previous, FAILURE_BUDGET_EXCEEDED, stopped, "MaxFailedExperiments" if stopped else "WithinBudget",
-                       f"{counts[FAILED]} failed experiments, budget {execution.max_failed_experiments}", now),
-        ],
+                       f"{counts[FAILED]} failed {unit}, budget {execution.max_failed_experiments}", now),
+        ] + ([_trunk_failed(steps, states, previous, now)] if unit == "steps" else []),
         # compact: a short row per experiment (id, one state word, attempts) stays small for 1,000 experiments
         "experiments": [ExperimentRow(e.id, RUNNING if states[e.id][0] == UNSEEN else states[e.id][0], states[e.id][1],
-                                      *preempted.get(e.id, (0, ()))).to_json() for e in plan.experiments],
+                                      *preempted.get(e.id, (0, ())), "" if e.kind == RUN else e.kind).to_json()
+                        for e in steps],
     }
 
 

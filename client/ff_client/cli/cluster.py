@@ -17,7 +17,6 @@ from ff_client.cluster.validate import validate
 from ff_client.sweeps import load_resolved
 from ff_core.plan import plan_sweep
 from ff_core.status import TERMINAL_PHASES
-from ff_core.steps import require_one_step_per_experiment
 
 
 def cluster_options(fn):
@@ -40,7 +39,6 @@ def submit(sweep: str, dry_run: bool, gpu_flops: float, mfu: float, conn) -> Non
     """Fill nParams, validate, show the plan and its cost, and apply SWEEP to the cluster."""
     resolved = load_resolved(sweep, say=output.say)
     the_plan = plan_sweep(resolved)
-    require_one_step_per_experiment(resolved)
     manifest = resolved.to_manifest(only_set=True)  # defaults stay the cluster's to fill, as with kubectl apply
     connection = None if dry_run else conn()
     validate(manifest, cluster.crd_schema(connection) if connection else None)

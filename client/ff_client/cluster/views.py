@@ -14,6 +14,7 @@ from ff_core.errors import FlopsFitError
 from ff_core.plan import plan_sweep
 from ff_core.spec import manifest_of, parse_sweep
 from ff_core.status import NOTEWORTHY, ExperimentRow, experiment_rows as status_rows
+from ff_core.steps import RUN, SEGMENT, plan_steps
 
 
 
@@ -40,15 +41,19 @@ def sweeps_table(sweeps: list[dict[str, Any]], now: datetime.datetime) -> str:
 
 
 def experiment_rows(sweep: dict[str, Any]) -> list[dict[str, Any]]:
-    """One dict per planned experiment: plan columns joined with the status row (Pending when absent)."""
+    """One dict per planned step (an experiment; in a WSD sweep also each trunk segment): plan columns joined
+    with the status row (Pending when absent). A segment has no budget; its D is the tokens where it ends."""
     recorded = status_rows(sweep.get("status"))
     try:
-        plan = plan_sweep(parse_sweep(manifest_of(sweep), sweep["metadata"]["name"]))
+        parsed = parse_sweep(manifest_of(sweep), sweep["metadata"]["name"])
+        steps = plan_steps(parsed, plan_sweep(parsed))
     except FlopsFitError:
         return []  # an invalid sweep has no plan; its condition says why
-    rows = [(e, recorded.get(e.id) or ExperimentRow(e.id)) for e in plan.experiments]
-    return [{"id": e.id, "budget": e.budget, "size": e.size, "nParams": e.n_params, "tokens": e.tokens,
-             "state": row.state, "attempts": row.attempts, "preemptions": row.preemptions} for e, row in rows]
+    batch = parsed.spec.training.global_batch_tokens
+    rows = [(s, recorded.get(s.id) or ExperimentRow(s.id)) for s in steps]
+    return [{"id": s.id, "kind": s.kind, "budget": s.experiment.budget if s.kind != SEGMENT else None, "size": s.size,
+             "nParams": s.experiment.n_params, "tokens": s.end * batch, "state": row.state, "attempts": row.attempts,
+             "preemptions": row.preemptions} for s, row in rows]
 
 
 def sweep_detail(sweep: dict[str, Any], now: datetime.datetime) -> str:
@@ -63,10 +68,13 @@ def sweep_detail(sweep: dict[str, Any], now: datetime.datetime) -> str:
     for c in st.get("conditions", []):
         if (c["type"], c["status"]) in NOTEWORTHY:
             lines.append(f"  {c['type']}={c['status']} ({c.get('reason', '')}): {c.get('message', '')}")
-    rows = [("EXPERIMENT", "BUDGET", "SIZE", "N", "D", "STATE", "ATTEMPTS", "PREEMPTED")]
-    for r in experiment_rows(sweep):
-        rows.append((r["id"], f"{r['budget']:.2e}", r["size"], human(r["nParams"]), human(r["tokens"]), r["state"],
-                     str(r["attempts"]), str(r["preemptions"])))
+    listed = experiment_rows(sweep)
+    kinds = any(r["kind"] != RUN for r in listed)  # a WSD sweep: say which rows are trunk segments and branches
+    rows = [("EXPERIMENT", *(("KIND",) if kinds else ()), "BUDGET", "SIZE", "N", "D", "STATE", "ATTEMPTS", "PREEMPTED")]
+    for r in listed:
+        budget = f"{r['budget']:.2e}" if r["budget"] is not None else "-"
+        rows.append((r["id"], *((r["kind"],) if kinds else ()), budget, r["size"], human(r["nParams"]),
+                     human(r["tokens"]), r["state"], str(r["attempts"]), str(r["preemptions"])))
     if len(rows) > 1:
         lines.append(aligned(rows))
     return "\n".join(lines)
