@@ -141,10 +141,10 @@ def _finished(sweep: ScalingSweep, steps: tuple[Step, ...], store: Store, summar
     done = set()
     for step in steps:
         if step.kind == SEGMENT:
-            if store.exists(trunk_checkpoint_key(sweep.name, step.trunk, step.end)):
+            if store.exists(trunk_checkpoint_key(sweep.folder, step.trunk, step.end)):
                 done.add(step.id)
             continue
-        key = result_key(sweep.name, step.id)
+        key = result_key(sweep.folder, step.id)
         try:
             status = store.get_json(key).get("status")  # one read per finished experiment, none more
         except MissingKey:
@@ -153,7 +153,7 @@ def _finished(sweep: ScalingSweep, steps: tuple[Step, ...], store: Store, summar
             status = None  # unreadable: finished, and `ffctl analyze` names it
         if status == "diverged" and retry_diverged:
             store.delete(key)
-            store.delete(checkpoint_key(sweep.name, step.id))
+            store.delete(checkpoint_key(sweep.folder, step.id))
             on_event(Event("retry", step))
             continue
         if status == "diverged":
@@ -162,7 +162,7 @@ def _finished(sweep: ScalingSweep, steps: tuple[Step, ...], store: Store, summar
         summary.skipped.append(step.id)
         on_event(Event("skipped", step))
         if clean_checkpoints:
-            store.delete(checkpoint_key(sweep.name, step.id))
+            store.delete(checkpoint_key(sweep.folder, step.id))
     return done
 
 
@@ -182,7 +182,7 @@ def _clean_trunks(sweep: ScalingSweep, steps: tuple[Step, ...], store: Store, do
     if all(s.id in done for s in steps):
         for step in steps:
             if step.kind == SEGMENT:
-                store.delete(trunk_checkpoint_key(sweep.name, step.trunk, step.end))
+                store.delete(trunk_checkpoint_key(sweep.folder, step.trunk, step.end))
 
 
 def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
@@ -197,9 +197,9 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
     """
     began = time.monotonic()
     summary = RunSummary()
-    store.put_json(sweep_key(sweep.name), sweep.to_manifest())  # the current plan
-    store.put_json(plan_key(sweep.name, plan.hash), sweep.to_manifest())  # every plan that trained here
-    logs = log_dir(store, sweep.name)
+    store.put_json(sweep_key(sweep.folder), sweep.to_manifest())  # the current plan
+    store.put_json(plan_key(sweep.folder, plan.hash), sweep.to_manifest())  # every plan that trained here
+    logs = log_dir(store, sweep.folder)
     logs.mkdir(parents=True, exist_ok=True)
     steps = plan_steps(sweep, plan)
     done = _finished(sweep, steps, store, summary, retry_diverged, on_event, clean_checkpoints)
@@ -214,7 +214,7 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
             while running or any(set(s.after) <= done for s in queue):
                 for step in [s for s in queue if set(s.after) <= done][: workers - len(running)]:
                     queue.remove(step)
-                    holder = claim(store, sweep.name, step.id)
+                    holder = claim(store, sweep.folder, step.id)
                     if holder is not None:
                         summary.busy[step.id] = holder
                         continue
@@ -227,13 +227,13 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
                     if code is None:
                         continue
                     del running[step_id]
-                    release(store, sweep.name, step_id)
+                    release(store, sweep.folder, step_id)
                     if code == exit_codes.DONE:
                         done.add(step_id)
                         if step.kind != SEGMENT:
                             summary.trained.append(step_id)
                         if clean_checkpoints:
-                            store.delete(checkpoint_key(sweep.name, step_id))
+                            store.delete(checkpoint_key(sweep.folder, step_id))
                         on_event(Event("done", step, code, summary.logs[step_id]))
                     else:
                         summary.failed[step_id] = code
@@ -247,7 +247,7 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
         except KeyboardInterrupt:
             _stop_all(running)
             for step_id in running:
-                release(store, sweep.name, step_id)
+                release(store, sweep.folder, step_id)
             raise
         finally:
             summary.seconds = time.monotonic() - began

@@ -176,6 +176,18 @@ class Storage(_Model):
 
     uri: str = "file://./ff-results"
     endpoint_url: str | None = Field(default=None, alias="endpointURL")
+    folder: str | None = Field(default=None, description=(
+        "the folder under uri that holds this sweep's results (default: metadata.name); a sweep that grows another "
+        "(more budgets or sizes) names the other's folder, so the points they share are trained once and "
+        "analysed together"))
+
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, value: str | None) -> str | None:
+        if value is not None and not (_DNS_LABEL.match(value) and len(value) <= MAX_NAME_LENGTH):
+            raise ValueError(f"{value!r} must be a sweep name: lowercase letters, digits and '-', at most "
+                             f"{MAX_NAME_LENGTH} characters")
+        return value
 
     @field_validator("uri")
     @classmethod
@@ -317,6 +329,11 @@ class ScalingSweep(BaseModel):
     @property
     def name(self) -> str:
         return self.metadata.name
+
+    @property
+    def folder(self) -> str:
+        """Where the sweep's results live in its store: spec.storage.folder, else its name."""
+        return self.spec.storage.folder or self.metadata.name
 
     def to_manifest(self, only_set: bool = False) -> dict[str, Any]:
         """The sweep as a plain manifest (camelCase, no status), ready for YAML or the API server.

@@ -92,7 +92,7 @@ def make_record(sweep: ScalingSweep, experiment: Experiment, outcome: Outcome, n
     # MFU from the most faithful count available: measured, then the model's own, then 6ND.
     best = next(flops[m] for m in ("measured", "model", "plugin", "6nd") if m in flops) / experiment.tokens
     return ResultRecord(
-        sweep=sweep.name, experiment=experiment.id, budget=experiment.budget, size=experiment.size,
+        sweep=sweep.folder, experiment=experiment.id, budget=experiment.budget, size=experiment.size,
         knobs=experiment.knobs, identity=experiment.identity, n_params=experiment.n_params,
         n_params_non_embedding=non_embedding,
         tokens=experiment.tokens, unique_tokens=unique_tokens, untrained_loss=untrained_loss, flops=flops,
@@ -132,8 +132,8 @@ def _train_step(sweep: ScalingSweep, step: Step, store: Store, world: World, plu
     """Measure FLOPs, then train the step (resuming from its checkpoint; a branch from its trunk's)."""
     model_plugin, data, loss_fn = plugins
     cfg = sweep.spec.training
-    ckpt = Checkpointer(store, checkpoint_key(sweep.name, step.id), world.is_main)
-    trunk = (lambda at: Checkpointer(store, trunk_checkpoint_key(sweep.name, step.trunk, at), world.is_main))
+    ckpt = Checkpointer(store, checkpoint_key(sweep.folder, step.id), world.is_main)
+    trunk = (lambda at: Checkpointer(store, trunk_checkpoint_key(sweep.folder, step.trunk, at), world.is_main))
     initial = trunk(step.start) if step.kind in (SEGMENT, BRANCH) and step.start > 0 else None
     model.to(world.device)
     try:
@@ -168,7 +168,7 @@ def _plugins(sweep: ScalingSweep) -> tuple:
 
 def _run_segment(sweep: ScalingSweep, step: Step, store: Store) -> int:
     """Train a WSD trunk segment to its end step and leave its checkpoint for the next segment and branches."""
-    key = trunk_checkpoint_key(sweep.name, step.trunk, step.end)
+    key = trunk_checkpoint_key(sweep.folder, step.trunk, step.end)
     if store.exists(key):
         print(f"{step.id}: trunk checkpoint exists at {store.uri}/{key}; nothing to do", file=sys.stderr)
         return exit_codes.DONE
@@ -179,7 +179,7 @@ def _run_segment(sweep: ScalingSweep, step: Step, store: Store) -> int:
         try:
             outcome, _ = _train_step(sweep, step, store, world, plugins, model, stop)
             if world.is_main and outcome.status == "segment":
-                store.delete(checkpoint_key(sweep.name, step.id))  # its state lives on at `key`
+                store.delete(checkpoint_key(sweep.folder, step.id))  # its state lives on at `key`
         finally:
             teardown_world()
     if outcome.status == "diverged":
@@ -195,7 +195,7 @@ def run_experiment(sweep: ScalingSweep, step_id: str, store: Store) -> int:
     if step.kind == SEGMENT:
         return _run_segment(sweep, step, store)
     experiment = step.experiment
-    key = result_key(sweep.name, experiment.id)
+    key = result_key(sweep.folder, experiment.id)
     if store.exists(key):
         print(f"{experiment.id}: result exists at {store.uri}/{key}; nothing to do", file=sys.stderr)
         return exit_codes.DONE

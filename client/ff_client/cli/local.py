@@ -90,7 +90,7 @@ def run(sweep: str, store: str | None, workers: int, keep_going: bool, retry_div
         sys.exit(130)
     progress.finish(summary)
     output.run_outcome(summary)
-    output.next_step(f"ffctl analyze {target.uri}/{resolved.name}")
+    output.next_step(f"ffctl analyze {target.uri}/{resolved.folder}")
 
 
 COMMANDS = (plan, run)

@@ -175,4 +175,4 @@ def sweep_store(conn: Connection, name: str) -> tuple[str, str | None]:
     storage = (get_sweep(conn, name).get("spec") or {}).get("storage", {})
     if not storage.get("uri"):
         raise ClusterError(f"sweep {name} names no spec.storage.uri")
-    return f"{storage['uri'].rstrip('/')}/{name}", storage.get("endpointURL")
+    return f"{storage['uri'].rstrip('/')}/{storage.get('folder') or name}", storage.get("endpointURL")

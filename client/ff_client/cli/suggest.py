@@ -1,0 +1,136 @@
+"""ffctl suggest: which runs to add so that N_opt at a target compute is known better, per FLOP spent."""
+
+from __future__ import annotations
+
+import copy
+
+import click
+import yaml
+
+from ff_client.cli import output
+from ff_client.cli.analyze import load_source
+from ff_client.cli.local import cost_options
+from ff_client.text import aligned
+from ff_core.errors import FlopsFitError, StoreError
+from ff_core.flops import gpu_hours
+from ff_core.layout import SWEEP_FILE
+from ff_core.plan import plan_sweep
+from ff_core.spec import ScalingSweep, parse_sweep
+from ff_core.store import open_store
+
+
+def _stored_sweep(source: str, endpoint_url: str | None) -> ScalingSweep | None:
+    """The sweep the latest `ffctl run` wrote beside the results (a store folder), if any."""
+    if "://" not in source and "/" not in source and not source.startswith("."):
+        return None  # a cluster sweep NAME: its manifest is on the cluster, not in the store
+    try:
+        return parse_sweep(open_store(source, endpoint_url).get_json(SWEEP_FILE), f"{source}/{SWEEP_FILE}")
+    except (FlopsFitError, StoreError):
+        return None
+
+
+def planned(sweep: ScalingSweep):
+    """place(budgets, points_per_budget) from the sweep's own planner: exactly the runs a grown sweep trains."""
+    have = {(e.budget, e.size, e.tokens) for e in plan_sweep(sweep).experiments}
+
+    def place(budgets: tuple[float, ...], points_per_budget: int | None):
+        grown = grow(sweep, budgets, points_per_budget)
+        return tuple((e.budget, e.n_params, e.tokens) for e in plan_sweep(grown).experiments
+                     if (e.budget, e.size, e.tokens) not in have)
+
+    return place
+
+
+def grow(sweep: ScalingSweep, budgets: tuple[float, ...], points_per_budget: int | None,
+         name: str | None = None) -> ScalingSweep:
+    """The sweep with more budgets (or points per budget), its results in the same store folder."""
+    manifest = copy.deepcopy(sweep.to_manifest(only_set=True))
+    spec = manifest["spec"]
+    spec["budgets"] = sorted({*spec["budgets"], *(float(f"{b:.6g}") for b in budgets)})
+    if points_per_budget:
+        spec["pointsPerBudget"] = points_per_budget
+    spec.setdefault("storage", {})["folder"] = sweep.folder
+    if name:
+        manifest["metadata"]["name"] = name
+    return parse_sweep(manifest, "the grown sweep")
+
+
+@click.command()
+@click.argument("source", required=False)
+@click.option("--data", "points_file", type=click.Path(exists=True, dir_okay=False),
+              help="A points file (csv/json) instead of a result store.")
+@click.option("--target-flops", type=float, required=True, help="The compute budget whose N_opt should be known.")
+@click.option("--budget", "spend", type=float, help="FLOPs to spend on new runs [default: the single best addition].")
+@click.option("--gpu-hours", "hours", type=float, help="Or the GPU-hours to spend (at --gpu-flops and --mfu).")
+@click.option("--approach", type=click.Choice(["isoflop", "parametric"]), default="isoflop",
+              help="The fit whose interval to narrow.")
+@click.option("--target-width", type=float, help="Enough when N_opt's interval (high/low) is at most this ratio.")
+@click.option("--write", "write_to", type=click.Path(dir_okay=False), help="Write the grown sweep here (a store with "
+              "its sweep.json only): same store folder, so `ffctl run` trains only the new points.")
+@click.option("--bootstrap", "resamples", type=click.IntRange(20), default=200, help="Bootstrap resamples per fit.")
+@click.option("--seed", type=int, default=0)
+@click.option("--endpoint-url", envvar="FF_S3_ENDPOINT_URL", help="S3 endpoint. [env: FF_S3_ENDPOINT_URL]")
+@cost_options
+def suggest(source, points_file, target_flops, spend, hours, approach, target_width, write_to, resamples, seed,
+            endpoint_url, gpu_flops, mfu) -> None:
+    """Rank additions to a sweep (new budgets, more points per budget) by how much each is expected to narrow
+    the interval of N_opt at --target-flops per FLOP, by simulating their runs from the current fit."""
+    from ff_client.fit.approach import Settings
+    from ff_client.fit.approaches import APPROACHES
+    from ff_client.fit.approaches.parametric import fit_parametric
+    from ff_client.fit import suggest as core
+
+    if bool(source) == bool(points_file):
+        raise click.UsageError("give a result store (SOURCE) or --data FILE, one of them")
+    if hours is not None:
+        spend = hours * gpu_flops * mfu * 3600
+    observations = load_source(points_file or source, endpoint_url, None, None, points_file=bool(points_file))
+    points = observations.points
+    settings = Settings(resamples=resamples, seed=seed, workers=1)
+    chosen_approach = next(a for a in APPROACHES if a.name == approach)
+    surface = fit_parametric(points)
+    if surface is None:
+        raise FlopsFitError("the parametric surface L(N, D) could not be fitted: nothing to simulate new runs from")
+    before = core.width(points, chosen_approach, target_flops, settings)
+    if not before.fitted:
+        raise FlopsFitError(f"approach {approach} gives no interval of N_opt at C={target_flops:.3g} from these points; "
+                            "try --approach parametric, or add budgets first")
+    output.say(f"now: N_opt at C={target_flops:.3g} is {before.n_opt:.3g}, its 95% interval a factor "
+               f"{before.n_ratio:.3g} wide (high/low); L_opt's {before.l_range:.3g} wide")
+    if target_width is not None and before.n_ratio <= target_width:
+        output.say(f"the sweep is already sufficient: {before.n_ratio:.3g} <= --target-width {target_width:g}")
+        return
+    sweep = _stored_sweep(source, endpoint_url) if source else None
+    place = planned(sweep) if sweep else core.near_optimum(points, surface)
+    scored = [core.score(points, c, chosen_approach, surface, target_flops, settings)
+              for c in core.candidates(points, place)]
+    rows = [("candidate", "runs", "FLOPs", "GPU-hours", "N_opt interval (x)", "L_opt interval", "narrowing/EFLOP")]
+    for s in sorted(scored, key=lambda s: -s.gain(before)):
+        w = s.width
+        rows.append((s.candidate.name, str(len(s.candidate.points)), f"{s.candidate.flops:.3g}",
+                     f"{gpu_hours(s.candidate.flops, gpu_flops, mfu):.3g}",
+                     f"{before.n_ratio:.3g} -> {w.n_ratio:.3g}" if w.fitted else "not fitted",
+                     f"{before.l_range:.3g} -> {w.l_range:.3g}" if w.fitted else "-", f"{s.gain(before) * 1e18:.3g}"))
+    click.echo(aligned(rows))
+    chosen = core.choose(scored, before, spend)
+    if not chosen:
+        output.warn("no candidate narrows the interval" + (" within --budget" if spend else ""))
+        return
+    output.say("suggested: " + "; ".join(s.candidate.name for s in chosen) +
+               f" ({sum(s.candidate.flops for s in chosen):.3g} FLOPs)")
+    if target_width is not None and not any(s.width.n_ratio <= target_width for s in chosen):
+        output.warn(f"none of the chosen additions is expected to reach --target-width {target_width:g} alone")
+    if write_to:
+        if sweep is None:
+            raise click.UsageError("--write needs a result store written by `ffctl run` (its sweep.json)")
+        budgets = tuple(b for s in chosen for b in s.candidate.budgets)
+        per_budget = max((s.candidate.points_per_budget or 0 for s in chosen), default=0) or None
+        grown = grow(sweep, budgets, per_budget, name=f"{sweep.name}-grown"[:40])
+        with open(write_to, "w") as handle:
+            yaml.safe_dump(grown.to_manifest(only_set=True), handle, sort_keys=False)
+        output.say(f"wrote {write_to}: {sweep.name} plus {', '.join(s.candidate.name for s in chosen)}, results in "
+                   f"the same folder ({sweep.folder})")
+        output.next_step(f"ffctl run {write_to} --store {source.rsplit('/', 1)[0]}")
+
+
+COMMANDS = (suggest,)

@@ -1,0 +1,162 @@
+"""Which runs to add next: candidate additions to a sweep, each scored by how much it is expected to narrow the
+interval of N_opt at a target compute, per FLOP spent.
+
+A candidate is a set of new (N, D) points: a new budget (above the largest, or between two), or more points
+per budget. Its value is estimated by simulation: its losses are drawn from the current parametric surface
+L(N, D) with the sweep's own noise (ff_client.fit.noise), added to the data, and the chosen approach is fitted
+and bootstrapped again; the expected interval is the median over the draws. The choice within a spending
+limit is greedy by narrowing per FLOP (each candidate scored once, against the current data).
+Pure: no store, no click; `ffctl suggest` (cli/suggest.py) is its edge.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ff_client.fit.approach import Approach, FitData, Settings
+from ff_client.fit.bootstrap import bootstrap, numbers
+from ff_client.fit.noise import sweep_noise
+from ff_client.fit.points import Point
+from ff_core.flops import training_flops
+
+SIMULATIONS = 5  # noise draws per candidate
+
+
+@dataclass(frozen=True)
+class Width:
+    """The interval at the target: N_opt's as a ratio high / low, L_opt's as high - low (None: not fitted)."""
+
+    n_ratio: float | None
+    l_range: float | None
+    n_opt: float | None = None
+    n_interval: tuple[float, float] | None = None
+
+    @property
+    def fitted(self) -> bool:
+        return self.n_ratio is not None and math.isfinite(self.n_ratio)
+
+    def covers(self, n_opt: float) -> bool:
+        return self.n_interval is not None and self.n_interval[0] <= n_opt <= self.n_interval[1]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    points: tuple[tuple[float, float, float], ...]  # (budget, N, D) of each new run
+    budgets: tuple[float, ...] = ()  # what a grown sweep adds to spec.budgets
+    points_per_budget: int | None = None  # or the new spec.pointsPerBudget
+
+    @property
+    def flops(self) -> float:
+        return sum(training_flops(n, d) for _, n, d in self.points)
+
+
+@dataclass(frozen=True)
+class Scored:
+    candidate: Candidate
+    width: Width
+
+    def gain(self, before: Width) -> float:
+        """Narrowing of ln(N_opt's interval ratio) per FLOP (0 when it does not narrow it)."""
+        if not (before.fitted and self.width.fitted):
+            return 0.0
+        return max(0.0, math.log(before.n_ratio) - math.log(self.width.n_ratio)) / self.candidate.flops
+
+
+def width(points: tuple[Point, ...], approach: Approach, target: float, settings: Settings) -> Width:
+    """The bootstrap interval of N_opt and L_opt at `target` from these points with this approach."""
+    data = FitData(points)
+    fit = approach.fit(data, settings)
+    central = numbers(approach, fit, (target,))
+    if central is None or target not in central.predictions:
+        return Width(None, None)
+    spread = bootstrap(data, {approach.name: (approach, fit, central)}, (target,), settings)[approach.name]
+    n, l = spread.predictions[target]["n_opt"], spread.predictions[target]["l_opt"]
+    if n.low is None or l.low is None or n.low <= 0:
+        return Width(None, None, n.value)
+    return Width(n.high / n.low, l.high - l.low, n.value, (n.low, n.high))
+
+
+def sizes_near(sizes: list[float], n_opt: float, count: int) -> list[float]:
+    """The `count` consecutive sizes (ascending) whose middle is closest to n_opt in log N."""
+    sizes = sorted(sizes)
+    if len(sizes) <= count:
+        return sizes
+    start = min(range(len(sizes) - count + 1), key=lambda i: abs(math.log(sizes[i + count // 2] / n_opt)))
+    return sizes[start : start + count]
+
+
+def near_optimum(points: tuple[Point, ...], surface, sizes: list[float] | None = None):
+    """Where new runs go without a sweep file: at a new budget, as many sizes as the sweep puts in a budget,
+    those closest to the surface's N_opt there; with more points per budget, one size more on each side of
+    every budget. `sizes` defaults to the sizes the sweep trained. Returns place(budgets, points_per_budget)."""
+    per_budget = Counter(p.budget for p in points).most_common(1)[0][1]
+    sizes = sorted(set(sizes or [p.n_params for p in points]))
+    ratio = training_flops(1, 1)
+
+    def place(budgets: tuple[float, ...], points_per_budget: int | None) -> tuple[tuple[float, float, float], ...]:
+        out = [(c, n, c / (ratio * n)) for c in budgets
+               for n in sizes_near(sizes, surface.predict(c)["n_opt"], per_budget)]
+        if points_per_budget:
+            for b in sorted({p.budget for p in points}):
+                trained = sorted(p.n_params for p in points if p.budget == b)
+                out += [(b, n, b / (ratio * n)) for n in [m for m in sizes if m < trained[0]][-1:]
+                        + [m for m in sizes if m > trained[-1]][:1]]
+        return tuple(out)
+
+    return place
+
+
+def candidates(points: tuple[Point, ...], place) -> list[Candidate]:
+    """New budgets above the largest (x2, x4, x10) and between neighbouring ones, and two more points per
+    budget; `place(budgets, points_per_budget)` says which runs each adds (near_optimum, or a sweep's plan)."""
+    budgets = sorted({p.budget for p in points})
+    per_budget = Counter(p.budget for p in points).most_common(1)[0][1]
+    out = [Candidate(f"budget {c:.3g} (x{c / budgets[-1]:g} the largest)", place((c,), None), budgets=(c,))
+           for c in (budgets[-1] * k for k in (2, 4, 10))]
+    for low, high in zip(budgets, budgets[1:]):
+        c = math.sqrt(low * high)
+        out.append(Candidate(f"budget {c:.3g} (between {low:.3g} and {high:.3g})", place((c,), None), budgets=(c,)))
+    out.append(Candidate(f"pointsPerBudget {per_budget} -> {per_budget + 2}", place((), per_budget + 2),
+                         points_per_budget=per_budget + 2))
+    return [c for c in out if c.points]
+
+
+def simulate(points: tuple[Point, ...], candidate: Candidate, surface, sigma: float, rng: np.random.Generator
+             ) -> tuple[Point, ...]:
+    """The points plus the candidate's runs, their losses drawn from the surface with log-normal noise."""
+    new = tuple(Point(n, d, float(surface.loss(n, d)) * math.exp(rng.normal(0.0, sigma)), budget,
+                      training_flops(n, d), f"simulated {candidate.name}") for budget, n, d in candidate.points)
+    return points + new
+
+
+def score(points: tuple[Point, ...], candidate: Candidate, approach: Approach, surface, target: float,
+          settings: Settings, simulations: int = SIMULATIONS) -> Scored:
+    """The expected interval after adding the candidate: the median over noise draws."""
+    sigma = max(sweep_noise(points), 1e-4)
+    rng = np.random.default_rng(settings.seed)
+    draws = [width(simulate(points, candidate, surface, sigma, rng), approach, target,
+                   replace(settings, seed=settings.seed + i)) for i in range(simulations)]
+    fitted = [w for w in draws if w.fitted]
+    if len(fitted) <= simulations // 2:
+        return Scored(candidate, Width(None, None))
+    return Scored(candidate, Width(float(np.median([w.n_ratio for w in fitted])),
+                                  float(np.median([w.l_range for w in fitted])),
+                                  float(np.median([w.n_opt for w in fitted]))))
+
+
+def choose(scored: list[Scored], before: Width, spend: float | None) -> list[Scored]:
+    """Greedy by narrowing per FLOP within `spend` FLOPs (None: the single best candidate)."""
+    ranked = sorted((s for s in scored if s.gain(before) > 0), key=lambda s: -s.gain(before))
+    if spend is None:
+        return ranked[:1]
+    chosen, used = [], 0.0
+    for s in ranked:
+        if used + s.candidate.flops <= spend:
+            chosen.append(s)
+            used += s.candidate.flops
+    return chosen
