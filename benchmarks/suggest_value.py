@@ -6,8 +6,8 @@ a 2-budget sweep (1e18 and 3e18 FLOPs, 5 sizes each, centred on the true optimum
 factor 1.6 apart). Target: 100x the largest budget (3e20). Spend: what the common heuristic costs, doubling
 the largest budget with 5 runs (3e19 FLOPs). Strategies: (1) the suggestions (`ff_client.fit.suggest`, the
 parametric approach, candidates placed on the family's sizes nearest the fitted optimum), (2) doubling the
-largest budget, (3) random budgets (log-uniform in [C1/2, 10 C2], 5 sizes near the fitted optimum shifted at
-random) until the spend is used. The new runs' losses come from the truth. Reported over seeds: the median
+largest budget, (3) random budgets (log-uniform between C1/2 and what the rest of the spend buys, 5 sizes near the
+fitted optimum shifted at random) while the spend lasts. The new runs' losses come from the truth. Reported over seeds: the median
 width of the 95% interval of N_opt (high/low), the ratio suggestions / doubling, and how often each interval
 covers the true N_opt. Target (issue 16): ratio <= 0.7, coverage >= 85%.
 Usage: python benchmarks/suggest_value.py [--seeds 20] [--bootstrap 200]
@@ -69,24 +69,22 @@ def one_seed(seed: int, resamples: int) -> dict[str, tuple[float, bool, float]]:
     spend = 5 * 2 * START[-1]  # what doubling costs: five runs at twice the largest budget, 3e19 FLOPs
     before = core.width(points, PARAMETRIC, TARGET, settings)
     place = core.near_optimum(points, surface, FAMILY)
-    scored = [core.score(points, c, PARAMETRIC, surface, TARGET, Settings(resamples=100, seed=seed, workers=1))
-              for c in core.candidates(points, place)]
-    chosen = core.choose(scored, before, spend)
+    scoring = Settings(resamples=100, seed=seed, workers=1)
+    scored = [core.score(points, c, PARAMETRIC, surface, TARGET, scoring)
+              for c in core.candidates(points, place, fewer=True)]
+    chosen = core.choose(scored, before, spend, lambda c, picked: core.score(
+        points, core.combined(c, picked), PARAMETRIC, surface, TARGET, scoring))
     plans = {
         "suggested": [run for s in chosen for run in s.candidate.points],
         "doubling": near_fitted(surface, 2 * START[-1]),
     }
     random_runs, used = [], 0.0
-    while True:
-        budget = float(math.exp(rng.uniform(math.log(START[0] / 2), math.log(10 * START[-1]))))
+    while spend - used >= 5 * START[0] / 2:  # another budget of 5 runs still fits
+        top = min(10 * START[-1], (spend - used) / 5)
+        budget = float(math.exp(rng.uniform(math.log(START[0] / 2), math.log(top))))
         runs = near_fitted(surface, budget, int(rng.integers(-2, 3)))
-        cost = sum(6 * n * d for _, n, d in runs)
-        if random_runs and used + cost > spend:
-            break
         random_runs += runs
-        used += cost
-        if used >= spend:
-            break
+        used += sum(6 * n * d for _, n, d in runs)
     plans["random"] = random_runs
     out = {}
     for name, runs in plans.items():

@@ -6,6 +6,7 @@ import os
 import platform
 import random
 import sys
+from contextlib import contextmanager
 from importlib import metadata
 
 import numpy as np
@@ -166,6 +167,18 @@ def _plugins(sweep: ScalingSweep) -> tuple:
             load_plugin(spec.loss, LossFn, "loss"))
 
 
+@contextmanager
+def _session():
+    """The process group and the SIGTERM flag for one step. SIGTERM is a request from here on: during
+    training it checkpoints; after, the result is finished first."""
+    world = setup_world()
+    with StopFlag() as stop:
+        try:
+            yield world, stop
+        finally:
+            teardown_world()
+
+
 def _run_segment(sweep: ScalingSweep, step: Step, store: Store) -> int:
     """Train a WSD trunk segment to its end step and leave its checkpoint for the next segment and branches."""
     key = trunk_checkpoint_key(sweep.folder, step.trunk, step.end)
@@ -174,14 +187,10 @@ def _run_segment(sweep: ScalingSweep, step: Step, store: Store) -> int:
         return exit_codes.DONE
     plugins = _plugins(sweep)
     model, _ = build_checked_model(sweep, step.experiment, plugins[0])
-    world = setup_world()
-    with StopFlag() as stop:
-        try:
-            outcome, _ = _train_step(sweep, step, store, world, plugins, model, stop)
-            if world.is_main and outcome.status == "segment":
-                store.delete(checkpoint_key(sweep.folder, step.id))  # its state lives on at `key`
-        finally:
-            teardown_world()
+    with _session() as (world, stop):
+        outcome, _ = _train_step(sweep, step, store, world, plugins, model, stop)
+        if world.is_main and outcome.status == "segment":
+            store.delete(checkpoint_key(sweep.folder, step.id))  # its state lives on at `key`
     if outcome.status == "diverged":
         print(f"{step.id}: the trunk's loss diverged (NaN/inf) before step {step.end}", file=sys.stderr)
         return exit_codes.DIVERGED
@@ -201,16 +210,11 @@ def run_experiment(sweep: ScalingSweep, step_id: str, store: Store) -> int:
         return exit_codes.DONE
     plugins = _plugins(sweep)
     model, non_embedding = build_checked_model(sweep, experiment, plugins[0])
-    world = setup_world()
-    # SIGTERM is a request from here on: during training it checkpoints; after, the result is finished first.
-    with StopFlag() as stop:
-        try:
-            record = _train_and_record(sweep, step, store, world, plugins, model, non_embedding, stop)
-            if world.is_main:
-                store.put_json(key, record.model_dump(mode="json"))  # written last: "has result.json" = finished
-            world.barrier()
-        finally:
-            teardown_world()
+    with _session() as (world, stop):
+        record = _train_and_record(sweep, step, store, world, plugins, model, non_embedding, stop)
+        if world.is_main:
+            store.put_json(key, record.model_dump(mode="json"))  # written last: "has result.json" = finished
+        world.barrier()
     if record.status == "diverged":
         print(f"{experiment.id}: loss diverged (NaN/inf); recorded as diverged", file=sys.stderr)
         return exit_codes.DIVERGED

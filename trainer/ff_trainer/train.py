@@ -48,7 +48,9 @@ def _optimizer(model: torch.nn.Module, cfg: Training, device: torch.device,
     # A plugin's group may scale the learning rate ("lr_scale", muP-style); the schedule multiplies it.
     for group in groups:
         group.setdefault("lr_scale", 1.0)
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.95), fused=device.type == "cuda")
+    # A plugin's group without its own weight_decay takes the sweep's (AdamW's default would be 0.01).
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, betas=(0.9, 0.95),
+                             fused=device.type == "cuda")
 
 
 def _micro_batches(cfg: Training, world: World) -> tuple[int, int]:

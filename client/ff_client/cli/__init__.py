@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from ff_client.cli import analyze, cluster, compare, local, output, suggest
+from ff_client.cli import analyze, cluster, compare, local, output, suggest, transfer
 from ff_core.errors import FlopsFitError
 
 
@@ -29,5 +29,5 @@ def main() -> None:
     output.route_warnings()
 
 
-for _command in (*local.COMMANDS, *analyze.COMMANDS, *compare.COMMANDS, *suggest.COMMANDS, *cluster.COMMANDS):
+for _command in (*local.COMMANDS, *analyze.COMMANDS, *compare.COMMANDS, *suggest.COMMANDS, *transfer.COMMANDS, *cluster.COMMANDS):
     main.add_command(_command)

@@ -103,7 +103,7 @@ def suggest(source, points_file, target_flops, spend, hours, approach, target_wi
     sweep = _stored_sweep(source, endpoint_url) if source else None
     place = planned(sweep) if sweep else core.near_optimum(points, surface)
     scored = [core.score(points, c, chosen_approach, surface, target_flops, settings)
-              for c in core.candidates(points, place)]
+              for c in core.candidates(points, place, fewer=sweep is None)]
     rows = [("candidate", "runs", "FLOPs", "GPU-hours", "N_opt interval (x)", "L_opt interval", "narrowing/EFLOP")]
     for s in sorted(scored, key=lambda s: -s.gain(before)):
         w = s.width
@@ -112,7 +112,8 @@ def suggest(source, points_file, target_flops, spend, hours, approach, target_wi
                      f"{before.n_ratio:.3g} -> {w.n_ratio:.3g}" if w.fitted else "not fitted",
                      f"{before.l_range:.3g} -> {w.l_range:.3g}" if w.fitted else "-", f"{s.gain(before) * 1e18:.3g}"))
     click.echo(aligned(rows))
-    chosen = core.choose(scored, before, spend)
+    chosen = core.choose(scored, before, spend, lambda c, picked: core.score(
+        points, core.combined(c, picked), chosen_approach, surface, target_flops, settings))
     if not chosen:
         output.warn("no candidate narrows the interval" + (" within --budget" if spend else ""))
         return

@@ -199,3 +199,28 @@ def plot_compare(comparison, path: Path) -> Path:
         fig.savefig(path)
         plt.close(fig)
     return path
+
+
+def plot_transfer(transfer, path: Path) -> Path:
+    """Loss against learning rate, one curve per size, each optimum marked with its interval; the sweep's
+    learning rate as a dotted line."""
+    colors = _budget_colors(len(transfer.sizes))
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+        for size, color in zip(transfer.sizes, colors):
+            lrs, losses = zip(*size.curve)
+            ax.plot(lrs, losses, "o-", color=color, lw=1.2, ms=4, label=f"{size.size} (N={size.n_params:.3g})")
+            best = min(losses)
+            if size.lr.low is not None:
+                ax.errorbar([size.lr.value], [best], xerr=[[size.lr.value - size.lr.low], [size.lr.high - size.lr.value]],
+                            fmt="*", color=color, ms=10, capsize=3)
+            else:
+                ax.plot([size.lr.value], [best], "*", color=color, ms=10)
+        ax.axvline(transfer.sweep_lr, color="grey", lw=0.8, ls=":")
+        ax.set(xscale="log", xlabel="learning rate", ylabel="eval loss",
+               title="Learning-rate transfer: " + ("transfers" if transfer.transfers else
+                                                   "undetermined" if transfer.transfers is None else "drifts"))
+        ax.legend(frameon=False, fontsize=8)
+        fig.savefig(path)
+        plt.close(fig)
+    return path

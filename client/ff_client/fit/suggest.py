@@ -4,8 +4,9 @@ interval of N_opt at a target compute, per FLOP spent.
 A candidate is a set of new (N, D) points: a new budget (above the largest, or between two), or more points
 per budget. Its value is estimated by simulation: its losses are drawn from the current parametric surface
 L(N, D) with the sweep's own noise (ff_client.fit.noise), added to the data, and the chosen approach is fitted
-and bootstrapped again; the expected interval is the median over the draws. The choice within a spending
-limit is greedy by narrowing per FLOP (each candidate scored once, against the current data).
+and bootstrapped again; the expected interval is the median over the draws. Without a spending limit the
+best addition is the one that narrows most per FLOP; within one, additions are chosen one after another,
+each the affordable one whose expected interval, on top of those already chosen, is narrowest.
 Pure: no store, no click; `ffctl suggest` (cli/suggest.py) is its edge.
 """
 
@@ -98,9 +99,10 @@ def near_optimum(points: tuple[Point, ...], surface, sizes: list[float] | None =
     sizes = sorted(set(sizes or [p.n_params for p in points]))
     ratio = training_flops(1, 1)
 
-    def place(budgets: tuple[float, ...], points_per_budget: int | None) -> tuple[tuple[float, float, float], ...]:
+    def place(budgets: tuple[float, ...], points_per_budget: int | None, count: int | None = None
+              ) -> tuple[tuple[float, float, float], ...]:
         out = [(c, n, c / (ratio * n)) for c in budgets
-               for n in sizes_near(sizes, surface.predict(c)["n_opt"], per_budget)]
+               for n in sizes_near(sizes, surface.predict(c)["n_opt"], count or per_budget)]
         if points_per_budget:
             for b in sorted({p.budget for p in points}):
                 trained = sorted(p.n_params for p in points if p.budget == b)
@@ -111,13 +113,18 @@ def near_optimum(points: tuple[Point, ...], surface, sizes: list[float] | None =
     return place
 
 
-def candidates(points: tuple[Point, ...], place) -> list[Candidate]:
+def candidates(points: tuple[Point, ...], place, fewer: bool = False) -> list[Candidate]:
     """New budgets above the largest (x2, x4, x10) and between neighbouring ones, and two more points per
-    budget; `place(budgets, points_per_budget)` says which runs each adds (near_optimum, or a sweep's plan)."""
+    budget; `place(budgets, points_per_budget[, count])` says which runs each adds (near_optimum, or a sweep's
+    plan). With `fewer` (placement near the optimum only: a sweep's plan puts pointsPerBudget runs in every
+    budget), also new budgets x2 to x10 with 3 runs each: fewer points further out."""
     budgets = sorted({p.budget for p in points})
     per_budget = Counter(p.budget for p in points).most_common(1)[0][1]
     out = [Candidate(f"budget {c:.3g} (x{c / budgets[-1]:g} the largest)", place((c,), None), budgets=(c,))
            for c in (budgets[-1] * k for k in (2, 4, 10))]
+    if fewer and per_budget > 3:
+        out += [Candidate(f"budget {c:.3g} (x{c / budgets[-1]:g} the largest, 3 runs)", place((c,), None, 3),
+                          budgets=(c,)) for c in (budgets[-1] * k for k in (2, 3, 4, 6, 10))]
     for low, high in zip(budgets, budgets[1:]):
         c = math.sqrt(low * high)
         out.append(Candidate(f"budget {c:.3g} (between {low:.3g} and {high:.3g})", place((c,), None), budgets=(c,)))
@@ -149,14 +156,28 @@ def score(points: tuple[Point, ...], candidate: Candidate, approach: Approach, s
                                   float(np.median([w.n_opt for w in fitted]))))
 
 
-def choose(scored: list[Scored], before: Width, spend: float | None) -> list[Scored]:
-    """Greedy by narrowing per FLOP within `spend` FLOPs (None: the single best candidate)."""
+def choose(scored: list[Scored], before: Width, spend: float | None, rescore=None) -> list[Scored]:
+    """Without a spend: the single candidate that narrows N_opt's interval most per FLOP. Within `spend` FLOPs:
+    sequentially, the affordable candidate whose expected interval (on top of those already chosen, scored by
+    `rescore(candidate)` when given) is narrowest, while the interval still narrows."""
     ranked = sorted((s for s in scored if s.gain(before) > 0), key=lambda s: -s.gain(before))
     if spend is None:
         return ranked[:1]
-    chosen, used = [], 0.0
-    for s in ranked:
-        if used + s.candidate.flops <= spend:
-            chosen.append(s)
-            used += s.candidate.flops
-    return chosen
+    chosen: list[Scored] = []
+    current, pool = before, [s for s in scored if s.width.fitted]
+    while True:
+        used = sum(s.candidate.flops for s in chosen)
+        affordable = [s for s in pool if s not in chosen and used + s.candidate.flops <= spend]
+        options = [(s, rescore(s.candidate, chosen) if chosen and rescore is not None else s) for s in affordable]
+        options = [(s, w) for s, w in options if w.width.fitted and w.width.n_ratio < current.n_ratio]
+        if not options:
+            return chosen
+        base, best = min(options, key=lambda option: option[1].width.n_ratio)
+        chosen.append(base)
+        current = best.width
+
+
+def combined(candidate: Candidate, chosen: list[Scored]) -> Candidate:
+    """The candidate's runs together with those already chosen, to score what adding it would do next."""
+    return Candidate(candidate.name, tuple(run for s in chosen for run in s.candidate.points) + candidate.points,
+                     candidate.budgets, candidate.points_per_budget)

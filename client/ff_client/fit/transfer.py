@@ -1,0 +1,129 @@
+"""Does the learning rate transfer across the sweep's sizes? The analysis of a pilot grid (sizes x learning rates).
+
+Per size: the loss against ln(learning rate), the optimum LR* from a local parabola through the best grid point
+and its neighbours (up to 2 on each side), its 95% interval by a parametric bootstrap with the parabola's
+residual noise (floored at 0.1% of the loss), and the basin (the grid's learning rates within 1% of the best
+loss). Across sizes: the drift, the slope of ln LR* against ln N, with an interval from the same replicates.
+Verdict: the learning rate transfers when the slope's interval holds 0 or the largest size's LR* is within one
+grid step of the smallest's; otherwise the report says how far the sweep's learning rate is from each size's
+LR* and what that costs in loss. Pure: points in, numbers out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ff_client.fit.estimate import LEVEL, Estimate, percentile_estimate
+
+RESAMPLES = 1000
+BASIN = 0.01  # learning rates within 1% of the best loss
+
+
+@dataclass(frozen=True)
+class SizeOptimum:
+    size: str
+    n_params: float
+    lr: Estimate  # LR*
+    basin: tuple[float, float]
+    at_edge: bool  # the best grid point is the smallest or largest learning rate: LR* is a bound, not found
+    cost_of_sweep_lr: float | None  # loss at the sweep's learning rate minus at LR* (from the parabola)
+    curve: tuple[tuple[float, float], ...]  # (learning rate, loss)
+    replicates: np.ndarray  # ln LR* per bootstrap replicate
+
+
+@dataclass(frozen=True)
+class Transfer:
+    sizes: tuple[SizeOptimum, ...]
+    slope: Estimate  # d ln LR* / d ln N
+    sweep_lr: float
+    grid_step: float  # ln of the grid's spacing
+    transfers: bool | None  # None: some size's optimum lies at the grid's edge, so it was not found
+
+    def verdict(self) -> str:
+        smallest, largest = self.sizes[0], self.sizes[-1]
+        edge = [s.size for s in self.sizes if s.at_edge]
+        if self.transfers is None:
+            return (f"undetermined: the best learning rate of {', '.join(edge)} is at the grid's edge; widen the "
+                    "grid (--lr-grid) past it")
+        drift = (f"ln LR* moves {self.slope.value:+.2f} per ln N [{self.slope.low:+.2f}, {self.slope.high:+.2f}]"
+                 if self.slope.low is not None else f"ln LR* moves {self.slope.value:+.2f} per ln N")
+        if self.transfers:
+            return (f"transfers: {drift}; LR* {smallest.lr.value:.3g} at N={smallest.n_params:.3g} and "
+                    f"{largest.lr.value:.3g} at N={largest.n_params:.3g}")
+        far = "; ".join(f"{s.size}: LR* {s.lr.value:.3g}, the sweep's {self.sweep_lr:.3g} is x{self.sweep_lr / s.lr.value:.2g}"
+                        + (f" off, costing {s.cost_of_sweep_lr:.4f} in loss" if s.cost_of_sweep_lr is not None else " off")
+                        for s in self.sizes)
+        return f"does not transfer: {drift}. {far}"
+
+
+def _parabola(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    coef = np.polyfit(x, y, 2)
+    return coef if coef[0] > 0 else None
+
+
+def size_optimum(size: str, n_params: float, curve: list[tuple[float, float]], sweep_lr: float,
+                 rng: np.random.Generator, resamples: int = RESAMPLES) -> SizeOptimum:
+    curve = sorted(curve)
+    x = np.log([lr for lr, _ in curve])
+    y = np.array([loss for _, loss in curve])
+    best = int(np.argmin(y))
+    basin = [lr for lr, loss in curve if loss <= y[best] * (1 + BASIN)]
+    at_edge = best in (0, len(curve) - 1)
+    lo, hi = max(0, best - 2), min(len(curve), best + 3)
+    if at_edge or hi - lo < 3 or (coef := _parabola(x[lo:hi], y[lo:hi])) is None:
+        value = float(x[best])
+        return SizeOptimum(size, n_params, Estimate(math.exp(value)), (min(basin), max(basin)), at_edge, None,
+                           tuple(curve), np.full(resamples, value))
+    vertex = -coef[1] / (2 * coef[0])
+    residual = y[lo:hi] - np.polyval(coef, x[lo:hi])
+    dof = max(1, hi - lo - 3)
+    sigma = max(float(np.sqrt(np.sum(residual**2) / dof)), 1e-3 * float(y[best]))
+    replicates = []
+    for _ in range(resamples):
+        noisy = np.polyval(coef, x[lo:hi]) + rng.normal(0, sigma, hi - lo)
+        c = _parabola(x[lo:hi], noisy)
+        # a replicate with no minimum, or one outside the fitted stretch, is pinned to that stretch's edge
+        replicates.append(float(np.clip(-c[1] / (2 * c[0]), x[lo], x[hi - 1])) if c is not None else
+                          float(x[lo] if noisy[0] < noisy[-1] else x[hi - 1]))
+    replicates = np.array(replicates)
+    estimate = percentile_estimate(math.exp(vertex), list(np.exp(replicates)))
+    cost = _cost(x, y, coef, vertex, math.log(sweep_lr), lo, hi)
+    return SizeOptimum(size, n_params, estimate, (min(basin), max(basin)), False, cost, tuple(curve), replicates)
+
+
+def _cost(x: np.ndarray, y: np.ndarray, coef: np.ndarray, vertex: float, at: float, lo: int, hi: int) -> float | None:
+    """The loss the sweep's learning rate costs this size: from the parabola inside its stretch, else the
+    measured loss at that learning rate (a grid point within half a step) above the parabola's minimum."""
+    if x[lo] <= at <= x[hi - 1]:
+        return float(np.polyval(coef, at) - np.polyval(coef, vertex))
+    nearest = int(np.argmin(np.abs(x - at)))
+    half_step = float(np.median(np.diff(x))) / 2 if len(x) > 1 else 0.0
+    return float(y[nearest] - np.polyval(coef, vertex)) if abs(x[nearest] - at) <= half_step * 1.0001 else None
+
+
+def analyze_transfer(runs: list[tuple[str, float, float, float]], sweep_lr: float, seed: int = 0,
+                     resamples: int = RESAMPLES) -> Transfer:
+    """runs: (size name, N, learning rate, loss) of the pilot grid; sweep_lr: the learning rate the sweep uses."""
+    rng = np.random.default_rng(seed)
+    by_size: dict[tuple[float, str], list[tuple[float, float]]] = {}
+    for size, n, lr, loss in runs:
+        by_size.setdefault((n, size), []).append((lr, loss))
+    if len(by_size) < 2:
+        raise ValueError("a transfer check needs the pilot grid at 2 or more sizes")
+    optima = tuple(size_optimum(size, n, curve, sweep_lr, rng, resamples) for (n, size), curve in sorted(by_size.items()))
+    log_n = np.log([s.n_params for s in optima])
+    slope = float(np.polyfit(log_n, [math.log(s.lr.value) for s in optima], 1)[0])
+    replicate_slopes = [float(np.polyfit(log_n, [s.replicates[i] for s in optima], 1)[0]) for i in range(resamples)]
+    slope_estimate = percentile_estimate(slope, replicate_slopes)
+    lrs = sorted({lr for _, _, lr, _ in runs})
+    step = float(np.median(np.diff(np.log(lrs)))) if len(lrs) > 1 else math.inf
+    within_step = abs(math.log(optima[-1].lr.value / optima[0].lr.value)) <= step * 1.0001
+    holds_zero = slope_estimate.low is not None and slope_estimate.low <= 0 <= slope_estimate.high
+    transfers = None if any(s.at_edge for s in optima) else (holds_zero or within_step)
+    return Transfer(optima, slope_estimate, sweep_lr, step, transfers)
+
+
+__all__ = ["LEVEL", "SizeOptimum", "Transfer", "analyze_transfer", "size_optimum"]

@@ -1,0 +1,71 @@
+"""The transfer pilot of a sweep (issue 13): a grid of learning rates x a few of its sizes at a small fixed D/N.
+
+One ordinary sweep per learning rate (the learning rate is part of every experiment's recipe), each with one
+budget per chosen size (the budget that gives that size D = R N) and, through a narrow D/N window, only that
+size at it, all in one store
+folder, `<name>-transfer`. So the pilot runs with `ffctl run` or `ffctl submit` like any sweep, its ids are
+stable, and a rerun trains nothing twice. Pure: a resolved sweep in, manifests out.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+from ff_core.errors import SpecError
+from ff_core.flops import flops_per_token
+from ff_core.spec import ScalingSweep, SizeEntry, parse_sweep
+
+LR_STEPS = (-3, -2, -1, 0, 1, 2, 3)  # the default grid: the sweep's learning rate x 2^k
+
+
+def pilot_sizes(sweep: ScalingSweep, names: list[str] | None = None) -> list[SizeEntry]:
+    """The named sizes, or the smallest, the middle and the largest of the sweep's family."""
+    family = sorted(sweep.spec.sizes, key=lambda s: s.n_params)
+    if names:
+        known = {s.name: s for s in family}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise SpecError(f"--sizes: {', '.join(unknown)} not in the sweep's sizes ({', '.join(known)})")
+        return sorted((known[n] for n in names), key=lambda s: s.n_params)
+    return [family[0], family[len(family) // 2], family[-1]] if len(family) > 2 else family
+
+
+def default_grid(sweep: ScalingSweep) -> list[float]:
+    return [sweep.spec.training.learning_rate * 2.0**k for k in LR_STEPS]
+
+
+def pilot_sweeps(sweep: ScalingSweep, sizes: list[SizeEntry], grid: list[float], tokens_per_param: float
+                 ) -> list[ScalingSweep]:
+    """One sweep per learning rate, named <name>-lr<k>, sharing the store folder <name>-transfer."""
+    if len(sizes) < 2 or len(grid) < 3:
+        raise SpecError("a transfer pilot needs 2 or more sizes and 3 or more learning rates")
+    folder = f"{sweep.name}-transfer"[:40]
+    base = sweep.to_manifest()
+    out = []
+    for k, lr in enumerate(sorted(grid)):
+        manifest = copy.deepcopy(base)
+        manifest.pop("status", None)
+        manifest["metadata"]["name"] = f"{sweep.name[:33]}-lr{k}"
+        spec = manifest["spec"]
+        spec["training"]["learningRate"] = float(lr)
+        spec["budgets"] = [float(f"{flops_per_token(s.n_params, s.flops_per_token) * tokens_per_param * s.n_params:.6g}")
+                           for s in sizes]
+        # a narrow D/N window: at each budget only the size it was made for fits (the family's sizes differ by
+        # more than 1.2x in N, so a neighbour's D/N is off by more than 1.4x)
+        spec["tokensPerParam"] = {"min": tokens_per_param / 1.4, "max": tokens_per_param * 1.4}
+        spec.setdefault("storage", {})["folder"] = folder
+        out.append(parse_sweep(manifest, f"the transfer pilot at learning rate {lr:g}"))
+    return out
+
+
+def grid_of(text: str | None, sweep: ScalingSweep) -> list[float]:
+    if not text:
+        return default_grid(sweep)
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise SpecError(f"--lr-grid {text!r}: give learning rates separated by commas, e.g. 1e-3,3e-3,1e-2") from None
+    if any(not (v > 0 and math.isfinite(v)) for v in values):
+        raise SpecError(f"--lr-grid {text!r}: every learning rate must be a positive number")
+    return values

@@ -1,0 +1,90 @@
+"""Hyperparameter transfer (issue 13): muP in the GPT plugin (a coordinate check), and the transfer analysis
+against synthetic loss-against-learning-rate data whose optimum drifts by a known slope."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ff_client.fit.transfer import analyze_transfer
+from ff_plugins.gpt import GPT
+
+WIDTHS = (32, 64, 128, 256)
+
+
+def logit_change(parameterization: str, steps: int = 3, lr: float = 1e-2) -> list[float]:
+    """Per width: how much the logits move in `steps` Adam steps on one batch (the muP coordinate check)."""
+    moved = []
+    for width in WIDTHS:
+        torch.manual_seed(0)
+        plugin = GPT(256, parameterization, 32 if parameterization == "mup" else None)
+        model = plugin.build({"d_model": width, "n_layers": 2, "n_heads": 4}, 32)
+        groups = plugin.param_groups(model) or [{"params": list(model.parameters()), "lr_scale": 1.0}]
+        for group in groups:
+            group["lr"] = lr * group["lr_scale"]
+        optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0)
+        x = torch.randint(0, 256, (8, 32), generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            before = model(x)
+        for _ in range(steps):
+            loss = torch.nn.functional.cross_entropy(model(x).reshape(-1, 256), torch.roll(x, -1, 1).reshape(-1))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            moved.append(float((model(x) - before).std()))
+    return moved
+
+
+def slope(values: list[float]) -> float:
+    return float(np.polyfit(np.log(WIDTHS), np.log(values), 1)[0])
+
+
+def test_mup_keeps_the_update_size_flat_across_widths_where_standard_grows_it():
+    """Standard parameterization: the logits' change after a few steps grows about linearly with width (the
+    learning rate that is right at width 32 is too large at 256). muP: it stays flat."""
+    standard, mup = slope(logit_change("standard")), slope(logit_change("mup"))
+    assert standard > 0.6, standard
+    assert abs(mup) < 0.35, mup
+
+
+def test_mup_at_its_base_width_is_the_standard_model():
+    torch.manual_seed(0)
+    a = GPT(256, "mup", 32).build({"d_model": 32, "n_layers": 1, "n_heads": 2}, 16)
+    torch.manual_seed(0)
+    b = GPT(256).build({"d_model": 32, "n_layers": 1, "n_heads": 2}, 16)
+    x = torch.randint(0, 256, (2, 16))
+    assert torch.allclose(a(x), b(x), atol=1e-6)
+    with pytest.raises(ValueError, match="needs base_width"):
+        GPT(256, "mup")
+
+
+def synthetic(drift: float, noise: float = 0.002, seed: int = 0) -> list[tuple[str, float, float, float]]:
+    """loss = L0(N) + 0.05 (ln lr - ln lr*(N))^2, with lr*(N) = 3e-3 (N / 1e4)^drift, on a grid x2 apart."""
+    rng = np.random.default_rng(seed)
+    runs = []
+    for n in (1e4, 8e4, 6.4e5):
+        best = 3e-3 * (n / 1e4) ** drift
+        for lr in 3e-3 * 2.0 ** np.arange(-6, 5):
+            loss = 3.0 - 0.2 * math.log10(n) + 0.05 * (math.log(lr) - math.log(best)) ** 2
+            runs.append((f"n{n:.0e}", n, float(lr), loss * math.exp(noise * rng.standard_normal())))
+    return runs
+
+
+def test_the_analysis_recovers_a_known_drift_and_a_flat_optimum():
+    drifting = analyze_transfer(synthetic(-0.5), sweep_lr=3e-3)
+    assert drifting.slope.low <= -0.5 <= drifting.slope.high and drifting.slope.high < 0
+    assert drifting.transfers is False and "does not transfer" in drifting.verdict()
+    assert drifting.sizes[-1].cost_of_sweep_lr > 0  # the sweep's learning rate costs the largest size
+    flat = analyze_transfer(synthetic(0.0), sweep_lr=3e-3)
+    assert flat.slope.low <= 0 <= flat.slope.high and flat.transfers is True
+    assert all(s.basin[0] <= 3e-3 <= s.basin[1] for s in flat.sizes)
+
+
+def test_an_optimum_at_the_grids_edge_is_undetermined():
+    runs = [r for r in synthetic(-0.5) if r[2] >= 3e-3 / 4]  # the largest size's optimum falls off the grid
+    result = analyze_transfer(runs, sweep_lr=3e-3)
+    assert result.transfers is None and "widen the grid" in result.verdict()
