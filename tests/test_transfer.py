@@ -3,6 +3,7 @@ against synthetic loss-against-learning-rate data whose optimum drifts by a know
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -88,3 +89,23 @@ def test_an_optimum_at_the_grids_edge_is_undetermined():
     runs = [r for r in synthetic(-0.5) if r[2] >= 3e-3 / 4]  # the largest size's optimum falls off the grid
     result = analyze_transfer(runs, sweep_lr=3e-3)
     assert result.transfers is None and "widen the grid" in result.verdict()
+
+
+def test_ffctl_transfer_trains_the_pilot_and_prints_a_verdict(tiny_manifest, write_sweep, tmp_path):
+    """The pilot is ordinary sweeps in one folder (one per learning rate): trained here, analysed, plotted;
+    a second call trains nothing."""
+    from test_executor import ffctl
+
+    sweep = write_sweep(tiny_manifest)
+    args = ("transfer", str(sweep), "--store", f"file://{tmp_path / 'store'}", "--lr-grid", "1e-3,3e-3,1e-2,3e-2",
+            "--tokens-per-param", "4", "--workers", "2", "--out", str(tmp_path / "out"))
+    first = ffctl(*args)
+    assert first.returncode == 0, first.stderr
+    assert "transfer pilot: 4 learning rates x 3 sizes" in first.stderr
+    assert any(word in first.stdout for word in ("transfers", "does not transfer", "undetermined"))
+    assert (tmp_path / "out" / "transfer.png").exists()
+    results = list((tmp_path / "store" / "unit-transfer").glob("*/result.json"))
+    assert len(results) == 12
+    again = ffctl(*args, "--json")
+    assert again.returncode == 0 and len(json.loads(again.stdout)["sizes"]) == 3
+    assert len(list((tmp_path / "store" / "unit-transfer").glob("*/result.json"))) == 12

@@ -114,14 +114,16 @@ def near_optimum(points: tuple[Point, ...], surface, sizes: list[float] | None =
 
 
 def candidates(points: tuple[Point, ...], place, fewer: bool = False) -> list[Candidate]:
-    """New budgets above the largest (x2, x4, x10) and between neighbouring ones, and two more points per
-    budget; `place(budgets, points_per_budget[, count])` says which runs each adds (near_optimum, or a sweep's
+    """New budgets above the largest (x1.5, x2, x4, x10), below the smallest (/2, /4) and between neighbouring
+    ones, and two more points per budget; `place(budgets, points_per_budget[, count])` says which runs each adds (near_optimum, or a sweep's
     plan). With `fewer` (placement near the optimum only: a sweep's plan puts pointsPerBudget runs in every
     budget), also new budgets x2 to x10 with 3 runs each: fewer points further out."""
     budgets = sorted({p.budget for p in points})
     per_budget = Counter(p.budget for p in points).most_common(1)[0][1]
     out = [Candidate(f"budget {c:.3g} (x{c / budgets[-1]:g} the largest)", place((c,), None), budgets=(c,))
-           for c in (budgets[-1] * k for k in (2, 4, 10))]
+           for c in (budgets[-1] * k for k in (1.5, 2, 4, 10))]
+    out += [Candidate(f"budget {c:.3g} (/{budgets[0] / c:g} the smallest)", place((c,), None), budgets=(c,))
+            for c in (budgets[0] / k for k in (2, 4))]
     if fewer and per_budget > 3:
         out += [Candidate(f"budget {c:.3g} (x{c / budgets[-1]:g} the largest, 3 runs)", place((c,), None, 3),
                           budgets=(c,)) for c in (budgets[-1] * k for k in (2, 3, 4, 6, 10))]
