@@ -61,7 +61,7 @@ def near_fitted(surface, budget: float, shift: int = 0) -> list[tuple[float, flo
     return [(budget, n, budget / (6 * n)) for n in FAMILY[i : i + 5]]
 
 
-def one_seed(seed: int, resamples: int) -> dict[str, tuple[float, bool, float]]:
+def one_seed(seed: int, resamples: int, scoring_resamples: int = 100) -> dict[str, tuple[float, bool, float]]:
     rng = np.random.default_rng(seed)
     settings = Settings(resamples=resamples, seed=seed, workers=1)
     points = start(rng)
@@ -69,7 +69,7 @@ def one_seed(seed: int, resamples: int) -> dict[str, tuple[float, bool, float]]:
     spend = 5 * 2 * START[-1]  # what doubling costs: five runs at twice the largest budget, 3e19 FLOPs
     before = core.width(points, PARAMETRIC, TARGET, settings)
     place = core.near_optimum(points, surface, FAMILY)
-    scoring = Settings(resamples=100, seed=seed, workers=1)
+    scoring = Settings(resamples=scoring_resamples, seed=seed, workers=1)
     scored = [core.score(points, c, PARAMETRIC, surface, TARGET, scoring)
               for c in core.candidates(points, place, fewer=True)]
     chosen = core.choose(scored, before, spend, lambda c, picked: core.score(
