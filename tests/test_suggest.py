@@ -68,7 +68,7 @@ def test_suggest_writes_a_grown_sweep_that_trains_only_the_new_points(small_demo
     assert "narrowing/EFLOP" in out.stdout and "suggested: " in out.stderr
     grown = yaml.safe_load(grown_file.read_text())
     assert grown["metadata"]["name"] == "tiny-grown" and grown["spec"]["storage"]["folder"] == "tiny"
-    assert len(grown["spec"]["budgets"]) == 3 or grown["spec"]["pointsPerBudget"] == 7
+    assert len(grown["spec"]["budgets"]) > 2 or grown["spec"]["pointsPerBudget"] == 7
     before = len(list((tmp_path / "results").glob("tiny/*/result.json")))
     run = ffctl("run", str(grown_file), "--store", store, "--workers", "2")
     assert run.returncode == 0, run.stderr
