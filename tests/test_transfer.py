@@ -109,3 +109,10 @@ def test_ffctl_transfer_trains_the_pilot_and_prints_a_verdict(tiny_manifest, wri
     again = ffctl(*args, "--json")
     assert again.returncode == 0 and len(json.loads(again.stdout)["sizes"]) == 3
     assert len(list((tmp_path / "store" / "unit-transfer").glob("*/result.json"))) == 12
+
+
+def test_a_pilot_with_one_finished_size_is_refused_with_a_reason():
+    from ff_core.errors import FlopsFitError
+
+    with pytest.raises(FlopsFitError, match="finished pilot runs at 2 or more sizes"):
+        analyze_transfer([r for r in synthetic(0.0) if r[1] == 1e4], sweep_lr=3e-3)

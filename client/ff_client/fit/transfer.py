@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ff_client.fit.estimate import LEVEL, Estimate, percentile_estimate
+from ff_core.errors import FlopsFitError
 
 RESAMPLES = 1000
 BASIN = 0.01  # learning rates within 1% of the best loss
@@ -112,7 +113,8 @@ def analyze_transfer(runs: list[tuple[str, float, float, float]], sweep_lr: floa
     for size, n, lr, loss in runs:
         by_size.setdefault((n, size), []).append((lr, loss))
     if len(by_size) < 2:
-        raise ValueError("a transfer check needs the pilot grid at 2 or more sizes")
+        raise FlopsFitError(f"a transfer check needs finished pilot runs at 2 or more sizes (got {len(by_size)}); "
+                            "see the runs left out above")
     optima = tuple(size_optimum(size, n, curve, sweep_lr, rng, resamples) for (n, size), curve in sorted(by_size.items()))
     log_n = np.log([s.n_params for s in optima])
     slope = float(np.polyfit(log_n, [math.log(s.lr.value) for s in optima], 1)[0])
