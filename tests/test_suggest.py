@@ -132,3 +132,18 @@ def test_a_grown_sweep_on_the_emulated_cluster_trains_no_finished_experiment_aga
         assert "result exists" in kubectl_ffctl(NS, "logs", "base-grown", experiment).stdout
     keys = open_store("s3://ff-grow/sweeps", s3_endpoint).list("base/")
     assert sum(k.endswith("result.json") for k in keys) == len(second["experiments"])
+
+
+def test_bad_suggest_inputs_are_refused_before_any_fit(tmp_path):
+    points = tmp_path / "points.csv"
+    points.write_text("n_params,tokens,loss,budget\n")
+    cases = [
+        (["--data", str(points), "--target-flops", "1e12", "--write", "g.yaml"], "--write needs a result store"),
+        (["--data", str(points), "--target-flops", "1e12", "--budget", "1e12", "--gpu-hours", "1"],
+         "give --budget or --gpu-hours, not both"),
+        (["--data", str(points), "--target-flops", "0"], "Invalid value for '--target-flops'"),
+        (["--target-flops", "1e12"], "give a result store (SOURCE) or --data FILE"),
+    ]
+    for args, message in cases:
+        refused = ffctl("suggest", *args)
+        assert refused.returncode != 0 and message in refused.stderr, (args, refused.stderr)

@@ -59,14 +59,18 @@ def grow(sweep: ScalingSweep, budgets: tuple[float, ...], points_per_budget: int
 @click.argument("source", required=False)
 @click.option("--data", "points_file", type=click.Path(exists=True, dir_okay=False),
               help="A points file (csv/json) instead of a result store.")
-@click.option("--target-flops", type=float, required=True, help="The compute budget whose N_opt should be known.")
-@click.option("--budget", "spend", type=float, help="FLOPs to spend on new runs [default: the single best addition].")
-@click.option("--gpu-hours", "hours", type=float, help="Or the GPU-hours to spend (at --gpu-flops and --mfu).")
+@click.option("--target-flops", type=click.FloatRange(min=0, min_open=True), required=True,
+              help="The compute budget whose N_opt should be known.")
+@click.option("--budget", "spend", type=click.FloatRange(min=0, min_open=True),
+              help="FLOPs to spend on new runs [default: the single best addition].")
+@click.option("--gpu-hours", "hours", type=click.FloatRange(min=0, min_open=True),
+              help="Or the GPU-hours to spend (at --gpu-flops and --mfu).")
 @click.option("--approach", type=click.Choice(["isoflop", "parametric"]), default="isoflop",
               help="The fit whose interval to narrow.")
-@click.option("--target-width", type=float, help="Enough when N_opt's interval (high/low) is at most this ratio.")
-@click.option("--write", "write_to", type=click.Path(dir_okay=False), help="Write the grown sweep here (a store with "
-              "its sweep.json only): same store folder, so `ffctl run` trains only the new points.")
+@click.option("--target-width", type=click.FloatRange(min=1, min_open=True),
+              help="Enough when N_opt's interval (high/low) is at most this ratio.")
+@click.option("--write", "write_to", type=click.Path(dir_okay=False), help="Write the grown sweep here: the same store "
+              "folder, so `ffctl run` trains only the new points (needs a store written by `ffctl run`).")
 @click.option("--bootstrap", "resamples", type=click.IntRange(20), default=200, help="Bootstrap resamples per fit.")
 @click.option("--seed", type=int, default=0)
 @click.option("--endpoint-url", envvar="FF_S3_ENDPOINT_URL", help="S3 endpoint. [env: FF_S3_ENDPOINT_URL]")
@@ -82,6 +86,12 @@ def suggest(source, points_file, target_flops, spend, hours, approach, target_wi
 
     if bool(source) == bool(points_file):
         raise click.UsageError("give a result store (SOURCE) or --data FILE, one of them")
+    if spend is not None and hours is not None:
+        raise click.UsageError("give --budget or --gpu-hours, not both")
+    sweep = _stored_sweep(source, endpoint_url) if source else None
+    if write_to and sweep is None:
+        raise click.UsageError("--write needs a result store written by `ffctl run` (its sweep.json says what to "
+                               "grow); a points file or a store without one cannot be grown")
     if hours is not None:
         spend = hours * gpu_flops * mfu * 3600
     observations = load_source(points_file or source, endpoint_url, None, None, points_file=bool(points_file))
@@ -100,7 +110,6 @@ def suggest(source, points_file, target_flops, spend, hours, approach, target_wi
     if target_width is not None and before.n_ratio <= target_width:
         output.say(f"the sweep is already sufficient: {before.n_ratio:.3g} <= --target-width {target_width:g}")
         return
-    sweep = _stored_sweep(source, endpoint_url) if source else None
     place = planned(sweep) if sweep else core.near_optimum(points, surface)
     scored = [core.score(points, c, chosen_approach, surface, target_flops, settings)
               for c in core.candidates(points, place, fewer=sweep is None)]
@@ -122,8 +131,6 @@ def suggest(source, points_file, target_flops, spend, hours, approach, target_wi
     if target_width is not None and not any(s.width.n_ratio <= target_width for s in chosen):
         output.warn(f"none of the chosen additions is expected to reach --target-width {target_width:g} alone")
     if write_to:
-        if sweep is None:
-            raise click.UsageError("--write needs a result store written by `ffctl run` (its sweep.json)")
         budgets = tuple(b for s in chosen for b in s.candidate.budgets)
         per_budget = max((s.candidate.points_per_budget or 0 for s in chosen), default=0) or None
         grown = grow(sweep, budgets, per_budget, name=f"{sweep.name}-grown"[:40])
@@ -131,7 +138,7 @@ def suggest(source, points_file, target_flops, spend, hours, approach, target_wi
             yaml.safe_dump(grown.to_manifest(only_set=True), handle, sort_keys=False)
         output.say(f"wrote {write_to}: {sweep.name} plus {', '.join(s.candidate.name for s in chosen)}, results in "
                    f"the same folder ({sweep.folder})")
-        output.next_step(f"ffctl run {write_to} --store {source.rsplit('/', 1)[0]}")
+        output.next_step(f"ffctl run {write_to} --store {source.rstrip('/').rsplit('/', 1)[0]}")
 
 
 COMMANDS = (suggest,)
