@@ -30,8 +30,11 @@ def test_interrupted_run_resumes_and_skips_finished(tiny_manifest, write_sweep, 
     store = tmp_path / "store"
     ids = {e.id for e in plan_sweep(parse_sweep(tiny_manifest)).experiments}
 
+    # SIGINT as a terminal delivers it: a suite started in the background (`make test &`) runs with SIGINT
+    # ignored, which its children would inherit and keep (Python leaves an ignored SIGINT ignored)
     proc = subprocess.Popen([*FFCTL, "run", str(sweep), "--store", f"file://{store}", "--workers", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not results(store) and time.monotonic() < deadline:
         time.sleep(0.05)
