@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -31,8 +32,8 @@ def pilot_runs(store: Store) -> tuple[list[tuple[str, float, float, float]], lis
             left.append(f"{key}: unreadable: {error}")
             continue
         lr = ((record.identity or {}).get("training") or {}).get("learning_rate")
-        if record.status != "completed" or record.eval_loss is None or lr is None:
-            left.append(f"{record.experiment} ({record.size}, lr {lr}): {record.status}")
+        if record.status != "completed" or lr is None or not math.isfinite(record.eval_loss or math.nan):
+            left.append(f"{record.experiment} ({record.size}, lr {lr}): {record.status}, eval loss {record.eval_loss}")
             continue
         runs.append((record.size, float(record.n_params), float(lr), float(record.eval_loss)))
     return runs, left

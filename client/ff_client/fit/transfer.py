@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ff_client.fit.estimate import LEVEL, Estimate, percentile_estimate
+from ff_client.fit.estimate import Estimate, percentile_estimate
 from ff_core.errors import FlopsFitError
 
 RESAMPLES = 1000
@@ -127,5 +127,3 @@ def analyze_transfer(runs: list[tuple[str, float, float, float]], sweep_lr: floa
     transfers = None if any(s.at_edge for s in optima) else (holds_zero or within_step)
     return Transfer(optima, slope_estimate, sweep_lr, step, transfers)
 
-
-__all__ = ["LEVEL", "SizeOptimum", "Transfer", "analyze_transfer", "size_optimum"]
