@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -49,7 +50,15 @@ def test_operator_image_has_no_torch_and_runs_the_charts_command():
 
 def test_trainer_image_installs_the_trainer_and_matches_the_jobs_command():
     (install,) = [a for a in values("Dockerfile.trainer", "RUN") if "pip install" in a]
-    assert '".[trainer,plugins]"' in install
+    assert values("Dockerfile.trainer", "ARG") == ['TRACKING=""']
+    # the build arg as the image's shell expands it: no tracking package by default, the extras asked for else
+    extras = re.search(r'"\.\[[^"]*\]"', install).group(0)
+    for tracking, expected in (("", ".[trainer,plugins]"), ("mlflow,wandb", ".[trainer,plugins,mlflow,wandb]")):
+        expanded = subprocess.run(["bash", "-c", f"echo {extras}"], env={"TRACKING": tracking}, capture_output=True,
+                                  text=True).stdout.strip()
+        assert expanded == expected
+    extras_defined = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert {"mlflow", "wandb", "tensorboard"} <= set(extras_defined)
     sweep = parse_sweep(TINY)
     command = build_job(sweep, plan_sweep(sweep).experiments[0], 1, "uid")["spec"]["template"]["spec"][
         "containers"][0]["command"]

@@ -55,7 +55,9 @@ def test_cluster_settings_and_kueue(tiny_manifest):
         "queueName": "gpu-queue", "workloadPriorityClass": "high", "priorityClassName": "research-high",
         "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        "s3CredentialsSecret": "s3-creds", "activeDeadlineSeconds": 86400, "gpusPerExperiment": 8}
+        "s3CredentialsSecret": "s3-creds", "activeDeadlineSeconds": 86400, "gpusPerExperiment": 8,
+        "trackingCredentialsSecret": "wandb-key"}
+    tiny_manifest["spec"]["tracking"] = {"wandb": {"project": "scaling"}}
     job = render(tiny_manifest, attempt=3)
     check_golden("job-kueue.json", job)
     labels = job["metadata"]["labels"]
@@ -63,7 +65,9 @@ def test_cluster_settings_and_kueue(tiny_manifest):
     assert job["spec"]["suspend"] is True and labels[LABEL_ATTEMPT] == "3" and labels[LABEL_SWEEP] == "unit"
     assert job["metadata"]["namespace"] == "research" and job["metadata"]["name"].endswith("-a3")
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+    # the tracking credentials come from their Secret, never the spec; W&B writes its run folder under /tmp
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}, {"secretRef": {"name": "wandb-key"}}]
+    assert {"name": "WANDB_DIR", "value": "/tmp"} in container["env"]
     assert "--nproc_per_node=8" in container["command"]
 
 

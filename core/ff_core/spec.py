@@ -222,6 +222,9 @@ class Execution(_Model):
     queue_name: str | None = Field(default=None, description="Kueue LocalQueue; Jobs are then created suspended")
     workload_priority_class: str | None = Field(default=None, description="Kueue WorkloadPriorityClass")
     s3_credentials_secret: str | None = Field(default=None, description="Secret with AWS_ACCESS_KEY_ID etc.")
+    tracking_credentials_secret: str | None = Field(default=None, description=(
+        "Secret with the tracking credentials (WANDB_API_KEY, MLFLOW_TRACKING_TOKEN or _USERNAME/_PASSWORD ...), "
+        "put in every trainer's environment; never in the spec"))
     active_deadline_seconds: int | None = Field(default=None, gt=0)
     ttl_seconds_after_finished: int = Field(
         default=86400, ge=600, description="seconds a finished Job is kept; at least 600, so that an operator "
@@ -240,6 +243,41 @@ class Execution(_Model):
         return max(self.gpus_per_experiment, 1) * self.nodes_per_experiment
 
 
+class MlflowTracking(_Model):
+    """One MLflow run per experiment in `experiment` (default: the sweep's folder), tagged with the sweep."""
+
+    tracking_uri: str = Field(alias="trackingURI", description="http(s)://server, sqlite:///path or databricks")
+    experiment: str | None = Field(default=None, description="MLflow experiment [default: the sweep's folder]")
+
+
+class WandbTracking(_Model):
+    """One Weights & Biases run per experiment, grouped by the sweep."""
+
+    project: str = Field(min_length=1)
+    entity: str | None = None
+    mode: Literal["online", "offline"] = "online"
+    group: str | None = Field(default=None, description="W&B group [default: the sweep's folder]")
+
+
+class TensorBoardTracking(_Model):
+    """Event files under logDir/<sweep folder>/<experiment id>, one folder per run."""
+
+    log_dir: str = Field(min_length=1, description="a local folder or s3://bucket/prefix")
+
+
+class Tracking(_Model):
+    """Experiment tracking: any of the three backends, each optional (its package is an extra). Not part of any
+    experiment's identity: adding or changing it retrains nothing."""
+
+    mlflow: MlflowTracking | None = None
+    wandb: WandbTracking | None = None
+    tensorboard: TensorBoardTracking | None = None
+
+    @property
+    def backends(self) -> list[str]:
+        return [name for name in ("mlflow", "wandb", "tensorboard") if getattr(self, name) is not None]
+
+
 class SweepSpec(_Model):
     """What to train: plugins, budgets, the size family and the training knobs."""
 
@@ -256,6 +294,7 @@ class SweepSpec(_Model):
     training: Training = Training()
     storage: Storage = Storage()
     execution: Execution = Execution()
+    tracking: Tracking | None = Field(default=None, description="experiment tracking: MLflow, W&B, TensorBoard")
 
     @field_validator("budgets")
     @classmethod

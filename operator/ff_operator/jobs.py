@@ -65,8 +65,11 @@ def _container(sweep: ScalingSweep, experiment: Step, name: str) -> dict[str, An
         "securityContext": _pod_security()[1],
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "shm", "mountPath": "/dev/shm"}],
     }
-    if ex.s3_credentials_secret:
-        container["envFrom"] = [{"secretRef": {"name": ex.s3_credentials_secret}}]
+    if sweep.spec.tracking is not None and sweep.spec.tracking.wandb is not None:
+        env.append({"name": "WANDB_DIR", "value": "/tmp"})  # W&B's run folder (the image's own is read-only)
+    secrets = [s for s in (ex.s3_credentials_secret, ex.tracking_credentials_secret) if s]
+    if secrets:
+        container["envFrom"] = [{"secretRef": {"name": s}} for s in dict.fromkeys(secrets)]
     return container
 
 

@@ -20,12 +20,13 @@ from ff_core.results import ResultRecord
 from ff_core.spec import ScalingSweep
 from ff_core.steps import BRANCH, SEGMENT, Step, find_step, plan_steps
 from ff_core.store import Store
+from ff_core.tracking import RunInfo, Tracker, open_tracker, require
 from ff_trainer.checkpoint import Checkpointer
 from ff_trainer.errors import ConfigError
 from ff_trainer.metrics import measure_flops_per_token, mfu
 from ff_trainer.plugins import DataPlugin, FlopsFn, LossFn, ModelPlugin, load_plugin
 from ff_trainer.signals import StopFlag
-from ff_trainer.train import Outcome, train
+from ff_trainer.train import Interrupted, Outcome, train
 from ff_trainer.world import World, setup_world, teardown_world
 
 
@@ -128,8 +129,50 @@ def _oom_message(cfg, world: World) -> str:
             "global batch) or the sequence length")
 
 
+def run_info(sweep: ScalingSweep, step: Step) -> RunInfo:
+    """The tracked run of a step: an experiment's run (a WSD branch's too), or its trunk's for a segment
+    (every segment of one trunk continues the same run)."""
+    experiment = step.experiment
+    tags = {"size": experiment.size}
+    params = {"size": experiment.size, "n_params": experiment.n_params,
+              **{f"knobs.{k}": v for k, v in experiment.knobs.items()},
+              **{f"training.{k}": v for k, v in sweep.spec.training.model_dump(mode="json", by_alias=True).items()},
+              "model": sweep.spec.model.plugin, "data": sweep.spec.data.plugin, "loss": sweep.spec.loss.plugin}
+    if step.kind == SEGMENT:
+        return RunInfo(sweep.folder, step.trunk, "trunk", tags | {"trunk": step.trunk}, params)
+    tags |= {"experiment": experiment.id, "budget": f"{experiment.budget:.3g}"}
+    params |= {"budget": experiment.budget, "tokens": experiment.tokens}
+    if step.kind == BRANCH:
+        return RunInfo(sweep.folder, experiment.id, "branch", tags | {"trunk": step.trunk}, params)
+    return RunInfo(sweep.folder, experiment.id, "experiment", tags, params)
+
+
+@contextmanager
+def _tracked(sweep: ScalingSweep, step: Step, world: World):
+    """The step's tracker (rank 0 only; the others get one that does nothing). Left paused when the step is
+    interrupted (the retry continues its run), finished as failed when it raises; the caller finishes it."""
+    spec = sweep.spec
+    tracker = (open_tracker(spec.tracking, run_info(sweep, step), spec.storage.endpoint_url) if world.is_main
+               else Tracker())
+    try:
+        yield tracker
+    except Interrupted:
+        tracker.pause()
+        raise
+    except BaseException:
+        tracker.finish({}, "failed")
+        raise
+
+
+def _summary(record: ResultRecord) -> dict[str, float | None]:
+    """What a finished experiment's tracked run ends with: its eval loss, FLOPs by every method, N, D, C."""
+    return {"eval/loss": record.eval_loss, "train/final_loss": record.final_loss, "n_params": record.n_params,
+            "tokens": record.tokens, "budget": record.budget, "tokens_per_second": record.tokens_per_second,
+            "mfu": record.mfu, **{f"flops/{method}": value for method, value in record.flops.items()}}
+
+
 def _train_step(sweep: ScalingSweep, step: Step, store: Store, world: World, plugins: tuple, model,
-                stop: StopFlag) -> tuple[Outcome, float | None]:
+                stop: StopFlag, tracker: Tracker) -> tuple[Outcome, float | None]:
     """Measure FLOPs, then train the step (resuming from its checkpoint; a branch from its trunk's)."""
     model_plugin, data, loss_fn = plugins
     cfg = sweep.spec.training
@@ -140,20 +183,22 @@ def _train_step(sweep: ScalingSweep, step: Step, store: Store, world: World, plu
     try:
         measured = _measure(model, data, loss_fn, sweep, world)  # before training in every step: the same RNG use
         groups = model_plugin.param_groups(model) if hasattr(model_plugin, "param_groups") else None
+        track = {"tracker": tracker, "flops_per_token": measured or 6.0 * step.experiment.n_params}
         if step.kind == SEGMENT:
             return train(model, data, loss_fn, cfg, None, world, ckpt, groups, stop, until=step.end,
-                         initial=initial, output=trunk(step.end)), measured
-        return train(model, data, loss_fn, cfg, step.end, world, ckpt, groups, stop, initial=initial), measured
+                         initial=initial, output=trunk(step.end), **track), measured
+        return train(model, data, loss_fn, cfg, step.end, world, ckpt, groups, stop, initial=initial,
+                     **track), measured
     except torch.cuda.OutOfMemoryError:
         raise ConfigError(_oom_message(cfg, world)) from None
 
 
 def _train_and_record(sweep: ScalingSweep, step: Step, store: Store, world: World, plugins: tuple,
-                      model, non_embedding: int, stop: StopFlag) -> ResultRecord:
+                      model, non_embedding: int, stop: StopFlag, tracker: Tracker) -> ResultRecord:
     """Train the run or branch and build its result record."""
     model_plugin, data, _ = plugins
     cfg, experiment = sweep.spec.training, step.experiment
-    outcome, measured = _train_step(sweep, step, store, world, plugins, model, stop)
+    outcome, measured = _train_step(sweep, step, store, world, plugins, model, stop, tracker)
     flops = flops_by_method(sweep, experiment, model_plugin, measured)
     unique = data.unique_tokens("train", cfg.sequence_length) if hasattr(data, "unique_tokens") else None
     untrained = float(data.untrained_loss()) if hasattr(data, "untrained_loss") else None
@@ -187,10 +232,12 @@ def _run_segment(sweep: ScalingSweep, step: Step, store: Store) -> int:
         return exit_codes.DONE
     plugins = _plugins(sweep)
     model, _ = build_checked_model(sweep, step.experiment, plugins[0])
-    with _session() as (world, stop):
-        outcome, _ = _train_step(sweep, step, store, world, plugins, model, stop)
+    with _session() as (world, stop), _tracked(sweep, step, world) as tracker:
+        outcome, _ = _train_step(sweep, step, store, world, plugins, model, stop, tracker)
         if world.is_main and outcome.status == "segment":
             store.delete(checkpoint_key(sweep.folder, step.id))  # its state lives on at `key`
+        # The trunk's run is finished at each segment's end and continued by the next segment.
+        tracker.finish({}, "completed" if outcome.status == "segment" else outcome.status)
     if outcome.status == "diverged":
         print(f"{step.id}: the trunk's loss diverged (NaN/inf) before step {step.end}", file=sys.stderr)
         return exit_codes.DIVERGED
@@ -201,6 +248,7 @@ def _run_segment(sweep: ScalingSweep, step: Step, store: Store) -> int:
 def run_experiment(sweep: ScalingSweep, step_id: str, store: Store) -> int:
     """Train one step of the sweep (an experiment, or a WSD trunk segment) into `store`; the exit code."""
     step = find_step(plan_steps(sweep, plan_sweep(sweep)), step_id, sweep.name)
+    require(sweep.spec.tracking, "in this trainer's environment (for a cluster: the trainer image)")
     if step.kind == SEGMENT:
         return _run_segment(sweep, step, store)
     experiment = step.experiment
@@ -210,10 +258,11 @@ def run_experiment(sweep: ScalingSweep, step_id: str, store: Store) -> int:
         return exit_codes.DONE
     plugins = _plugins(sweep)
     model, non_embedding = build_checked_model(sweep, experiment, plugins[0])
-    with _session() as (world, stop):
-        record = _train_and_record(sweep, step, store, world, plugins, model, non_embedding, stop)
+    with _session() as (world, stop), _tracked(sweep, step, world) as tracker:
+        record = _train_and_record(sweep, step, store, world, plugins, model, non_embedding, stop, tracker)
         if world.is_main:
             store.put_json(key, record.model_dump(mode="json"))  # written last: "has result.json" = finished
+        tracker.finish(_summary(record), record.status)
         world.barrier()
     if record.status == "diverged":
         print(f"{experiment.id}: loss diverged (NaN/inf); recorded as diverged", file=sys.stderr)

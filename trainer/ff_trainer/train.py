@@ -12,8 +12,10 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ff_core.spec import Training
+from ff_core.tracking import Tracker
 from ff_trainer.checkpoint import Checkpointer
 from ff_trainer.errors import ConfigError
+from ff_trainer.metrics import mfu
 from ff_trainer.schedule import lr_multiplier
 from ff_trainer.signals import StopFlag
 from ff_trainer.world import World
@@ -117,15 +119,19 @@ def thinned(curve: list[dict], points: int) -> list[dict]:
 
 def train(model, data, loss_fn, cfg: Training, steps: int | None, world: World, ckpt: Checkpointer,
           param_groups: list[dict] | None = None, stop: StopFlag | None = None, *, until: int | None = None,
-          initial: Checkpointer | None = None, output: Checkpointer | None = None) -> Outcome:
+          initial: Checkpointer | None = None, output: Checkpointer | None = None, tracker: Tracker | None = None,
+          flops_per_token: float | None = None) -> Outcome:
     """Train `model` for `steps` optimizer steps of the global batch; resume from `ckpt` when present.
 
     `stop` is polled once per step: when set (SIGTERM), a checkpoint is written and Interrupted raised.
     A WSD trunk segment has `steps` None (constant learning rate after warmup), stops at step `until` and
     saves its state to `output` (status "segment", no evaluation); a branch starts from `initial` (its
-    trunk's checkpoint, only read) when `ckpt` has nothing yet.
+    trunk's checkpoint, only read) when `ckpt` has nothing yet. Each curve point also goes to `tracker`
+    (with the learning rate, tokens/s over the interval and MFU where `flops_per_token` and the GPU are known).
     """
     stop = stop or StopFlag(install=False)
+    tracker = tracker or Tracker()
+    device = torch.cuda.get_device_name(world.device) if world.device.type == "cuda" else "cpu"
     until = steps if until is None else until
     micro, accum = _micro_batches(cfg, world)
     model.to(world.device)
@@ -151,6 +157,7 @@ def train(model, data, loss_fn, cfg: Training, steps: int | None, world: World, 
         _set_rng(state["rng"][world.rank % len(state["rng"])])  # a new world size reuses states
         if world.is_main:
             print(f"resuming at step {start}/{until}", file=sys.stderr)
+        tracker.resumed(start)
     interval_loss = torch.tensor(interval[0], device=world.device)  # loss summed since the last curve point
     interval_steps = interval[1]
 
@@ -167,6 +174,7 @@ def train(model, data, loss_fn, cfg: Training, steps: int | None, world: World, 
         rank=world.rank, world_size=world.world_size, seed=cfg.seed, start=start,
     )
     began = time.perf_counter()
+    logged = (start, began)  # the last curve point: (step, time), for tokens/s over the interval
     for step in range(start, until):
         scale = cfg.learning_rate * lr_multiplier(step, steps, cfg)
         for group in optimizer.param_groups:
@@ -195,6 +203,12 @@ def train(model, data, loss_fn, cfg: Training, steps: int | None, world: World, 
             curve.append({"step": done, "tokens": done * cfg.global_batch_tokens, "loss": mean})
             if world.is_main:
                 print(f"step {done}/{steps} loss {mean:.4f}", file=sys.stderr)
+                now = time.perf_counter()
+                rate = (done - logged[0]) * cfg.global_batch_tokens / max(now - logged[1], 1e-9)
+                logged = (done, now)
+                tracker.log(done, {"train/loss": mean, "train/lr": scale,
+                                   "train/tokens": done * cfg.global_batch_tokens, "train/tokens_per_second": rate,
+                                   "train/mfu": mfu(flops_per_token or 0.0, rate, device, world.world_size)})
         if done % cfg.checkpoint_every_steps == 0 and done < until:
             save(done)
         # Across processes the flag is agreed by an all-reduce (a host sync), so only every few steps.

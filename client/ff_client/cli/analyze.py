@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 import click
 
@@ -11,7 +12,10 @@ from ff_client.cli import output
 from ff_client.fit.laws import HUBER_DELTA
 from ff_client.fit.table import FORMATS
 from ff_core.errors import FlopsFitError
+from ff_core.layout import SWEEP_FILE
+from ff_core.spec import ScalingSweep, manifest_of, parse_sweep
 from ff_core.store import open_store
+from ff_core.tracking import require
 
 POINTS_FILES = (".csv", ".json")
 
@@ -91,6 +95,28 @@ def load_source(source: str, endpoint_url: str | None, namespace: str | None, co
     return load_observations(open_store(uri, endpoint_url, spec_endpoint), recipe, all_recipes)
 
 
+def tracked_sweep(source: str | None, data_file: str | None, endpoint_url: str | None, namespace: str | None,
+                  context: str | None) -> ScalingSweep:
+    """The sweep whose spec.tracking `--track` logs to: the store's sweep.json, or the cluster's ScalingSweep."""
+    if data_file is not None:
+        raise click.UsageError("--track logs to the sweep's spec.tracking: analyze a store or a sweep NAME, not --data")
+    if "://" in source or os.path.exists(source):
+        store = open_store(source, endpoint_url)
+        if not store.exists(SWEEP_FILE):
+            raise FlopsFitError(f"{store.uri} has no {SWEEP_FILE} (the sweep `ffctl run` writes), so it names no "
+                                "tracking; analyze without --track")
+        sweep = parse_sweep(store.get_json(SWEEP_FILE), f"{store.uri}/{SWEEP_FILE}")
+    else:
+        from ff_client.cluster.connection import connect, get_sweep
+
+        sweep = parse_sweep(manifest_of(get_sweep(connect(context, namespace), source)), f"sweep {source}")
+    if sweep.spec.tracking is None or not sweep.spec.tracking.backends:
+        raise FlopsFitError(f"sweep {sweep.name} has no spec.tracking; add mlflow, wandb or tensorboard to it, or "
+                            "analyze without --track")
+    require(sweep.spec.tracking)
+    return sweep
+
+
 @click.command()
 @click.argument("store_uri", metavar="[STORE_URI|NAME]", required=False)
 @click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False),
@@ -101,8 +127,10 @@ def load_source(source: str, endpoint_url: str | None, namespace: str | None, co
               help="Table formats written to --out.")
 @click.option("--plot-format", "plot_formats", default="png", callback=_csv_choice(("png", "svg", "pdf")),
               help="Plot formats written to --out.")
+@click.option("--track", is_flag=True, help="Log the fit (parameters with intervals, table, report, plots) to the "
+              "sweep's spec.tracking (MLflow, W&B, TensorBoard) as a run of the sweep's group.")
 @analysis_options
-def analyze(store_uri, data_file, out, as_json, formats, plot_formats, endpoint_url, namespace, context,
+def analyze(store_uri, data_file, out, as_json, formats, plot_formats, track, endpoint_url, namespace, context,
             **analysis) -> None:
     """Fit scaling laws to the results under STORE_URI, of a cluster sweep NAME, or to --data points."""
     from ff_client.fit.analysis import analyze as run_analysis, finish  # scipy, matplotlib: only here
@@ -110,13 +138,22 @@ def analyze(store_uri, data_file, out, as_json, formats, plot_formats, endpoint_
     if (store_uri is None) == (data_file is None):
         raise click.UsageError("give a STORE_URI, a sweep NAME or --data FILE (one of them)")
     settings = settings_of(**analysis)
+    tracked = tracked_sweep(store_uri, data_file, endpoint_url, namespace, context) if track else None
     observations = load_source(data_file or store_uri, endpoint_url, namespace, context, bool(data_file), **analysis)
-    report = finish(run_analysis(observations, settings), out, formats=formats, plot_formats=plot_formats)
-    for warning in report.warnings:
-        output.warn(warning)
-    click.echo(json.dumps(report.to_json(), indent=1) if as_json else report.text())
-    if report.files:
-        output.say("wrote: " + ", ".join(str(f) for f in report.files))
+    with tempfile.TemporaryDirectory(prefix="ff-fit-") as scratch:  # --track without --out: files for the tracker
+        report = finish(run_analysis(observations, settings), out or (scratch if track else None), formats=formats,
+                        plot_formats=plot_formats)
+        for warning in report.warnings:
+            output.warn(warning)
+        click.echo(json.dumps(report.to_json(), indent=1) if as_json else report.text())
+        if report.files and out:
+            output.say("wrote: " + ", ".join(str(f) for f in report.files))
+        if tracked is not None:
+            from ff_client.fit.tracked import track_fit
+
+            spec = tracked.spec
+            took = track_fit(spec.tracking, report, endpoint_url or spec.storage.endpoint_url, output.warn)
+            output.say(f"tracked the fit in {', '.join(took)}" if took else "the fit was not tracked (see above)")
     if not any(r.parameters for r in report.results.values()):
         raise click.ClickException("nothing could be fitted (see the warnings above): train more sizes or budgets")
 

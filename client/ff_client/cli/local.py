@@ -17,6 +17,7 @@ from ff_core.plan import Plan, plan_sweep
 from ff_core.spec import ScalingSweep
 from ff_core.steps import SEGMENT, plan_steps, steps_flops
 from ff_core.store import anchored, open_store
+from ff_core.tracking import install_hint, missing_packages, prepare as prepare_tracking, require
 
 
 def cost_options(fn):
@@ -52,6 +53,11 @@ def show_plan(sweep: ScalingSweep, the_plan: Plan, gpu_flops: float, mfu: float,
 def plan(sweep: str, as_json: bool, write: bool, gpu_flops: float, mfu: float) -> None:
     """Show the experiments SWEEP expands to (id, budget, size, N, D, FLOPs, D/N) and what they cost."""
     resolved = load_resolved(sweep, write=write, say=output.say)
+    missing = missing_packages(resolved.spec.tracking)
+    if missing:  # a plan may be for a cluster, whose trainer image is what needs them
+        output.warn(f"spec.tracking: {', '.join(missing)} not installed here; `ffctl run` needs "
+                    f"{install_hint(missing)}, a cluster's trainer image needs them built in (Dockerfile.trainer, "
+                    "--build-arg TRACKING)")
     show_plan(resolved, plan_sweep(resolved), gpu_flops, mfu, as_json)
     output.next_step(f"ffctl run {sweep}")
 
@@ -76,6 +82,8 @@ def run(sweep: str, store: str | None, workers: int, keep_going: bool, retry_div
     Ctrl-C, SIGTERM and SIGHUP all stop it the same way: the trainers checkpoint, and the same command resumes.
     """
     resolved = load_resolved(sweep, verify=True, say=output.say)
+    require(resolved.spec.tracking)
+    prepare_tracking(resolved.spec.tracking, resolved.folder)
     the_plan = plan_sweep(resolved)
     uri = store or anchored(resolved.spec.storage.uri, Path(sweep).parent)  # the file's store: from its folder
     target = open_store(uri, spec_endpoint=resolved.spec.storage.endpoint_url)
