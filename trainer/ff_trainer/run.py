@@ -172,7 +172,7 @@ def _summary(record: ResultRecord) -> dict[str, float | None]:
 
 
 def _train_step(sweep: ScalingSweep, step: Step, store: Store, world: World, plugins: tuple, model,
-                stop: StopFlag, tracker: Tracker) -> tuple[Outcome, float | None]:
+                stop: StopFlag, tracker: Tracker | None = None) -> tuple[Outcome, float | None]:
     """Measure FLOPs, then train the step (resuming from its checkpoint; a branch from its trunk's)."""
     model_plugin, data, loss_fn = plugins
     cfg = sweep.spec.training
