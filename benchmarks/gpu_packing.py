@@ -1,0 +1,120 @@
+"""Packing small experiments on one GPU: aggregate tokens/s and GPU busy fraction of k trainers sharing a device.
+
+Scaling-law sweeps are mostly small models, and one small experiment alone leaves a GPU mostly idle (kernel
+launches, the host, the optimizer's many small tensors). k separate trainer processes (our train(), eager,
+the same model and batch each) share one GPU; after a warm-up each runs `--steps` steps from a common start
+(a barrier), and the aggregate is k x steps x tokens per step over the time until the last one finishes.
+The busy fraction samples the GPU's utilisation (NVML through torch, else nvidia-smi) during that window.
+Target (issue 15): packing >= 2x the aggregate throughput of k = 1 at 10M parameters.
+
+Usage: python benchmarks/gpu_packing.py [--sizes 3M,10M,30M] [--packs 1,2,4,8] [--out FILE] [--smoke]
+(--smoke: a tiny model on the CPU with k = 1, 2, to check the script itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+
+import torch
+
+from ff_core.spec import Training
+from ff_plugins.gpt import GPT
+from step_timing import Table, device_name, ours
+
+VOCAB = 50304
+SIZES = {
+    "3M": {"d_model": 64, "n_layers": 2, "n_heads": 2},
+    "10M": {"d_model": 192, "n_layers": 4, "n_heads": 4},
+    "30M": {"d_model": 384, "n_layers": 6, "n_heads": 6},
+    "smoke": {"d_model": 16, "n_layers": 1, "n_heads": 2},
+}
+
+
+def _worker(knobs, vocab, cfg, steps, device_type, barrier, times):
+    device = torch.device(device_type)
+    torch.set_num_threads(1)
+    ours(knobs, vocab, cfg, 2, device)  # warm-up: CUDA context, cuBLAS handles, allocator
+    barrier.wait()
+    began = time.perf_counter()
+    ours(knobs, vocab, cfg, steps, device)
+    times.put((began, time.perf_counter()))
+
+
+def utilisation() -> float | None:
+    """The GPU's current utilisation in [0, 1], or None where it cannot be read."""
+    try:
+        return torch.cuda.utilization() / 100.0
+    except Exception:
+        pass
+    if shutil.which("nvidia-smi"):
+        out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i",
+                              "0"], capture_output=True, text=True)
+        if out.returncode == 0 and out.stdout.strip():
+            return float(out.stdout.split()[0]) / 100.0
+    return None
+
+
+def measure(name: str, k: int, args, device: torch.device) -> dict:
+    cfg = Training(global_batch_tokens=args.batch * args.seq, sequence_length=args.seq, learning_rate=3e-4,
+                   log_points=2, checkpoint_every_steps=10**9, eval_tokens=args.batch * args.seq)
+    context = mp.get_context("spawn")
+    barrier, times = context.Barrier(k + 1), context.Queue()
+    procs = [context.Process(target=_worker, args=(SIZES[name], VOCAB, cfg, args.steps, device.type, barrier, times))
+             for _ in range(k)]
+    for proc in procs:
+        proc.start()
+    barrier.wait()
+    samples, done = [], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            value = utilisation() if device.type == "cuda" else None
+            if value is not None:
+                samples.append(value)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    spans = [times.get(timeout=3600) for _ in procs]
+    done.set()
+    for proc in procs:
+        proc.join()
+    wall = max(end for _, end in spans) - min(start for start, _ in spans)
+    return {"size": name, "k": k, "params": GPT(VOCAB).count_params(SIZES[name], args.seq)[0],
+            "tok_s": k * args.steps * cfg.global_batch_tokens / wall,
+            "busy": statistics.median(samples) if samples else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="3M,10M,30M")
+    parser.add_argument("--packs", default="1,2,4,8", help="experiments per GPU to measure")
+    parser.add_argument("--seq", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=8, help="sequences per step of each experiment")
+    parser.add_argument("--steps", type=int, default=100, help="timed steps of each experiment")
+    parser.add_argument("--out", help="append the table (markdown) to this file")
+    parser.add_argument("--smoke", action="store_true", help="tiny model on the CPU: checks the script only")
+    args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.packs, args.seq, args.batch, args.steps = "smoke", "1,2", 32, 2, 4
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    title = (f"## Packing: k experiments on one GPU ({device_name(device)}, torch {torch.__version__}, seq "
+             f"{args.seq}, {args.batch} sequences/step each, {args.steps} steps each, eager)")
+    table = Table(title, ["size", "params", "k", "aggregate tok/s", "x of k=1", "GPU busy"], args.out)
+    for name in args.sizes.split(","):
+        single = None
+        for k in (int(v) for v in args.packs.split(",")):
+            r = measure(name, k, args, device)
+            single = single or r["tok_s"]
+            busy = f"{100 * r['busy']:.0f}%" if r["busy"] is not None else "n/a"
+            table.row([name, f"{r['params'] / 1e6:.1f}M", str(k), f"{r['tok_s']:.0f}", f"{r['tok_s'] / single:.2f}",
+                       busy])
+
+
+if __name__ == "__main__":
+    main()

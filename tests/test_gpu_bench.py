@@ -1,0 +1,22 @@
+"""The GPU benchmark script (`make bench-gpu`) end to end with --smoke on the CPU: both tables, every row."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_bench.py"
+
+
+def test_the_gpu_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
+    out = tmp_path / "bench-gpu.md"
+    done = subprocess.run([sys.executable, str(BENCH), "--smoke", "--out", str(out)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = out.read_text()
+    assert "## Throughput: ours vs the best-practice bare loop (cpu" in text
+    assert "## Packing: k experiments on one GPU (cpu" in text
+    rows = [line for line in text.splitlines() if line.startswith("| smoke |")]
+    assert len(rows) == 3  # one throughput row, k = 1 and 2 packed
+    assert "(gpu_throughput.py:" in text and "(gpu_packing.py:" in text and "exit 0" in text
