@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,3 +117,30 @@ def test_a_pilot_with_one_finished_size_is_refused_with_a_reason():
 
     with pytest.raises(FlopsFitError, match="finished pilot runs at 2 or more sizes"):
         analyze_transfer([r for r in synthetic(0.0) if r[1] == 1e4], sweep_lr=3e-3)
+
+
+def test_analyze_checks_the_sweeps_learning_rate_against_its_pilot(tmp_path):
+    """A store holding the sweep (the stored demo) and its pilot beside it (<name>-transfer; here synthetic: the
+    optimum drifts as N^-0.5 from the sweep's 3e-3): `ffctl analyze` names the sizes whose basin holds the
+    sweep's learning rate and warns for the others."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from ff_client.cli import main
+
+    demo = Path(__file__).resolve().parent / "data" / "demo-store" / "tiny"
+    shutil.copytree(demo, tmp_path / "tiny")
+    template = json.loads(next(demo.glob("*/result.json")).read_text())
+    for i, (size, n, lr, loss) in enumerate(synthetic(-0.5)):
+        record = template | {"experiment": f"e{i:011d}", "sweep": "tiny-transfer", "size": size, "n_params": int(n),
+                             "eval_loss": loss, "identity": {"training": {"learning_rate": lr}}}
+        (tmp_path / "tiny-transfer" / record["experiment"]).mkdir(parents=True)
+        (tmp_path / "tiny-transfer" / record["experiment"] / "result.json").write_text(json.dumps(record))
+    result = CliRunner().invoke(main, ["analyze", str(tmp_path / "tiny"), "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    assert "the sweep's learning rate 0.003 is within the basin of n1e+04" in result.output
+    for size in ("n8e+04", "n6e+05"):
+        assert f"the sweep's learning rate 0.003 is outside {size}'s basin by the transfer pilot" in result.output
+    alone = CliRunner().invoke(main, ["analyze", str(demo), "--bootstrap", "0"])  # no pilot: nothing said
+    assert alone.exit_code == 0 and "transfer pilot" not in alone.output

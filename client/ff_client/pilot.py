@@ -19,6 +19,11 @@ from ff_core.spec import ScalingSweep, SizeEntry, parse_sweep
 LR_STEPS = (-3, -2, -1, 0, 1, 2, 3)  # the default grid: the sweep's learning rate x 2^k
 
 
+def pilot_folder(sweep_name: str) -> str:
+    """The store folder of a sweep's transfer pilot: beside the sweep's own (`ffctl analyze` looks there)."""
+    return f"{sweep_name}-transfer"[:40]
+
+
 def pilot_sizes(sweep: ScalingSweep, names: list[str] | None = None) -> list[SizeEntry]:
     """The named sizes, or the smallest, the middle and the largest of the sweep's family."""
     family = sorted(sweep.spec.sizes, key=lambda s: s.n_params)
@@ -40,7 +45,7 @@ def pilot_sweeps(sweep: ScalingSweep, sizes: list[SizeEntry], grid: list[float],
     """One sweep per learning rate, named <name>-lr<k>, sharing the store folder <name>-transfer."""
     if len(sizes) < 2 or len(grid) < 3:
         raise SpecError("a transfer pilot needs 2 or more sizes and 3 or more learning rates")
-    folder = f"{sweep.name}-transfer"[:40]
+    folder = pilot_folder(sweep.name)
     base = sweep.to_manifest()
     out = []
     for k, lr in enumerate(sorted(grid)):

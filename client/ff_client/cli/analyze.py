@@ -95,6 +95,37 @@ def load_source(source: str, endpoint_url: str | None, namespace: str | None, co
     return load_observations(open_store(uri, endpoint_url, spec_endpoint), recipe, all_recipes)
 
 
+def check_against_pilot(source: str, observations, endpoint_url: str | None) -> None:
+    """Where the store holds the sweep's transfer pilot beside it (<name>-transfer, from `ffctl transfer`), say
+    whether the sweep's learning rate lies in each pilot size's basin, and warn for each size where it does not."""
+    from ff_client.fit.transfer import analyze_transfer, basin_check, pilot_runs
+    from ff_client.pilot import pilot_folder
+
+    store = open_store(source, endpoint_url)
+    try:
+        sweep = parse_sweep(store.get_json(SWEEP_FILE), f"{store.uri}/{SWEEP_FILE}")
+        name, lr = sweep.name, sweep.spec.training.learning_rate
+    except FlopsFitError:  # no sweep.json: the records' own learning rate, when they agree on one
+        rates = {((r.identity or {}).get("training") or {}).get("learning_rate") for r in observations.records}
+        name, lr = observations.sweep, (rates.pop() if len(rates) == 1 else None)
+    uri = store.uri.rstrip("/")
+    pilot = open_store(f"{uri[: uri.rfind('/')]}/{pilot_folder(name)}", endpoint_url)
+    runs, _ = pilot_runs(pilot)
+    if not runs or lr is None:
+        return
+    try:
+        result = analyze_transfer(runs, float(lr))
+    except FlopsFitError as error:
+        output.warn(f"the transfer pilot at {pilot.uri} was not used: {error}")
+        return
+    inside, warnings = basin_check(result)
+    for warning in warnings:
+        output.warn(warning)
+    if inside:
+        output.say(f"transfer pilot ({pilot.uri}): the sweep's learning rate {float(lr):.3g} is within the basin of "
+                   f"{', '.join(inside)}")
+
+
 def tracked_sweep(source: str | None, data_file: str | None, endpoint_url: str | None, namespace: str | None,
                   context: str | None) -> ScalingSweep:
     """The sweep whose spec.tracking `--track` logs to: the store's sweep.json, or the cluster's ScalingSweep."""
@@ -140,6 +171,8 @@ def analyze(store_uri, data_file, out, as_json, formats, plot_formats, track, en
     settings = settings_of(**analysis)
     tracked = tracked_sweep(store_uri, data_file, endpoint_url, namespace, context) if track else None
     observations = load_source(data_file or store_uri, endpoint_url, namespace, context, bool(data_file), **analysis)
+    if data_file is None and ("://" in store_uri or os.path.exists(store_uri)):
+        check_against_pilot(store_uri, observations, endpoint_url)
     with tempfile.TemporaryDirectory(prefix="ff-fit-") as scratch:  # --track without --out: files for the tracker
         report = finish(run_analysis(observations, settings), out or (scratch if track else None), formats=formats,
                         plot_formats=plot_formats)

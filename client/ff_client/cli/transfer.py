@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import click
@@ -13,30 +12,9 @@ from ff_client.cli import output
 from ff_client.executor import run_plan
 from ff_client.sweeps import load_resolved
 from ff_client.text import aligned
-from ff_core.errors import FlopsFitError, StoreError
-from ff_core.layout import is_result_key
+from ff_core.errors import FlopsFitError
 from ff_core.plan import plan_sweep
-from ff_core.results import parse_result
-from ff_core.store import Store, anchored, open_store
-
-
-def pilot_runs(store: Store) -> tuple[list[tuple[str, float, float, float]], list[str]]:
-    """(size, N, learning rate, eval loss) of every finished pilot run in the folder; what was left out, and why."""
-    runs, left = [], []
-    for key in store.list():
-        if not is_result_key(key):
-            continue
-        try:
-            record = parse_result(store.get_json(key), f"{store.uri}/{key}")
-        except StoreError as error:
-            left.append(f"{key}: unreadable: {error}")
-            continue
-        lr = ((record.identity or {}).get("training") or {}).get("learning_rate")
-        if record.status != "completed" or lr is None or not math.isfinite(record.eval_loss or math.nan):
-            left.append(f"{record.experiment} ({record.size}, lr {lr}): {record.status}, eval loss {record.eval_loss}")
-            continue
-        runs.append((record.size, float(record.n_params), float(lr), float(record.eval_loss)))
-    return runs, left
+from ff_core.store import anchored, open_store
 
 
 @click.command()
@@ -56,7 +34,7 @@ def transfer(sweep, sizes, lr_grid, tokens_per_param, store, workers, write_only
     """Train a pilot grid (learning rates x a few of SWEEP's sizes, at a small D/N) and say whether the
     sweep's learning rate is right for all its sizes: each size's optimum with an interval, and its drift."""
     from ff_client.fit.plots import plot_transfer
-    from ff_client.fit.transfer import analyze_transfer
+    from ff_client.fit.transfer import analyze_transfer, pilot_runs
     from ff_client.pilot import grid_of, pilot_sizes, pilot_sweeps
 
     resolved = load_resolved(sweep, verify=write_only is None, say=output.say)

@@ -17,7 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ff_client.fit.estimate import Estimate, percentile_estimate
-from ff_core.errors import FlopsFitError
+from ff_core.errors import FlopsFitError, StoreError
+from ff_core.layout import is_result_key
+from ff_core.results import parse_result
+from ff_core.store import Store
 
 RESAMPLES = 1000
 BASIN = 0.01  # learning rates within 1% of the best loss
@@ -127,3 +130,39 @@ def analyze_transfer(runs: list[tuple[str, float, float, float]], sweep_lr: floa
     transfers = None if any(s.at_edge for s in optima) else (holds_zero or within_step)
     return Transfer(optima, slope_estimate, sweep_lr, step, transfers)
 
+
+
+def pilot_runs(store: Store) -> tuple[list[tuple[str, float, float, float]], list[str]]:
+    """(size, N, learning rate, eval loss) of every finished pilot run in the folder; what was left out, and why."""
+    runs, left = [], []
+    for key in store.list():
+        if not is_result_key(key):
+            continue
+        try:
+            record = parse_result(store.get_json(key), f"{store.uri}/{key}")
+        except StoreError as error:
+            left.append(f"{key}: unreadable: {error}")
+            continue
+        lr = ((record.identity or {}).get("training") or {}).get("learning_rate")
+        if record.status != "completed" or lr is None or not math.isfinite(record.eval_loss or math.nan):
+            left.append(f"{record.experiment} ({record.size}, lr {lr}): {record.status}, eval loss {record.eval_loss}")
+            continue
+        runs.append((record.size, float(record.n_params), float(lr), float(record.eval_loss)))
+    return runs, left
+
+
+def basin_check(result: Transfer) -> tuple[list[str], list[str]]:
+    """(sizes whose basin holds the sweep's learning rate, a warning for each size whose basin does not)."""
+    inside, warnings = [], []
+    for s in result.sizes:
+        low, high = s.basin
+        if low <= result.sweep_lr <= high and not s.at_edge:
+            inside.append(s.size)
+            continue
+        where = ("at the grid's edge, so its basin is not known" if s.at_edge
+                 else f"its basin (within {BASIN:.0%} of the best loss) is {low:.3g} - {high:.3g}")
+        cost = f", costing {s.cost_of_sweep_lr:.4f} in loss there" if s.cost_of_sweep_lr is not None else ""
+        warnings.append(f"the sweep's learning rate {result.sweep_lr:.3g} is outside {s.size}'s basin by the "
+                        f"transfer pilot: LR* {s.lr.value:.3g}, {where}{cost}; its points may lie above a tuned "
+                        "run's loss and bend the fit (ffctl transfer shows the curves)")
+    return inside, warnings
