@@ -163,3 +163,27 @@ def test_an_experiment_another_ffctl_trains_is_left_to_it_and_a_stale_lock_is_ta
     assert f"{first} is being trained by ffctl pid {os.getpid()}" in run.stderr and "2 trained" in run.stderr
     assert results(store) == {second, _} and (store / lock_key("unit", first)).exists()
     assert not (store / lock_key("unit", second)).exists()  # taken over, trained, released
+
+
+def test_pack_shares_each_gpu_and_trains_the_same_results(tiny_manifest, write_sweep, tmp_path):
+    """`ffctl run --pack 2` with two GPUs visible: four trainers at once, each given one GPU
+    (CUDA_VISIBLE_DEVICES), the least used; every result equals the unpacked run's exactly (separate
+    processes; on the CPU, with the same threads per trainer, the losses are deterministic)."""
+    tiny_manifest["spec"]["budgets"] = [6.0e8]
+    sweep = write_sweep(tiny_manifest)
+    # --workers 2: one thread per trainer, as in the packed run (the thread count changes float sums)
+    alone = ffctl("run", str(sweep), "--store", f"file://{tmp_path / 'alone'}", "--workers", "2")
+    assert alone.returncode == 0, alone.stderr
+    env = {"CUDA_VISIBLE_DEVICES": "3,5"}  # the CPU wheel of torch trains on the CPU whatever this says
+    packed = ffctl("run", str(sweep), "--store", f"file://{tmp_path / 'packed'}", "--pack", "2", env=os.environ | env)
+    assert packed.returncode == 0, packed.stderr
+    assert "2 experiment(s) per GPU on 2 GPU(s): 4 at once" in packed.stderr
+    placed = [line for log in (tmp_path / "packed" / "unit" / "logs").glob("*.log")
+              for line in log.read_text().splitlines() if line.startswith("[ffctl]")]
+    assert len(placed) == 3 and {line.split()[-1] for line in placed} == {"3", "5"}
+    for record in (tmp_path / "alone" / "unit").glob("*/result.json"):
+        twin = tmp_path / "packed" / "unit" / record.parent.name / "result.json"
+        a, b = json.loads(record.read_text()), json.loads(twin.read_text())
+        assert (a["eval_loss"], a["loss_curve"]) == (b["eval_loss"], b["loss_curve"])
+    both = ffctl("run", str(sweep), "--pack", "2", "--workers", "3")
+    assert both.returncode == 2 and "give --workers or --pack, not both" in both.stderr

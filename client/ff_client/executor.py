@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,20 +115,46 @@ def log_dir(store: Store, sweep: str) -> Path:
     return root / sweep / LOGS
 
 
-def _launch(step: Step, sweep_file: Path, store: Store, threads: int, log: Path) -> subprocess.Popen:
+def visible_gpus() -> list[str]:
+    """The GPUs this machine's trainers may use: CUDA_VISIBLE_DEVICES when set, else those nvidia-smi lists."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip() and d.strip() != "-1"]
+    if shutil.which("nvidia-smi"):
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+        if out.returncode == 0:
+            return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
+    return []
+
+
+def least_used(gpus: list[str], running: dict[str, tuple]) -> str | None:
+    """The GPU with the fewest running trainers (the first such), or None without GPUs."""
+    if not gpus:
+        return None
+    load = Counter(entry[2] for entry in running.values())
+    return min(gpus, key=lambda gpu: (load[gpu], gpus.index(gpu)))
+
+
+def _launch(step: Step, sweep_file: Path, store: Store, threads: int, log: Path,
+            gpu: str | None = None) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu  # one GPU each; trainers on one GPU share it (packing)
     cmd = [sys.executable, "-m", "ff_trainer", "--sweep", str(sweep_file), "--experiment", step.id,
            "--store", store.uri]
     with open(log, "ab") as handle:
+        if gpu is not None:
+            handle.write(f"[ffctl] {step.id} on GPU {gpu}\n".encode())
+            handle.flush()
         # A session of its own: Ctrl-C reaches only us, and we stop trainers gently with SIGTERM.
         return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def _stop_all(running: dict[str, tuple[subprocess.Popen, Step]]) -> None:
-    for proc, _ in running.values():
+def _stop_all(running: dict[str, tuple]) -> None:
+    for proc, *_ in running.values():
         proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + GRACE_SECONDS
-    for proc, _ in running.values():
+    for proc, *_ in running.values():
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -187,9 +215,11 @@ def _clean_trunks(sweep: ScalingSweep, steps: tuple[Step, ...], store: Store, do
 
 def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
              on_event: Callable[[Event], None] = lambda e: None, keep_going: bool = False,
-             retry_diverged: bool = False, clean_checkpoints: bool = False) -> RunSummary:
+             retry_diverged: bool = False, clean_checkpoints: bool = False,
+             gpus: list[str] | None = None) -> RunSummary:
     """Run every step without a result, `workers` at a time, each once the steps it waits for are done;
-    Ctrl-C stops them cleanly.
+    Ctrl-C stops them cleanly. With `gpus`, each trainer gets one of them (CUDA_VISIBLE_DEVICES), the one
+    running the fewest trainers: `workers` = k x len(gpus) packs k experiments on every GPU.
 
     After a configuration error (a trainer's exit 3: the sweep or a plugin is wrong, so the rest would fail
     the same way) no new step starts unless `keep_going`; the running ones finish. Steps that wait for a
@@ -206,7 +236,7 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
     queue = _needed(steps, done)
     failed: set[str] = set()
     threads = max(1, (os.cpu_count() or 1) // workers)
-    running: dict[str, tuple[subprocess.Popen, Step]] = {}
+    running: dict[str, tuple[subprocess.Popen, Step, str | None]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         sweep_file = Path(tmp) / "sweep.json"  # the resolved sweep (nParams filled), as the trainer reads it
         sweep_file.write_text(json.dumps(sweep.to_manifest()))
@@ -219,10 +249,11 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
                         summary.busy[step.id] = holder
                         continue
                     log = logs / f"{step.id}.log"
-                    running[step.id] = (_launch(step, sweep_file, store, threads, log), step)
+                    gpu = least_used(gpus or [], running)
+                    running[step.id] = (_launch(step, sweep_file, store, threads, log, gpu), step, gpu)
                     summary.logs[step.id] = log
                     on_event(Event("start", step, log=log))
-                for step_id, (proc, step) in list(running.items()):
+                for step_id, (proc, step, _) in list(running.items()):
                     code = proc.poll()
                     if code is None:
                         continue

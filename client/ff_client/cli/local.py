@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ff_client.cli import output
-from ff_client.executor import run_plan
+from ff_client.executor import run_plan, visible_gpus
 from ff_client.sweeps import load_resolved
 from ff_core.flops import gpu_hours
 from ff_core.plan import Plan, plan_sweep
@@ -69,13 +69,16 @@ def plan(sweep: str, as_json: bool, write: bool, gpu_flops: float, mfu: float) -
               "[env: FF_STORE]")
 @click.option("--workers", envvar="FF_WORKERS", type=click.IntRange(1), default=1,
               help="Experiments trained at once, each its own process. [env: FF_WORKERS]")
+@click.option("--pack", type=click.IntRange(1), default=None,
+              help="Experiments per GPU: K trainers share each visible GPU (CUDA_VISIBLE_DEVICES, else nvidia-smi), "
+                   "so --workers becomes K x GPUs. Small models leave a GPU mostly idle alone.")
 @click.option("--keep-going", is_flag=True, help="Start the remaining experiments after one fails with a configuration "
               "error (exit 3) [default: stop starting them; the rest would most likely fail the same way].")
 @click.option("--retry-diverged", is_flag=True, help="Train again the experiments recorded as diverged (their result "
               "and checkpoint are removed first) [default: skip them, as finished].")
 @click.option("--clean-checkpoints", is_flag=True, help="Remove the checkpoints of finished experiments (the results "
               "stay; a finished experiment never resumes).")
-def run(sweep: str, store: str | None, workers: int, keep_going: bool, retry_diverged: bool,
+def run(sweep: str, store: str | None, workers: int, pack: int | None, keep_going: bool, retry_diverged: bool,
         clean_checkpoints: bool) -> None:
     """Train every experiment of SWEEP on this machine; a rerun skips finished ones.
 
@@ -87,12 +90,19 @@ def run(sweep: str, store: str | None, workers: int, keep_going: bool, retry_div
     the_plan = plan_sweep(resolved)
     uri = store or anchored(resolved.spec.storage.uri, Path(sweep).parent)  # the file's store: from its folder
     target = open_store(uri, spec_endpoint=resolved.spec.storage.endpoint_url)
+    gpus = visible_gpus()
+    if pack is not None:
+        if click.get_current_context().get_parameter_source("workers").name != "DEFAULT":
+            raise click.UsageError("give --workers or --pack, not both (--pack K runs K x GPUs at once)")
+        workers = pack * max(len(gpus), 1)
+        output.say(f"{pack} experiment(s) per GPU on {len(gpus)} GPU(s): {workers} at once" if gpus else
+                   f"no GPU visible: --pack {pack} runs {workers} at once on the CPU")
     progress = output.Progress(len(plan_steps(resolved, the_plan)))
     for stop_signal in (signal.SIGTERM, signal.SIGHUP):  # as Ctrl-C: checkpoint, stop, orphan nothing
         signal.signal(stop_signal, signal.default_int_handler)
     try:
         summary = run_plan(resolved, the_plan, target, workers, progress.update, keep_going, retry_diverged,
-                           clean_checkpoints)
+                           clean_checkpoints, gpus)
     except KeyboardInterrupt:
         output.warn("interrupted: running trainers checkpointed and stopped; rerun the same command to resume")
         sys.exit(130)
