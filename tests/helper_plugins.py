@@ -44,6 +44,24 @@ class OutOfMemoryGPT:
         return model
 
 
+class GPTFitsFour(OutOfMemoryGPT):
+    """A GPT that runs out of GPU memory with more than 4 sequences per forward pass."""
+
+    def build(self, knobs, sequence_length):
+        import torch
+
+        model = self.inner.build(knobs, sequence_length)
+        forward = model.forward
+
+        def limited(idx):
+            if idx.shape[0] > 4:
+                raise torch.cuda.OutOfMemoryError(f"CUDA out of memory with {idx.shape[0]} sequences")
+            return forward(idx)
+
+        model.forward = limited
+        return model
+
+
 class BrokenData:
     """A data plugin whose constructor fails the way user code does (not a TypeError or ValueError)."""
 

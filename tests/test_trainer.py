@@ -140,10 +140,33 @@ def test_unknown_experiment_is_a_config_error(tiny_manifest, write_sweep, tmp_pa
 
 def test_out_of_memory_names_the_setting_to_lower(tiny_manifest, write_sweep, tmp_path):
     tiny_manifest["spec"]["model"] = {"plugin": "helper_plugins:OutOfMemoryGPT"}
+    tiny_manifest["spec"]["training"]["microBatchSize"] = 8  # set by the user: kept, never changed
     proc = trainer(write_sweep(tiny_manifest), first_id(tiny_manifest), tmp_path)
     assert proc.returncode == exit_codes.BAD_CONFIG, proc.stderr
-    assert "out of GPU memory with 16 sequences of 32 tokens" in proc.stderr
+    assert "out of GPU memory with 8 sequences of 32 tokens" in proc.stderr
     assert "lower spec.training.microBatchSize" in proc.stderr
+    del tiny_manifest["spec"]["training"]["microBatchSize"]  # unset: halved to 1 sequence, then the error
+    proc = trainer(write_sweep(tiny_manifest), first_id(tiny_manifest), tmp_path)
+    assert proc.returncode == exit_codes.BAD_CONFIG, proc.stderr
+    assert "out of GPU memory even with 1 sequence of 32 tokens per forward pass on cpu (microBatchSize unset: " \
+           "tried 16 down to 1)" in proc.stderr
+
+
+def test_an_unset_micro_batch_is_halved_until_it_fits(tiny_manifest, write_sweep, tmp_path):
+    """microBatchSize unset and the per-process batch (16 sequences) too large: the first step halves it to
+    the 4 that fit, and the run equals one told microBatchSize 4 (the same accumulation) exactly."""
+    tiny_manifest["spec"]["model"] = {"plugin": "helper_plugins:GPTFitsFour"}
+    exp = first_id(tiny_manifest)
+    proc = trainer(write_sweep(tiny_manifest), exp, tmp_path / "auto")
+    assert proc.returncode == exit_codes.DONE, proc.stderr
+    assert "out of memory with 16 sequences per forward pass; now 8" in proc.stderr
+    assert "out of memory with 8 sequences per forward pass; now 4 (4 accumulated" in proc.stderr
+    tiny_manifest["spec"]["training"]["microBatchSize"] = 4
+    told = trainer(write_sweep(tiny_manifest), first_id(tiny_manifest), tmp_path / "told")
+    assert told.returncode == exit_codes.DONE and "out of memory" not in told.stderr
+    auto = result(tmp_path / "auto", tiny_manifest, exp)
+    fixed = result(tmp_path / "told", tiny_manifest, first_id(tiny_manifest))
+    assert (auto["eval_loss"], auto["loss_curve"]) == (fixed["eval_loss"], fixed["loss_curve"])
 
 
 def test_nan_loss_records_diverged_and_exits_4(tiny_manifest, write_sweep, tmp_path):

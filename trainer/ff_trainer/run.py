@@ -106,13 +106,12 @@ def make_record(sweep: ScalingSweep, experiment: Experiment, outcome: Outcome, n
 
 
 def _measure(model, data, loss_fn, sweep: ScalingSweep, world: World) -> float | None:
-    """FLOPs per token of one training micro-batch, counted by PyTorch (None if the counter fails)."""
+    """FLOPs per token of one training sequence, counted by PyTorch (None if the counter fails)."""
     cfg = sweep.spec.training
     inputs, targets = next(data.batches("eval", sequence_length=cfg.sequence_length,
                                         batch_size=cfg.global_batch_sequences, rank=world.rank,
                                         world_size=world.world_size, seed=cfg.seed))
-    micro, _ = cfg.batch_split(world.world_size)
-    x, y = inputs[:micro].to(world.device), targets[:micro].to(world.device)
+    x, y = inputs[:1].to(world.device), targets[:1].to(world.device)  # per token: one sequence counts the same
     try:
         return measure_flops_per_token(model, loss_fn, x, y, len(x) * cfg.sequence_length)
     except torch.cuda.OutOfMemoryError:
@@ -124,6 +123,10 @@ def _measure(model, data, loss_fn, sweep: ScalingSweep, world: World) -> float |
 
 def _oom_message(cfg, world: World) -> str:
     micro, _ = cfg.batch_split(world.world_size)
+    if cfg.micro_batch_size is None and world.world_size == 1:  # train() halved it down to 1 already
+        return (f"out of GPU memory even with 1 sequence of {cfg.sequence_length} tokens per forward pass on "
+                f"{_device_name(world)} (microBatchSize unset: tried {micro} down to 1); shorten the sequence, or "
+                "spread the model over more GPUs (execution.gpusPerExperiment)")
     return (f"out of GPU memory with {micro} sequences of {cfg.sequence_length} tokens per forward pass on "
             f"{_device_name(world)}; lower spec.training.microBatchSize (gradient accumulation keeps the "
             "global batch) or the sequence length")

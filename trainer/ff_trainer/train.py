@@ -72,6 +72,26 @@ def _next(stream, split: str, taken: int):
                           "end (cycle over the data, as the built-in plugins do)") from None
 
 
+def fitting_micro_batch(micro: int, share: int) -> tuple[int, int]:
+    """After running out of memory at `micro` sequences per forward pass: the largest divisor of the share
+    below half of it, and the accumulation steps that keep the share."""
+    smaller = next(m for m in range(micro // 2, 0, -1) if share % m == 0)
+    return smaller, share // smaller
+
+
+def _accumulate(step_loss, inputs, targets, micro: int, accum: int, ddp, device: torch.device) -> torch.Tensor:
+    """Forward and backward over the step's micro-batches; their summed loss (a tensor on the device)."""
+    total = torch.zeros((), device=device)
+    for i, (x, y) in enumerate(zip(inputs.split(micro), targets.split(micro))):
+        # gradients are all-reduced once per step, on the last micro-batch
+        skip_sync = ddp is not None and i < accum - 1
+        with (ddp.no_sync() if skip_sync else nullcontext()), _autocast(device):
+            loss = step_loss(x, y) / accum
+        loss.backward()
+        total += loss.detach()
+    return total
+
+
 def forward_loss(model, loss_fn, compile: bool):
     """The step's compiled unit: the forward pass and the loss together. Compiled as one region, the loss (the
     fp32 cross-entropy over the vocabulary) fuses with the logits instead of materialising a float copy of
@@ -207,13 +227,21 @@ def train(model, data, loss_fn, cfg: Training, steps: int | None, world: World, 
         for group in optimizer.param_groups:
             group["lr"] = scale * group["lr_scale"]
         inputs, targets = next(stream)  # this rank's share: (share, T) each, already on the device
-        for i, (x, y) in enumerate(zip(inputs.split(micro), targets.split(micro))):
-            # gradients are all-reduced once per step, on the last micro-batch
-            skip_sync = ddp is not None and i < accum - 1
-            with (ddp.no_sync() if skip_sync else nullcontext()), _autocast(world.device):
-                loss = step_loss(x, y) / accum
-            loss.backward()
-            interval_loss += loss.detach()
+        while True:
+            try:
+                interval_loss += _accumulate(step_loss, inputs, targets, micro, accum, ddp, world.device)
+                break
+            except torch.cuda.OutOfMemoryError:
+                # microBatchSize unset, one process, first step: the micro-batch that fits memory is found here
+                if cfg.micro_batch_size is not None or world.world_size > 1 or step > start or micro == 1:
+                    raise
+                optimizer.zero_grad(set_to_none=True)
+                if world.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                tried = micro
+                micro, accum = fitting_micro_batch(micro, micro * accum)
+                print(f"out of memory with {tried} sequences per forward pass; now {micro} ({accum} accumulated: "
+                      "the same global batch)", file=sys.stderr)
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
