@@ -121,7 +121,7 @@ def visible_gpus() -> list[str]:
     if listed is not None:
         return [d.strip() for d in listed.split(",") if d.strip() and d.strip() != "-1"]
     if shutil.which("nvidia-smi"):
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
         if out.returncode == 0:
             return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
     return []

@@ -73,8 +73,8 @@ def _next(stream, split: str, taken: int):
 
 
 def fitting_micro_batch(micro: int, share: int) -> tuple[int, int]:
-    """After running out of memory at `micro` sequences per forward pass: the largest divisor of the share
-    below half of it, and the accumulation steps that keep the share."""
+    """After running out of memory at `micro` sequences per forward pass: the largest divisor of the share that
+    is at most half of `micro`, and the accumulation steps that keep the share."""
     smaller = next(m for m in range(micro // 2, 0, -1) if share % m == 0)
     return smaller, share // smaller
 
