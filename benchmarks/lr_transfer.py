@@ -5,7 +5,11 @@ learning rates a factor 2 apart around 3e-3, every run at D/N = 5: `ffctl transf
 parameterization and once with muP (base width 16), the same data and steps. Reported per parameterization:
 each width's LR* with its interval, the drift slope d ln LR* / d ln N with its interval, and the verdict.
 The literature expects the standard optimum to drift and muP's to stay put; this reports what it measures.
-Usage: python benchmarks/lr_transfer.py [--tokens-per-param 5] [--workers 2]
+
+`--steps S` instead trains every width for the same S steps (what muTransfer promises: the same training
+length at every width), through the trainer's own loop, and analyses the grid the same way. At a fixed D/N the
+wider models also train for more steps, so the pilot measures width and training length together.
+Usage: python benchmarks/lr_transfer.py [--tokens-per-param 5] [--workers 2] [--steps 400]
 """
 
 from __future__ import annotations
@@ -44,6 +48,52 @@ def measure(parameterization: str, work: Path, tokens_per_param: float, workers:
     return json.loads(done.stdout)
 
 
+def _fixed_steps_run(job: tuple[str, int, float, int]) -> tuple[str, str, float, float, float]:
+    """One (parameterization, width, learning rate) trained for `steps` steps on the demo's data and knobs."""
+    import tempfile as tmp
+
+    import torch
+
+    from ff_core.spec import Training
+    from ff_core.store import FileStore
+    from ff_plugins.gpt import GPT
+    from ff_plugins.losses import cross_entropy
+    from ff_plugins.text import TextData
+    from ff_trainer.checkpoint import Checkpointer
+    from ff_trainer.train import train
+    from ff_trainer.world import World
+
+    parameterization, width, lr, steps = job
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    plugin = GPT(256, "mup", WIDTHS[0]) if parameterization == "mup" else GPT(256)
+    knobs = {"d_model": width, "n_layers": 2, "n_heads": 2}
+    model = plugin.build(knobs, 64)
+    demo = yaml.safe_load((ROOT / "examples" / "tiny.yaml").read_text())["spec"]["training"]
+    cfg = Training.model_validate(demo | {"learningRate": lr, "evalTokens": 16384, "logPoints": 5,
+                                          "checkpointEverySteps": 10**9})
+    with tmp.TemporaryDirectory() as folder:
+        out = train(model, TextData(source="synthetic"), cross_entropy, cfg, steps, World(0, 1, torch.device("cpu")),
+                    Checkpointer(FileStore(folder), "run/latest.pt", True), plugin.param_groups(model))
+    loss = out.eval_loss if out.eval_loss is not None else float("nan")
+    return parameterization, f"d{width}", float(plugin.count_params(knobs, 64)[0]), lr, loss
+
+
+def measure_fixed_steps(steps: int, workers: int) -> dict:
+    """Both parameterizations at `steps` steps for every width: the transfer analysis of each, as JSON."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ff_client.cli.transfer import transfer_json
+    from ff_client.fit.transfer import analyze_transfer
+
+    grid = [3e-3 * 2.0**k for k in range(-3, 4)]
+    jobs = [(p, w, lr, steps) for p in ("standard", "mup") for w in WIDTHS for lr in grid]
+    with ProcessPoolExecutor(workers) as pool:
+        runs = list(pool.map(_fixed_steps_run, jobs))
+    return {p: transfer_json(analyze_transfer([r[1:] for r in runs if r[0] == p and r[4] == r[4]], 3e-3), "-")
+            for p in ("standard", "mup")}
+
+
 def _interval(estimate: dict) -> str:
     if estimate.get("ci_low") is None:
         return f"{estimate['value']:.3g}"
@@ -54,9 +104,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens-per-param", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--steps", type=int, help="train every width for these many steps instead of D/N")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        results = {p: measure(p, Path(tmp), args.tokens_per_param, args.workers) for p in ("standard", "mup")}
+    if args.steps:
+        results = measure_fixed_steps(args.steps, args.workers)
+        print(f"every width trained {args.steps} steps of {WIDTHS} (2 layers), the demo's data and knobs")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            results = {p: measure(p, Path(tmp), args.tokens_per_param, args.workers) for p in ("standard", "mup")}
     print("| parameterization | " + " | ".join(f"LR* d{w}" for w in WIDTHS) + " | drift d ln LR*/d ln N | verdict |")
     print("|---|" + "---|" * len(WIDTHS) + "---|---|")
     for name, r in results.items():

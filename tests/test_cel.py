@@ -53,7 +53,7 @@ def manifest(**spec) -> dict:
 
 
 def test_rules_exist_and_compile():
-    assert len(RULES) == 1 + len(IMMUTABLE)
+    assert len(RULES) == 2 + len(IMMUTABLE)
     for _, rule, _ in RULES:
         ENV.compile(rule)
 
@@ -82,3 +82,10 @@ def test_plan_defining_fields_cannot_change(field, value):
 def test_execution_may_change():
     old, new = manifest(), manifest(execution={"parallelism": 8, "suspend": True})
     assert violations(new, old) == []
+
+
+def test_packing_needs_experiments_of_one_gpu():
+    assert violations(manifest(execution={"experimentsPerGPU": 4, "gpusPerExperiment": 1})) == []
+    refused = violations(manifest(execution={"experimentsPerGPU": 4, "gpusPerExperiment": 2}))
+    assert refused == ["experimentsPerGPU packs experiments of one GPU each; set gpusPerExperiment 1 (or 0) and "
+                       "nodesPerExperiment 1, or experimentsPerGPU 1"]

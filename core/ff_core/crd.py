@@ -69,6 +69,12 @@ def spec_schema() -> dict[str, Any]:
     spec["x-kubernetes-validations"] = [
         {"rule": f"size(self.budgets) * (has(self.pointsPerBudget) ? self.pointsPerBudget : 5) <= {MAX_EXPERIMENTS}",
          "message": f"the sweep would plan more than {MAX_EXPERIMENTS} experiments; use fewer budgets or points"},
+        {"rule": "!has(self.execution) || !has(self.execution.experimentsPerGPU) || "
+                 "self.execution.experimentsPerGPU == 1 || ((!has(self.execution.gpusPerExperiment) || "
+                 "self.execution.gpusPerExperiment <= 1) && (!has(self.execution.nodesPerExperiment) || "
+                 "self.execution.nodesPerExperiment == 1))",
+         "message": "experimentsPerGPU packs experiments of one GPU each; set gpusPerExperiment 1 (or 0) and "
+                    "nodesPerExperiment 1, or experimentsPerGPU 1"},
         *[{"rule": f"has(oldSelf.{f}) == has(self.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})",
            "message": f"spec.{f} defines the plan and cannot change; create a new sweep instead"} for f in IMMUTABLE],
     ]

@@ -211,6 +211,9 @@ class Execution(_Model):
     suspend: StrictBool = Field(default=False, description="plan only: create no Jobs until false again")
     image: str = "ghcr.io/flops-fit/trainer:0.1.0"
     gpus_per_experiment: int = Field(default=1, ge=0, description="GPUs per node (one torchrun worker each)")
+    experiments_per_gpu: int = Field(default=1, ge=1, le=16, description=(
+        "experiments sharing one GPU: k trainer processes in one pod (a packed Job); small models leave a GPU "
+        "mostly idle alone. Needs gpusPerExperiment <= 1 and nodesPerExperiment 1"))
     nodes_per_experiment: int = Field(default=1, ge=1, le=64,
                                       description="nodes per experiment; > 1: an Indexed Job plus a headless Service")
     cpu: str = "8"
@@ -229,6 +232,13 @@ class Execution(_Model):
     ttl_seconds_after_finished: int = Field(
         default=86400, ge=600, description="seconds a finished Job is kept; at least 600, so that an operator "
         "restart does not miss its outcome (a Job removed while the operator is down would run again)")
+
+    @model_validator(mode="after")
+    def _packs_of_one_gpu(self) -> Execution:
+        if self.experiments_per_gpu > 1 and (self.gpus_per_experiment > 1 or self.nodes_per_experiment > 1):
+            raise ValueError(f"experimentsPerGPU {self.experiments_per_gpu} packs experiments of one GPU each; set "
+                             "gpusPerExperiment 1 (or 0) and nodesPerExperiment 1, or experimentsPerGPU 1")
+        return self
 
     @field_validator("cpu", "memory")
     @classmethod
