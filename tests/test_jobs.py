@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ff_core.plan import plan_sweep
+from ff_core.steps import one_step_each
 from ff_core.spec import parse_sweep
 from ff_core.crd import LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP
 from ff_operator.jobs import build_job, build_service, job_name
@@ -133,7 +134,31 @@ def test_the_multi_node_command_trains_across_two_launchers(tiny_manifest, tmp_p
     assert (tmp_path / "ff-results" / "unit" / experiment / "result.json").is_file()
 
 
-@pytest.mark.parametrize("golden", ["job-default.json", "job-kueue.json", "job-multinode.json"])
+def test_a_packed_job_runs_its_members_in_one_pod_on_one_gpu(tiny_manifest):
+    """experimentsPerGPU 3: one Job, one pod, one GPU, the pack launcher over its members; its name and labels
+    carry the pack's id, its annotation each member with its attempt."""
+    from ff_core.crd import ANNOTATION_PACK
+    from ff_operator.jobs import build_pack_job, pack_id
+
+    tiny_manifest["spec"]["execution"] = {"experimentsPerGPU": 3}
+    sweep = parse_sweep(tiny_manifest)
+    steps = one_step_each(plan_sweep(sweep))[:3]
+    members = ((steps[0], 1), (steps[1], 2), (steps[2], 1))
+    job = build_pack_job(sweep, members, UID)
+    check_golden("job-pack.json", job)
+    pid = pack_id(members)
+    assert job["metadata"]["name"] == f"unit-{pid}-a2" and job["metadata"]["labels"][LABEL_EXPERIMENT] == pid
+    annotation = job["metadata"]["annotations"][ANNOTATION_PACK]
+    assert annotation == job["spec"]["template"]["metadata"]["annotations"][ANNOTATION_PACK]
+    assert sorted(annotation.split(",")) == sorted(f"{s.id}:{a}" for s, a in members)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:3] == ["python", "-m", "ff_trainer.pack"]
+    assert container["command"][-1] == ",".join(s.id for s, _ in members)
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pack_id(tuple(reversed(members))) == pid  # the same pack, the same name: recreating it is idempotent
+
+
+@pytest.mark.parametrize("golden", ["job-default.json", "job-kueue.json", "job-multinode.json", "job-pack.json"])
 def test_built_manifests_are_valid_kubernetes_objects(golden):
     """Every Job (and Service) the builder makes, checked strictly against Kubernetes' own schemas."""
     import kubernetes_validate

@@ -16,6 +16,9 @@ GROUP, VERSION = API_VERSION.split("/")
 PLURAL, SINGULAR, SHORT = "scalingsweeps", "scalingsweep", "sweep"
 # The labels on every Job and pod of a sweep: the operator finds its children by them, ffctl the pods.
 LABEL_SWEEP, LABEL_EXPERIMENT, LABEL_ATTEMPT = f"{GROUP}/sweep", f"{GROUP}/experiment", f"{GROUP}/attempt"
+# A packed Job (execution.experimentsPerGPU > 1) and its pod: the experiment label holds the pack's id, this
+# annotation its members and each one's attempt, "<step id>:<attempt>,...".
+ANNOTATION_PACK = f"{GROUP}/pack"
 MAX_EXPERIMENTS = 2000
 # Fields that define the plan (and so the experiment ids): changing them would orphan running Jobs.
 IMMUTABLE = ("model", "data", "loss", "flops", "budgets", "sizes", "pointsPerBudget", "tokensPerParam", "training")

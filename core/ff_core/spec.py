@@ -211,7 +211,7 @@ class Execution(_Model):
     suspend: StrictBool = Field(default=False, description="plan only: create no Jobs until false again")
     image: str = "ghcr.io/flops-fit/trainer:0.1.0"
     gpus_per_experiment: int = Field(default=1, ge=0, description="GPUs per node (one torchrun worker each)")
-    experiments_per_gpu: int = Field(default=1, ge=1, le=16, description=(
+    experiments_per_gpu: int = Field(default=1, ge=1, le=16, alias="experimentsPerGPU", description=(
         "experiments sharing one GPU: k trainer processes in one pod (a packed Job); small models leave a GPU "
         "mostly idle alone. Needs gpusPerExperiment <= 1 and nodesPerExperiment 1"))
     nodes_per_experiment: int = Field(default=1, ge=1, le=64,

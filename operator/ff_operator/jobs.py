@@ -1,17 +1,21 @@
-"""The Job of one experiment attempt, as a pure function of the sweep, the experiment and the attempt.
+"""The Job of one experiment attempt, as a pure function of the sweep, the experiment and the attempt; and
+the packed Job of several (execution.experimentsPerGPU): one pod, one GPU, one trainer process each.
 
 Retries are the operator's (backoffLimit 0, a new Job per attempt); preemption is the Job controller's
 (pod condition DisruptionTarget is ignored, so a preempted pod is replaced without counting as a
-failure); the trainer's permanent exit codes (bad config 3, diverged 4) fail the Job at once.
+failure); the trainer's permanent exit codes (bad config 3, diverged 4) fail the Job at once. A packed Job's
+launcher (ff_trainer.pack) exits 0 once every member has ended, and reports each member's exit code in the
+pod's termination message.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
 from ff_core import exit_codes
-from ff_core.crd import LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP
+from ff_core.crd import ANNOTATION_PACK, LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP
 from ff_core.spec import API_VERSION, KIND, ScalingSweep
 from ff_core.steps import Step
 
@@ -46,7 +50,21 @@ def _torchrun(sweep: ScalingSweep, experiment: Step, name: str) -> list[str]:
     return launch + ["-m", "ff_trainer", "--sweep", f"env:{SWEEP_ENV}", "--experiment", experiment.id]
 
 
-def _container(sweep: ScalingSweep, experiment: Step, name: str) -> dict[str, Any]:
+def pack_id(members: tuple[tuple[Step, int], ...]) -> str:
+    """A pack's id: a hash of its members and their attempts (a recreated pack has the same name)."""
+    return "p" + hashlib.sha256(pack_annotation(members).encode()).hexdigest()[:11]
+
+
+def pack_annotation(members: tuple[tuple[Step, int], ...]) -> str:
+    return ",".join(f"{step.id}:{attempt}" for step, attempt in sorted(members, key=lambda m: m[0].id))
+
+
+def _pack_command(members: tuple[tuple[Step, int], ...]) -> list[str]:
+    return ["python", "-m", "ff_trainer.pack", "--sweep", f"env:{SWEEP_ENV}", "--steps",
+            ",".join(step.id for step, _ in members)]
+
+
+def _container(sweep: ScalingSweep, command: list[str]) -> dict[str, Any]:
     ex = sweep.spec.execution
     gpus = ex.gpus_per_experiment
     limits = {"cpu": ex.cpu, "memory": ex.memory} | ({"nvidia.com/gpu": str(gpus)} if gpus else {})
@@ -59,7 +77,7 @@ def _container(sweep: ScalingSweep, experiment: Step, name: str) -> dict[str, An
     container = {
         "name": CONTAINER,
         "image": ex.image,
-        "command": _torchrun(sweep, experiment, name),
+        "command": command,
         "env": env,
         "resources": {"requests": dict(limits), "limits": limits},
         "securityContext": _pod_security()[1],
@@ -73,9 +91,9 @@ def _container(sweep: ScalingSweep, experiment: Step, name: str) -> dict[str, An
     return container
 
 
-def _labels(sweep: ScalingSweep, experiment: Step, attempt: int) -> dict[str, str]:
+def _labels(sweep: ScalingSweep, experiment_id: str, attempt: int) -> dict[str, str]:
     ex = sweep.spec.execution
-    labels = {LABEL_SWEEP: sweep.name, LABEL_EXPERIMENT: experiment.id, LABEL_ATTEMPT: str(attempt),
+    labels = {LABEL_SWEEP: sweep.name, LABEL_EXPERIMENT: experiment_id, LABEL_ATTEMPT: str(attempt),
               "app.kubernetes.io/managed-by": "flops-fit"}
     if ex.queue_name:
         labels["kueue.x-k8s.io/queue-name"] = ex.queue_name
@@ -87,16 +105,30 @@ def _labels(sweep: ScalingSweep, experiment: Step, attempt: int) -> dict[str, st
 def build_job(sweep: ScalingSweep, experiment: Step, attempt: int, owner_uid: str) -> dict[str, Any]:
     """The batch/v1 Job manifest for attempt `attempt` (1-based) of a step: an experiment, or a WSD trunk
     segment (the trainer takes either id as --experiment)."""
-    ex = sweep.spec.execution
-    labels = _labels(sweep, experiment, attempt)
     name = job_name(sweep.name, experiment.id, attempt)
+    return _job(sweep, name, _labels(sweep, experiment.id, attempt), _torchrun(sweep, experiment, name), owner_uid)
+
+
+def build_pack_job(sweep: ScalingSweep, members: tuple[tuple[Step, int], ...], owner_uid: str) -> dict[str, Any]:
+    """The Job of a pack: (step, attempt) members sharing one GPU, one trainer process each in one pod. Its
+    attempt label is the highest of its members'; the annotation names each member and its attempt."""
+    attempt = max(a for _, a in members)
+    pid = pack_id(members)
+    name = job_name(sweep.name, pid, attempt)
+    return _job(sweep, name, _labels(sweep, pid, attempt), _pack_command(members), owner_uid,
+                {ANNOTATION_PACK: pack_annotation(members)})
+
+
+def _job(sweep: ScalingSweep, name: str, labels: dict[str, str], command: list[str], owner_uid: str,
+         annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    ex = sweep.spec.execution
     pod_security, _ = _pod_security()
     pod_spec = {
         "restartPolicy": "Never",
         "serviceAccountName": ex.service_account_name,
         "automountServiceAccountToken": False,
         "securityContext": pod_security,
-        "containers": [_container(sweep, experiment, name)],
+        "containers": [_container(sweep, command)],
         "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "shm", "emptyDir": {"medium": "Memory"}}],
     }
     for key, value in (("nodeSelector", ex.node_selector), ("tolerations", ex.tolerations),
@@ -112,7 +144,8 @@ def build_job(sweep: ScalingSweep, experiment: Step, attempt: int, owner_uid: st
         ]},
         "ttlSecondsAfterFinished": ex.ttl_seconds_after_finished,
         "suspend": bool(ex.queue_name),  # Kueue admits (unsuspends) queued Jobs
-        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        "template": {"metadata": {"labels": labels} | ({"annotations": annotations} if annotations else {}),
+                     "spec": pod_spec},
     }
     if ex.active_deadline_seconds:
         spec["activeDeadlineSeconds"] = ex.active_deadline_seconds
@@ -123,6 +156,7 @@ def build_job(sweep: ScalingSweep, experiment: Step, attempt: int, owner_uid: st
     metadata = {
         "name": name,
         "labels": labels,
+        **({"annotations": annotations} if annotations else {}),
         "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": sweep.name,
                              "uid": owner_uid, "controller": True, "blockOwnerDeletion": True}],
     }
