@@ -62,6 +62,24 @@ class GPTFitsFour(OutOfMemoryGPT):
         return model
 
 
+class CrashTwiceGPT(OutOfMemoryGPT):
+    """A GPT whose first two builds of a d_model 24 model crash the process (exit 1, a retryable fault, as a
+    node's hiccup would); the files named crash-0 and crash-1 in $FF_CRASH_DIR count them across processes."""
+
+    def build(self, knobs, sequence_length):
+        import os
+
+        if knobs["d_model"] == 24:
+            for i in range(2):
+                try:
+                    os.close(os.open(os.path.join(os.environ["FF_CRASH_DIR"], f"crash-{i}"),
+                                     os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    continue
+                os._exit(1)
+        return self.inner.build(knobs, sequence_length)
+
+
 class BrokenData:
     """A data plugin whose constructor fails the way user code does (not a TypeError or ValueError)."""
 

@@ -61,18 +61,27 @@ class Kubelet:
     def _run(self, job) -> None:
         pod_name = f"{job.metadata.name}-x"
         labels = dict(job.spec.template.metadata.labels) | {"job-name": job.metadata.name}
+        annotations = dict(job.spec.template.metadata.annotations or {})
         self.core.create_namespaced_pod(self.namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": {
-            "name": pod_name, "namespace": self.namespace, "labels": labels}, "spec": {"containers": [
-                {"name": "trainer", "image": job.spec.template.spec.containers[0].image}]}})
+            "name": pod_name, "namespace": self.namespace, "labels": labels, "annotations": annotations},
+            "spec": {"containers": [{"name": "trainer", "image": job.spec.template.spec.containers[0].image}]}})
         container = job.spec.template.spec.containers[0]
         command = container.command
         if command[0] == "torchrun":
             command = [sys.executable, "-m", "torch.distributed.run", *command[1:]]
+        elif command[0] == "python":
+            command = [sys.executable, *command[1:]]
         workdir = self.scratch / job.metadata.name
         workdir.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(command, cwd=workdir, env=self._env(container), capture_output=True, text=True,
-                              timeout=600)
+        termination = workdir / "termination-log"  # the kubelet's /dev/termination-log
+        termination.write_text("")
+        done = subprocess.run(command, cwd=workdir, env=self._env(container) | {"FF_TERMINATION_LOG": str(termination)},
+                              capture_output=True, text=True, timeout=600)
         self.cluster.logs[self.namespace, pod_name] = done.stdout + done.stderr
+        terminated = {"exitCode": done.returncode, "message": termination.read_text()}
+        self.core.patch_namespaced_pod_status(pod_name, self.namespace, {"status": {"containerStatuses": [
+            {"name": "trainer", "image": container.image, "imageID": "", "ready": False, "restartCount": 0,
+             "state": {"terminated": terminated}}]}})
         if done.returncode == 0:
             condition = {"type": "Complete", "status": "True"}
         else:

@@ -46,3 +46,139 @@ def test_a_pack_trains_each_experiment_as_alone_and_one_failing_leaves_the_other
                       for where in ("packed", "alone"))
     assert (packed["eval_loss"], packed["loss_curve"]) == (single["eval_loss"], single["loss_curve"])
     assert not (tmp_path / "packed" / "unit" / ids["s"] / "result.json").exists()
+
+
+# --- reconcile of packed Jobs (pure) --------------------------------------------------------------------------
+
+NOW = "2026-11-28T12:00:00Z"
+
+
+def _packs(manifest: dict, k: int = 3, parallelism: int = 1):
+    from ff_core.spec import Execution
+
+    sweep = parse_sweep(manifest)
+    return plan_sweep(sweep), Execution(experiments_per_gpu=k, parallelism=parallelism, retries_per_experiment=1)
+
+
+def _observed(sweep_name: str, members, state: str):
+    from ff_operator.jobs import job_name, pack_annotation, pack_id
+    from ff_operator.reconcile import ObservedJob, parse_pack
+
+    pid = pack_id(members)
+    attempt = max(a for _, a in members)
+    return ObservedJob(job_name(sweep_name, pid, attempt), pid, attempt, state, members=parse_pack(pack_annotation(members)))
+
+
+def test_packs_of_similar_cost_are_one_job_each_against_parallelism(tiny_manifest):
+    from ff_operator.jobs import pack_id
+    from ff_operator.reconcile import reconcile
+
+    plan, execution = _packs(tiny_manifest, k=3, parallelism=1)
+    actions = reconcile(plan, execution, [], {}, 1, NOW)
+    assert actions.create == () and len(actions.packs) == 1 and len(actions.packs[0]) == 3
+    pack = actions.packs[0]
+    assert [e.flops for e, _ in pack] == sorted(e.flops for e, _ in pack) and {a for _, a in pack} == {1}
+    rows = {r["id"]: r for r in actions.status["experiments"]}
+    assert {rows[e.id]["pk"] for e, _ in pack} == {pack_id(pack)} and actions.status["running"] == 3
+    assert "pack " + pack_id(pack) + " of 3" in actions.events[0][1]
+    # the pack runs: one Job holds the one slot, nothing more starts
+    running = reconcile(plan, execution, [_observed(plan.sweep, pack, "active")], actions.status, 1, NOW)
+    assert running.create == () and running.packs == ()
+
+
+def test_each_member_has_its_own_outcome_and_only_the_failed_are_retried(tiny_manifest):
+    from ff_operator.reconcile import reconcile
+
+    plan, execution = _packs(tiny_manifest, k=3, parallelism=1)
+    first = reconcile(plan, execution, [], {}, 1, NOW)
+    pack = first.packs[0]
+    (a, _), (b, _), (c, _) = pack
+    done = _observed(plan.sweep, pack, "succeeded")
+    waiting = reconcile(plan, execution, [done], first.status, 1, NOW)  # no termination message seen yet
+    assert waiting.packs == () and waiting.status["running"] == 3
+    exits = {done.name: {a.id: 0, b.id: exit_codes.BAD_CONFIG, c.id: 1}}
+    after = reconcile(plan, execution, [done], first.status, 1, NOW, exits=exits)
+    rows = {r["id"]: r for r in after.status["experiments"]}
+    assert (rows[a.id]["s"], rows[b.id]["s"]) == ("Succeeded", "Failed") and "pk" not in rows[a.id]
+    retry = next(p for p in after.packs if any(e.id == c.id for e, _ in p))
+    assert (c.id, 2) in [(e.id, attempt) for e, attempt in retry]  # c again, at its second attempt
+    assert not any(e.id in (a.id, b.id) for p in after.packs for e, _ in p)  # its pack-mates are not
+
+
+def test_a_pack_not_seen_yet_is_recreated_whole_under_the_same_name(tiny_manifest):
+    from ff_operator.jobs import pack_id
+    from ff_operator.reconcile import reconcile
+
+    plan, execution = _packs(tiny_manifest, k=2, parallelism=3)
+    first = reconcile(plan, execution, [], {}, 1, NOW)
+    assert len(first.packs) == 3
+    again = reconcile(plan, execution, [], first.status, 1, NOW)  # created, but no Job in the watch yet
+    assert sorted(pack_id(p) for p in again.packs) == sorted(pack_id(p) for p in first.packs)
+
+
+# --- on the emulated cluster: the real operator, a local kubelet, the pack launcher -----------------------------
+
+def test_a_packed_sweep_on_the_emulated_cluster_retries_only_the_crashed_members(tiny_manifest, s3_endpoint,
+                                                                                 tmp_path, monkeypatch):
+    """6 experiments, 3 to a GPU, 2 Jobs at a time: two packs; in them both d_model 24 experiments crash once
+    (exit 1) while their pack-mates finish. Then new packs (one, or one each, as the packs end) hold just those
+    two, at attempt 2, and the sweep succeeds; every result in S3 once."""
+    import time
+
+    import boto3
+    import kubernetes
+    import yaml
+
+    from ff_core.crd import ANNOTATION_PACK, crd_manifest, parse_pack
+    from ff_core.store import open_store
+    from k8s_cluster import Cluster, kubeconfig
+    from kubelet import Kubelet
+    from test_e2e import ffctl
+    from test_operator import NS, Operator, _server, wait_for, watching
+
+    tiny_manifest["metadata"] = {"name": "packs"}
+    tiny_manifest["spec"]["model"] = {"plugin": "helper_plugins:CrashTwiceGPT"}
+    tiny_manifest["spec"]["execution"] = {"image": "flops-fit/trainer:local", "gpusPerExperiment": 0, "cpu": "1",
+                                          "memory": "1Gi", "parallelism": 2, "experimentsPerGPU": 3,
+                                          "retriesPerExperiment": 1, "s3CredentialsSecret": "s3-creds"}
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="ff-packs")
+    tiny_manifest["spec"]["storage"] = {"uri": "s3://ff-packs/sweeps", "endpointURL": s3_endpoint}
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump(tiny_manifest))
+    (tmp_path / "crashes").mkdir()
+    monkeypatch.setenv("FF_CRASH_DIR", str(tmp_path / "crashes"))
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))  # the kubelet's trainers import helper_plugins
+    ids = {e.id: e.size for e in plan_sweep(parse_sweep(tiny_manifest)).experiments}
+    with Cluster() as c:
+        _server["url"] = c.url
+        kubernetes.client.Configuration.set_default(kubernetes.client.Configuration(host=c.url))
+        operator = Operator().start()
+        try:
+            wait_for(lambda: watching(c) >= 3, "kopf watching")
+            kubernetes.client.ApiextensionsV1Api().create_custom_resource_definition(crd_manifest())
+            kubernetes.client.CoreV1Api().create_namespaced_secret(NS, {"metadata": {"name": "s3-creds"}, "stringData": {
+                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}})
+            monkeypatch.setenv("KUBECONFIG", kubeconfig(tmp_path / "kubeconfig", c.url))
+            with Kubelet(c, NS, tmp_path / "node") as kubelet:
+                assert "created" in ffctl(NS, "submit", str(sweep)).output
+                deadline, state = time.monotonic() + 300, {}
+                while time.monotonic() < deadline:
+                    state = json.loads(ffctl(NS, "status", "packs", "--json").stdout)
+                    if state["phase"] in ("Succeeded", "Failed", "Stopped", "Invalid"):
+                        break
+                    time.sleep(0.5)
+                assert state["phase"] == "Succeeded", state
+                assert state["counts"]["succeeded"] == state["counts"]["total"] == 6
+                jobs = kubernetes.client.BatchV1Api().list_namespaced_job(NS).items
+                members = {j.metadata.name: dict(parse_pack(j.metadata.annotations[ANNOTATION_PACK])) for j in jobs}
+                assert sorted(kubelet.seen) == sorted(members)
+                first = [m for name, m in members.items() if name.endswith("-a1")]
+                assert len(first) == 2 and sorted(len(m) for m in first) == [3, 3]
+                retried = {e: a for name, m in members.items() if name.endswith("-a2") for e, a in m.items()}
+                assert sorted(ids[e] for e in retried) == ["s", "s"] and set(retried.values()) == {2}
+                log = ffctl(NS, "logs", "packs", next(iter(retried)))
+                assert log.exit_code == 0 and "pack:" in log.output
+        finally:
+            operator.stop()
+    results = [k for k in open_store("s3://ff-packs/sweeps", s3_endpoint).list("packs/") if k.endswith("result.json")]
+    assert len(results) == 6

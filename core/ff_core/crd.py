@@ -19,6 +19,11 @@ LABEL_SWEEP, LABEL_EXPERIMENT, LABEL_ATTEMPT = f"{GROUP}/sweep", f"{GROUP}/exper
 # A packed Job (execution.experimentsPerGPU > 1) and its pod: the experiment label holds the pack's id, this
 # annotation its members and each one's attempt, "<step id>:<attempt>,...".
 ANNOTATION_PACK = f"{GROUP}/pack"
+
+
+def parse_pack(annotation: str) -> tuple[tuple[str, int], ...]:
+    """The members of a packed Job or pod from its annotation "<step id>:<attempt>,..."."""
+    return tuple((m.rsplit(":", 1)[0], int(m.rsplit(":", 1)[1])) for m in annotation.split(",") if m)
 MAX_EXPERIMENTS = 2000
 # Fields that define the plan (and so the experiment ids): changing them would orphan running Jobs.
 IMMUTABLE = ("model", "data", "loss", "flops", "budgets", "sizes", "pointsPerBudget", "tokensPerParam", "training")

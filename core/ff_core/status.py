@@ -37,11 +37,14 @@ class ExperimentRow:
     preemptions: int = 0
     disrupted_pods: tuple[str, ...] = ()  # preempted pods already counted (kept while the experiment runs)
     kind: str = ""  # WSD sweeps: "segment" (a stretch of a trunk) or "branch" (an experiment's cooldown)
+    pack: str = ""  # while running in a packed Job (execution.experimentsPerGPU): the pack's id
 
     def to_json(self) -> dict[str, Any]:
         row: dict[str, Any] = {"id": self.id, "s": self.state, "a": self.attempts}
         if self.kind:
             row["k"] = self.kind
+        if self.pack:
+            row["pk"] = self.pack
         if self.preemptions:
             row["p"] = self.preemptions
         if self.disrupted_pods:
@@ -51,7 +54,7 @@ class ExperimentRow:
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> ExperimentRow:
         return cls(row["id"], row.get("s", PENDING), row.get("a", 0), row.get("p", 0), tuple(row.get("dp", ())),
-                   row.get("k", ""))
+                   row.get("k", ""), row.get("pk", ""))
 
 
 def experiment_rows(status: dict[str, Any] | None) -> dict[str, ExperimentRow]:

@@ -19,10 +19,10 @@ import kubernetes
 from ff_core.errors import FlopsFitError
 from ff_core.plan import Plan, plan_sweep
 from ff_core.spec import ScalingSweep, manifest_of, parse_sweep
-from ff_core.crd import GROUP, LABEL_EXPERIMENT, LABEL_SWEEP, PLURAL, VERSION
+from ff_core.crd import ANNOTATION_PACK, GROUP, LABEL_EXPERIMENT, LABEL_SWEEP, PLURAL, VERSION, parse_pack
 from ff_core.status import INVALID, VALID
 from ff_core.steps import Step, plan_steps
-from ff_operator.jobs import build_job, build_service
+from ff_operator.jobs import build_job, build_pack_job, build_service
 from ff_operator.reconcile import ObservedJob, observe, reconcile
 
 RESYNC_SECONDS = 30.0
@@ -53,7 +53,8 @@ _tickets: dict[tuple[str, str], int] = defaultdict(int)
 _covered: dict[tuple[str, str], int] = defaultdict(int)
 
 
-def sync(body: dict[str, Any], jobs: list[ObservedJob], disrupted: list[tuple[str, str]]) -> tuple[dict[str, Any], tuple]:
+def sync(body: dict[str, Any], jobs: list[ObservedJob], disrupted: list[tuple[str, str]],
+         exits: dict[str, dict[str, int]] | None = None) -> tuple[dict[str, Any], tuple]:
     """Reconcile one sweep from its Jobs (as the index holds them), apply the actions; (new status, events)."""
     meta, previous = body["metadata"], dict(body.get("status") or {})
     namespace, generation = meta["namespace"], meta.get("generation", 1)
@@ -68,7 +69,7 @@ def sync(body: dict[str, Any], jobs: list[ObservedJob], disrupted: list[tuple[st
         return status, (("InvalidSpec", str(error)[:1000]),)
     batch = kubernetes.client.BatchV1Api()
     actions = reconcile(plan, sweep.spec.execution, jobs, previous, generation, _now(), disrupted, meta.get("uid"),
-                        steps)
+                        steps, exits)
     for experiment, attempt in actions.create:
         job = build_job(sweep, experiment, attempt, meta["uid"])
         uid = _create(lambda: batch.create_namespaced_job(namespace, job).metadata.uid, "a Job")
@@ -76,6 +77,9 @@ def sync(body: dict[str, Any], jobs: list[ObservedJob], disrupted: list[tuple[st
             uid = uid or batch.read_namespaced_job(job["metadata"]["name"], namespace).metadata.uid
             core = kubernetes.client.CoreV1Api()
             _create(lambda: core.create_namespaced_service(namespace, build_service(job, uid)), "a Service")
+    for members in actions.packs:
+        job = build_pack_job(sweep, members, meta["uid"])
+        _create(lambda: batch.create_namespaced_job(namespace, job), "a packed Job")
     for name in actions.delete:
         batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
     return actions.status, actions.events
@@ -101,7 +105,7 @@ def _create(call, what: str) -> Any:
             time.sleep(delay)
 
 
-def sync_by_name(namespace: str, name: str, jobs: kopf.Index, pods: kopf.Index) -> None:
+def sync_by_name(namespace: str, name: str, jobs: kopf.Index, pods: kopf.Index, exits: kopf.Index) -> None:
     """Reconcile one sweep at a time (Job, pod and sweep events race), coalescing bursts of events.
 
     Each call takes a ticket; a reconcile that starts after a ticket was taken sees that event (indexes are
@@ -117,11 +121,13 @@ def sync_by_name(namespace: str, name: str, jobs: kopf.Index, pods: kopf.Index) 
             return
         with _tickets_lock:
             upto = _tickets[key]
-        reconcile_sweep(namespace, name, list(jobs.get(key, [])), list(pods.get(key, [])))
+        disrupted = [pair for pod in pods.get(key, []) for pair in pod]
+        reconcile_sweep(namespace, name, list(jobs.get(key, [])), disrupted, dict(exits.get(key, [])))
         _covered[key] = upto
 
 
-def reconcile_sweep(namespace: str, name: str, jobs: list[ObservedJob], disrupted: list[tuple[str, str]]) -> None:
+def reconcile_sweep(namespace: str, name: str, jobs: list[ObservedJob], disrupted: list[tuple[str, str]],
+                    exits: dict[str, dict[str, int]] | None = None) -> None:
     """Read the sweep fresh, reconcile, write its status if it changed, post the events."""
     api = kubernetes.client.CustomObjectsApi()
     try:
@@ -130,7 +136,7 @@ def reconcile_sweep(namespace: str, name: str, jobs: list[ObservedJob], disrupte
         if error.status == 404:
             return  # the sweep is gone; its Jobs go with it (ownerReferences)
         raise
-    status, events = sync(sweep, jobs, disrupted)
+    status, events = sync(sweep, jobs, disrupted, exits)
     if status != sweep.get("status"):
         try:
             api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
@@ -149,6 +155,7 @@ def sweep_jobs(body: kopf.Body, namespace: str, **_: Any) -> dict[tuple[str, str
     (A LIST per Job event made completing a sweep O(n^2) in bytes: each Job carries the whole sweep.)
     """
     job = {"metadata": {"name": body["metadata"]["name"], "labels": dict(body["metadata"].get("labels", {})),
+                        "annotations": dict(body["metadata"].get("annotations") or {}),
                         "ownerReferences": list(body["metadata"].get("ownerReferences") or [])},
            "status": {"conditions": list(body.get("status", {}).get("conditions", []))}}
     return {(namespace, job["metadata"]["labels"][LABEL_SWEEP]): observe(job)}
@@ -159,10 +166,36 @@ def _disrupted(body: kopf.Body) -> bool:
                for c in body.get("status", {}).get("conditions", []))
 
 
+def _members(body: kopf.Body, labels: kopf.Labels) -> list[str]:
+    """The steps a pod trains: its experiment, or a packed pod's members."""
+    pack = parse_pack((body["metadata"].get("annotations") or {}).get(ANNOTATION_PACK, ""))
+    return [member for member, _ in pack] or [labels[LABEL_EXPERIMENT]]
+
+
 @kopf.index("", "v1", "pods", labels={LABEL_SWEEP: kopf.PRESENT})
 def sweep_disruptions(body: kopf.Body, namespace: str, name: str, labels: kopf.Labels, **_: Any) -> dict:
-    """Our pods that were preempted or evicted (DisruptionTarget), grouped by sweep: (experiment, pod name)."""
-    return {(namespace, labels[LABEL_SWEEP]): (labels[LABEL_EXPERIMENT], name)} if _disrupted(body) else {}
+    """Our pods that were preempted or evicted (DisruptionTarget), grouped by sweep: ((experiment, pod name),
+    ...), one pair per step the pod trains (a packed pod: each member)."""
+    if not _disrupted(body):
+        return {}
+    return {(namespace, labels[LABEL_SWEEP]): tuple((member, name) for member in _members(body, labels))}
+
+
+@kopf.index("", "v1", "pods", labels={LABEL_SWEEP: kopf.PRESENT})
+def sweep_pack_exits(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> dict:
+    """Packed pods that ended, grouped by sweep: (Job name, each member's exit code) from the termination
+    message the pack launcher wrote (ff_trainer.pack)."""
+    if ANNOTATION_PACK not in (body["metadata"].get("annotations") or {}):
+        return {}
+    for status in body.get("status", {}).get("containerStatuses") or []:
+        message = ((status.get("state") or {}).get("terminated") or {}).get("message")
+        try:
+            codes = json.loads(message)["exit"] if message else None
+        except (ValueError, KeyError, TypeError):
+            codes = None
+        if isinstance(codes, dict):
+            return {(namespace, labels[LABEL_SWEEP]): (labels.get("job-name", ""), codes)}
+    return {}
 
 
 @kopf.on.startup()
@@ -174,21 +207,31 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def on_sweep(namespace: str, name: str, sweep_jobs: kopf.Index, sweep_disruptions: kopf.Index, **_: Any) -> None:
-    sync_by_name(namespace, name, sweep_jobs, sweep_disruptions)
+def on_sweep(namespace: str, name: str, sweep_jobs: kopf.Index, sweep_disruptions: kopf.Index,
+             sweep_pack_exits: kopf.Index, **_: Any) -> None:
+    sync_by_name(namespace, name, sweep_jobs, sweep_disruptions, sweep_pack_exits)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_SWEEP: kopf.PRESENT})
 def on_job(type: str | None, namespace: str, labels: kopf.Labels, sweep_jobs: kopf.Index,
-           sweep_disruptions: kopf.Index, **_: Any) -> None:
+           sweep_disruptions: kopf.Index, sweep_pack_exits: kopf.Index, **_: Any) -> None:
     """A Job of ours changed: reconcile its sweep now, not at the next resync."""
     if type in ("MODIFIED", "DELETED"):
-        sync_by_name(namespace, labels[LABEL_SWEEP], sweep_jobs, sweep_disruptions)
+        sync_by_name(namespace, labels[LABEL_SWEEP], sweep_jobs, sweep_disruptions, sweep_pack_exits)
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_SWEEP: kopf.PRESENT}, when=lambda body, **_: _disrupted(body))
 def on_disruption(type: str | None, namespace: str, labels: kopf.Labels, sweep_jobs: kopf.Index,
-                  sweep_disruptions: kopf.Index, **_: Any) -> None:
+                  sweep_disruptions: kopf.Index, sweep_pack_exits: kopf.Index, **_: Any) -> None:
     """Record a preemption before the preempted pod is deleted (and leaves the index)."""
     if type == "MODIFIED":
-        sync_by_name(namespace, labels[LABEL_SWEEP], sweep_jobs, sweep_disruptions)
+        sync_by_name(namespace, labels[LABEL_SWEEP], sweep_jobs, sweep_disruptions, sweep_pack_exits)
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_SWEEP: kopf.PRESENT},
+               when=lambda body, **_: ANNOTATION_PACK in (body["metadata"].get("annotations") or {}))
+def on_pack_pod(type: str | None, namespace: str, labels: kopf.Labels, sweep_jobs: kopf.Index,
+                sweep_disruptions: kopf.Index, sweep_pack_exits: kopf.Index, **_: Any) -> None:
+    """A packed pod's status changed (its termination message may have arrived): reconcile its sweep."""
+    if type == "MODIFIED":
+        sync_by_name(namespace, labels[LABEL_SWEEP], sweep_jobs, sweep_disruptions, sweep_pack_exits)

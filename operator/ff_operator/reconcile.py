@@ -8,6 +8,13 @@ success and a restarted operator duplicates nothing.
 The unit is a step (ff_core.steps): an experiment, or in a WSD sweep a trunk segment or a branch. A step's
 Job is created only once every step it waits for has Succeeded (observed, or recorded in the status); a
 step that waits for one that Failed fails too, and a TrunkFailed condition names the segment.
+
+Packing (execution.experimentsPerGPU = k > 1): the steps to start are taken in order, sorted by cost and cut
+into packs of up to k, one Job each (a Job is one slot of parallelism). A packed Job is read as one observed
+Job per member: running while the Job runs; once it completes, each member's exit code from the pod's
+termination message (0 succeeded, 3 or 4 failed for good, else failed and retried in a new pack: finished
+pack-mates are not retried); a Job that failed (its pod died) fails every member, retryably. A member's row
+records its pack while it runs, so a pack whose Job is not seen yet is recreated whole, under the same name.
 """
 
 from __future__ import annotations
@@ -16,13 +23,15 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from ff_core.crd import LABEL_ATTEMPT, LABEL_EXPERIMENT
+from ff_core import exit_codes
+from ff_core.crd import ANNOTATION_PACK, LABEL_ATTEMPT, LABEL_EXPERIMENT, parse_pack
 from ff_core.plan import Plan
 from ff_core.spec import Execution
 from ff_core.status import (COMPLETE, FAILED, FAILURE_BUDGET_EXCEEDED, PENDING, PLAN_CHANGED, RETRYING, RUNNING,
                             STOPPED, SUCCEEDED, SUSPENDED, SUSPENDED_CONDITION, TERMINAL_STATES as TERMINAL,
                             TRUNK_FAILED, ExperimentRow, experiment_rows)
 from ff_core.steps import RUN, SEGMENT, Step, one_step_each
+from ff_operator.jobs import pack_id
 
 UNSEEN = "Unseen"  # recorded Running at attempt a, no Job of attempt a observed: (re)create attempt a, first
 
@@ -35,6 +44,29 @@ class ObservedJob:
     state: str  # "active" | "succeeded" | "failed"
     permanent: bool = False  # failed by the pod failure policy (trainer exit 3 or 4): no retry helps
     owner: str | None = None  # the uid of the ScalingSweep that owns it (its controller ownerReference)
+    members: tuple[tuple[str, int], ...] = ()  # a packed Job: (step id, attempt) of each member
+    pack: str = ""  # a member of a packed Job (after `members_of`): the pack's id
+
+
+def members_of(jobs: list[ObservedJob], exits: dict[str, dict[str, int]]) -> list[ObservedJob]:
+    """Packed Jobs as one observed Job per member (`exits`: Job name -> each member's exit code, from the pod's
+    termination message); other Jobs as they are."""
+    out = []
+    for job in jobs:
+        if not job.members:
+            out.append(job)
+            continue
+        codes = exits.get(job.name)
+        for member, attempt in job.members:
+            state, permanent = job.state, job.permanent
+            if job.state == "succeeded":
+                code = (codes or {}).get(member)
+                if code is None:  # the pod's message is not seen yet: still running, for now
+                    state = "active"
+                elif code != exit_codes.DONE:
+                    state, permanent = "failed", code in exit_codes.PERMANENT
+            out.append(ObservedJob(job.name, member, attempt, state, permanent, job.owner, pack=job.experiment))
+    return out
 
 
 def observe(job: dict[str, Any]) -> ObservedJob:
@@ -48,8 +80,9 @@ def observe(job: dict[str, Any]) -> ObservedJob:
     else:
         state, permanent = "active", False
     owner = next((ref.get("uid") for ref in job["metadata"].get("ownerReferences") or [] if ref.get("controller")), None)
+    members = parse_pack((job["metadata"].get("annotations") or {}).get(ANNOTATION_PACK, ""))
     return ObservedJob(job["metadata"]["name"], labels[LABEL_EXPERIMENT], int(labels[LABEL_ATTEMPT]), state, permanent,
-                       owner)
+                       owner, members)
 
 
 @dataclass(frozen=True)
@@ -58,6 +91,7 @@ class Actions:
     delete: tuple[str, ...]                     # Job names
     status: dict[str, Any]
     events: tuple[tuple[str, str], ...] = field(default=())  # (reason, message) for key transitions
+    packs: tuple[tuple[tuple[Step, int], ...], ...] = ()  # packed Jobs to create: their (step, attempt) members
 
 
 def _experiment_states(steps: tuple[Step, ...], jobs: list[ObservedJob], recorded: dict[str, ExperimentRow],
@@ -111,42 +145,70 @@ def preemptions(recorded: dict[str, ExperimentRow], disrupted: list[tuple[str, s
     return out
 
 
+def _packed(waiting: list[Step], states: dict, recorded: dict[str, ExperimentRow], k: int, slots: int):
+    """(single Jobs, packs) to create within `slots` Jobs: each pack not seen yet again as recorded (the same
+    members and attempts: the same name), a step recorded without a pack as the single Job it was, then the
+    others in order, sorted by cost and cut into packs of up to k (similar costs share a GPU)."""
+    singles, again = [], defaultdict(list)
+    for e in waiting:
+        state, attempts, _ = states[e.id]
+        if state == UNSEEN:
+            pack = recorded[e.id].pack if e.id in recorded else ""
+            (again[pack] if pack else singles).append((e, attempts))
+    packs = [tuple(members) for members in again.values()]
+    fresh = [e for e in waiting if states[e.id][0] != UNSEEN][: max(slots - len(singles) - len(packs), 0) * k]
+    fresh.sort(key=lambda e: (e.flops, e.id))
+    packs += [tuple((e, states[e.id][1] + 1) for e in fresh[i : i + k]) for i in range(0, len(fresh), k)]
+    return singles[:max(slots, 0)], packs[:max(slots - len(singles), 0)]
+
+
 def reconcile(plan: Plan, execution: Execution, jobs: list[ObservedJob], previous: dict[str, Any],
               generation: int, now: str, disrupted: list[tuple[str, str]] = (), owner_uid: str | None = None,
-              steps: tuple[Step, ...] | None = None) -> Actions:
+              steps: tuple[Step, ...] | None = None, exits: dict[str, dict[str, int]] | None = None) -> Actions:
     """What to create and delete, and the new status; `previous` is the sweep's current status (or {}).
 
     `disrupted` lists (experiment id, pod name) of our pods with the DisruptionTarget condition. With
     `owner_uid` (the sweep's uid), only Jobs it owns count: a deleted sweep's Jobs, not yet garbage-collected,
     carry the same labels when a sweep of the same name is created again. `steps` is the plan as steps
-    (ff_core.steps.plan_steps; default: one per experiment).
+    (ff_core.steps.plan_steps; default: one per experiment). `exits`: per packed Job's name, each member's exit
+    code (the pod's termination message).
     """
     steps = steps if steps is not None else one_step_each(plan)
     if owner_uid is not None:
         jobs = [j for j in jobs if j.owner in (owner_uid, None)]
+    jobs = members_of(jobs, exits or {})
     if previous.get("planHash") not in (None, plan.hash):
         return _plan_changed(previous, generation, now)
     recorded = experiment_rows(previous)
     states = _experiment_states(steps, jobs, recorded, execution.retries_per_experiment)
+    packs_of = {j.experiment: j.pack for j in jobs if j.pack and j.state == "active"}
+    packs_of |= {eid: recorded[eid].pack for eid, (state, _, _) in states.items()
+                 if state == UNSEEN and eid in recorded and recorded[eid].pack}
     counts = Counter(state for state, _, _ in states.values())
     budget = execution.max_failed_experiments
     stopped = budget is not None and counts[FAILED] > budget
-    create, delete = [], []
+    create, delete, packs = [], [], []
     if stopped:  # nothing new starts; what StopActive deletes, and what is recorded but gone, is not running
         stop_active = execution.failure_policy == "StopActive"
-        delete = [active for state, _, active in states.values() if active] if stop_active else []
+        delete = list(dict.fromkeys(active for _, _, active in states.values() if active)) if stop_active else []
         states = {eid: (PENDING, attempts, None) if state == UNSEEN or (stop_active and state == RUNNING) else
                   (state, attempts, active) for eid, (state, attempts, active) in states.items()}
     elif not stopped and not execution.suspend:
-        slots = execution.parallelism - counts[RUNNING]
+        running_jobs = {active for state, _, active in states.values() if state == RUNNING}  # a pack: one Job
+        slots = execution.parallelism - len(running_jobs)
         ready = [e for e in steps if all(states[a][0] == SUCCEEDED for a in e.after)]  # never before its trunk
         waiting = [e for kind in (UNSEEN, RETRYING, PENDING) for e in ready if states[e.id][0] == kind]
-        create = [(e, states[e.id][1] + (states[e.id][0] != UNSEEN)) for e in waiting[:max(slots, 0)]]
-        for e, attempt in create:  # the status reports the state after these actions, not before
-            states[e.id] = (RUNNING, attempt, None)
+        if execution.experiments_per_gpu == 1:
+            create = [(e, states[e.id][1] + (states[e.id][0] != UNSEEN)) for e in waiting[:max(slots, 0)]]
+        else:
+            create, packs = _packed(waiting, states, recorded, execution.experiments_per_gpu, slots)
+        for e, attempt in create + [member for pack in packs for member in pack]:
+            states[e.id] = (RUNNING, attempt, None)  # the status reports the state after these actions
+        for pack in packs:
+            packs_of |= {e.id: pack_id(pack) for e, _ in pack}
     status = summarize(plan, execution, states, previous, generation, now, stopped,
-                       preemptions(recorded, list(disrupted), states), steps)
-    return Actions(tuple(create), tuple(delete), status, _events(previous, status, create))
+                       preemptions(recorded, list(disrupted), states), steps, packs_of)
+    return Actions(tuple(create), tuple(delete), status, _events(previous, status, create, packs), tuple(packs))
 
 
 def _plan_changed(previous: dict[str, Any], generation: int, now: str) -> Actions:
@@ -192,9 +254,11 @@ def _trunk_failed(steps: tuple[Step, ...], states: dict, previous: dict, now: st
 
 def summarize(plan: Plan, execution: Execution, states: dict, previous: dict, generation: int, now: str,
               stopped: bool, preempted: dict[str, tuple[int, tuple[str, ...]]] | None = None,
-              steps: tuple[Step, ...] | None = None) -> dict[str, Any]:
-    """The status from scratch: phase, counts, conditions, observedGeneration, plan hash, compact rows."""
+              steps: tuple[Step, ...] | None = None, packs: dict[str, str] | None = None) -> dict[str, Any]:
+    """The status from scratch: phase, counts, conditions, observedGeneration, plan hash, compact rows (a running
+    member of a pack names its pack)."""
     steps = steps if steps is not None else one_step_each(plan)
+    packs = packs or {}
     counts = Counter(RUNNING if state == UNSEEN else state for state, _, _ in states.values())
     preempted = preempted or {}
     total = len(steps)
@@ -217,16 +281,19 @@ def summarize(plan: Plan, execution: Execution, states: dict, previous: dict, ge
         ] + ([_trunk_failed(steps, states, previous, now)] if unit == "steps" else []),
         # compact: a short row per experiment (id, one state word, attempts) stays small for 1,000 experiments
         "experiments": [ExperimentRow(e.id, RUNNING if states[e.id][0] == UNSEEN else states[e.id][0], states[e.id][1],
-                                      *preempted.get(e.id, (0, ())), "" if e.kind == RUN else e.kind).to_json()
+                                      *preempted.get(e.id, (0, ())), "" if e.kind == RUN else e.kind,
+                                      packs.get(e.id, "") if states[e.id][0] in (RUNNING, UNSEEN) else "").to_json()
                         for e in steps],
     }
 
 
-def _events(previous: dict, status: dict, create: list) -> tuple[tuple[str, str], ...]:
+def _events(previous: dict, status: dict, create: list, packs: list = ()) -> tuple[tuple[str, str], ...]:
     events = []
-    if create:
-        shown = ", ".join(f"{e.id} attempt {a}" for e, a in create[:5])
-        events.append(("JobsCreated", f"created {len(create)} Job(s): {shown}" + (" ..." if len(create) > 5 else "")))
+    if create or packs:
+        made = [f"{e.id} attempt {a}" for e, a in create] + [
+            f"pack {pack_id(p)} of {len(p)} ({', '.join(e.id for e, _ in p)})" for p in packs]
+        shown = ", ".join(made[:5])
+        events.append(("JobsCreated", f"created {len(made)} Job(s): {shown}" + (" ..." if len(made) > 5 else "")))
     if previous.get("phase") != status["phase"]:
         events.append(("Phase" + status["phase"], f"phase {previous.get('phase', 'None')} -> {status['phase']}"))
     return tuple(events)

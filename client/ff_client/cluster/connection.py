@@ -14,7 +14,8 @@ from typing import Any
 import kubernetes
 import urllib3.exceptions
 
-from ff_core.crd import GROUP, LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP, PLURAL, VERSION
+from ff_core.crd import (ANNOTATION_PACK, GROUP, LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP, PLURAL, VERSION,
+                         parse_pack)
 from ff_core.errors import FlopsFitError
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
@@ -157,8 +158,10 @@ def delete_sweep(conn: Connection, name: str) -> None:
 def experiment_logs(conn: Connection, sweep: str, experiment: str, tail: int | None = None) -> tuple[str, str]:
     """(pod name, its log) for the newest pod of the experiment's latest attempt."""
     core = kubernetes.client.CoreV1Api(conn.api)
-    selector = f"{LABEL_SWEEP}={sweep},{LABEL_EXPERIMENT}={experiment}"
-    pods = _call(conn, "listing pods", core.list_namespaced_pod, conn.namespace, label_selector=selector).items
+    pods = _call(conn, "listing pods", core.list_namespaced_pod, conn.namespace,
+                 label_selector=f"{LABEL_SWEEP}={sweep}").items
+    pods = [p for p in pods if (p.metadata.labels or {}).get(LABEL_EXPERIMENT) == experiment  # its own pod, or
+            or experiment in dict(parse_pack((p.metadata.annotations or {}).get(ANNOTATION_PACK, "")))]  # its pack's
     if not pods:
         raise ClusterError(f"no pod of experiment {experiment} in sweep {sweep!r} (not started yet, or its Job was "
                            "deleted after finishing: the result and its training curve are in the store; "
