@@ -62,11 +62,13 @@ def _packs(manifest: dict, k: int = 3, parallelism: int = 1):
 
 def _observed(sweep_name: str, members, state: str):
     from ff_operator.jobs import job_name, pack_annotation, pack_id
-    from ff_operator.reconcile import ObservedJob, parse_pack
+    from ff_core.crd import parse_pack
+    from ff_operator.reconcile import ObservedJob
 
     pid = pack_id(members)
     attempt = max(a for _, a in members)
-    return ObservedJob(job_name(sweep_name, pid, attempt), pid, attempt, state, members=parse_pack(pack_annotation(members)))
+    return ObservedJob(job_name(sweep_name, pid, attempt), pid, attempt, state,
+                       members=parse_pack(pack_annotation(members)))
 
 
 def test_packs_of_similar_cost_are_one_job_each_against_parallelism(tiny_manifest):
@@ -156,8 +158,9 @@ def test_a_packed_sweep_on_the_emulated_cluster_retries_only_the_crashed_members
         try:
             wait_for(lambda: watching(c) >= 3, "kopf watching")
             kubernetes.client.ApiextensionsV1Api().create_custom_resource_definition(crd_manifest())
-            kubernetes.client.CoreV1Api().create_namespaced_secret(NS, {"metadata": {"name": "s3-creds"}, "stringData": {
-                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}})
+            keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+            kubernetes.client.CoreV1Api().create_namespaced_secret(NS, {"metadata": {"name": "s3-creds"},
+                                                                        "stringData": keys})
             monkeypatch.setenv("KUBECONFIG", kubeconfig(tmp_path / "kubeconfig", c.url))
             with Kubelet(c, NS, tmp_path / "node") as kubelet:
                 assert "created" in ffctl(NS, "submit", str(sweep)).output
