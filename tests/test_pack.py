@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hypothesis import given, settings, strategies as st
+
 from ff_core import exit_codes
 from ff_core.plan import plan_sweep
 from ff_core.spec import parse_sweep
@@ -185,3 +187,47 @@ def test_a_packed_sweep_on_the_emulated_cluster_retries_only_the_crashed_members
             operator.stop()
     results = [k for k in open_store("s3://ff-packs/sweeps", s3_endpoint).list("packs/") if k.endswith("result.json")]
     assert len(results) == 6
+
+
+@settings(max_examples=120, deadline=None)
+@given(steps=st.lists(st.tuples(st.integers(0, 50), st.sampled_from(["ended", "crashed", "stay"]), st.booleans()),
+                      max_size=60),
+       parallelism=st.integers(1, 3), k=st.integers(2, 4), retries=st.integers(0, 2))
+def test_packs_under_a_lagging_watch_never_overfill_duplicate_or_lose(steps, parallelism, k, retries):
+    """Packed Jobs seen through a watch that may miss the newest ones (and their pods' messages): at most
+    `parallelism` packs run, no experiment runs in two at once, and every experiment reaches an end."""
+    from conftest import TINY
+    from ff_core.spec import Execution
+    from ff_operator.jobs import job_name, pack_annotation, pack_id
+    from ff_core.crd import parse_pack
+    from ff_operator.reconcile import ObservedJob, reconcile
+
+    plan = plan_sweep(parse_sweep(TINY))
+    execution = Execution(parallelism=parallelism, retries_per_experiment=retries, experiments_per_gpu=k)
+    cluster: dict[str, ObservedJob] = {}
+    exits: dict[str, dict[str, int]] = {}
+    view, seen_exits, status = {}, {}, {}
+    for pick, outcome, caught_up in steps + [(0, "ended", True)] * 80:
+        if caught_up:
+            view, seen_exits = dict(cluster), {n: dict(c) for n, c in exits.items()}
+        actions = reconcile(plan, execution, list(view.values()), status, 1, NOW, exits=seen_exits)
+        status = actions.status
+        assert actions.create == ()  # every experiment was started in a pack
+        for members in actions.packs:
+            attempt = max(a for _, a in members)
+            name = job_name(plan.sweep, pack_id(members), attempt)
+            cluster.setdefault(name, ObservedJob(name, pack_id(members), attempt, "active",
+                                                 members=parse_pack(pack_annotation(members))))
+        active = [j for j in cluster.values() if j.state == "active"]
+        assert len(active) <= parallelism
+        live = [m for j in active for m, _ in j.members]
+        assert len(live) == len(set(live)), "an experiment in two running packs"
+        if active and outcome != "stay":
+            j = active[pick % len(active)]
+            if outcome == "crashed":  # the pod died: the Job failed, every member retryable
+                cluster[j.name] = ObservedJob(j.name, j.experiment, j.attempt, "failed", members=j.members)
+            else:  # the launcher ran every member to its end: each its own exit code
+                cluster[j.name] = ObservedJob(j.name, j.experiment, j.attempt, "succeeded", members=j.members)
+                exits[j.name] = {m: (0, 1, 3)[(pick + i) % 3] for i, (m, _) in enumerate(j.members)}
+    final = reconcile(plan, execution, list(cluster.values()), status, 1, NOW, exits=exits).status
+    assert final["succeeded"] + final["failed"] == 6
