@@ -86,7 +86,7 @@ def measure_fixed_steps(steps: int, workers: int) -> dict:
     from ff_client.cli.transfer import transfer_json
     from ff_client.fit.transfer import analyze_transfer
 
-    grid = [3e-3 * 2.0**k for k in range(-3, 4)]
+    grid = [3e-3 * 2.0**k for k in range(-3, 5)]  # one step higher than the pilot's: short runs like larger rates
     jobs = [(p, w, lr, steps) for p in ("standard", "mup") for w in WIDTHS for lr in grid]
     with ProcessPoolExecutor(workers) as pool:
         runs = list(pool.map(_fixed_steps_run, jobs))
