@@ -19,10 +19,11 @@ import kubernetes
 from ff_core.errors import FlopsFitError
 from ff_core.plan import Plan, plan_sweep
 from ff_core.spec import ScalingSweep, manifest_of, parse_sweep
-from ff_core.crd import ANNOTATION_PACK, GROUP, LABEL_EXPERIMENT, LABEL_SWEEP, PLURAL, VERSION, parse_pack
+from ff_core.crd import (ANNOTATION_PACK, GROUP, LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP, PLURAL, VERSION,
+                         parse_pack)
 from ff_core.status import INVALID, VALID
 from ff_core.steps import Step, plan_steps
-from ff_operator.jobs import build_job, build_pack_job, build_service
+from ff_operator.jobs import build_job, build_pack_job, build_service, job_name
 from ff_operator.reconcile import ObservedJob, observe, reconcile
 
 RESYNC_SECONDS = 30.0
@@ -194,7 +195,8 @@ def sweep_pack_exits(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: 
         except (ValueError, KeyError, TypeError):
             codes = None
         if isinstance(codes, dict):
-            return {(namespace, labels[LABEL_SWEEP]): (labels.get("job-name", ""), codes)}
+            job = job_name(labels[LABEL_SWEEP], labels[LABEL_EXPERIMENT], int(labels[LABEL_ATTEMPT]))
+            return {(namespace, labels[LABEL_SWEEP]): (job, codes)}
     return {}
 
 
