@@ -38,6 +38,17 @@ def ffctl(namespace: str, *args: str):
     return result
 
 
+def settled(namespace: str, name: str, timeout: float = 300, poll: float = 0.5) -> dict:
+    """`ffctl status NAME --json` once the sweep's phase is final (or the timeout's last one)."""
+    deadline, state = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        state = json.loads(ffctl(namespace, "status", name, "--json").stdout)
+        if state["phase"] in ("Succeeded", "Failed", "Stopped", "Invalid"):
+            break
+        time.sleep(poll)
+    return state
+
+
 def sweep_to_analysis(tmp_path: Path, image: str, namespace: str, s3: dict | None, poll: float = 5.0) -> None:
     """The researcher's path on a cluster: submit, follow, read a log, analyse from S3, delete.
 
@@ -55,12 +66,7 @@ def sweep_to_analysis(tmp_path: Path, image: str, namespace: str, s3: dict | Non
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(yaml.safe_dump(body))
     assert "created" in ffctl(namespace, "submit", str(sweep)).output
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        state = json.loads(ffctl(namespace, "status", "e2e-tiny", "--json").stdout)
-        if state["phase"] in ("Succeeded", "Failed", "Stopped", "Invalid"):
-            break
-        time.sleep(poll)
+    state = settled(namespace, "e2e-tiny", timeout=900, poll=poll)
     assert state["phase"] == "Succeeded", state
     assert state["counts"]["succeeded"] == state["counts"]["total"] == 6
     assert "eval loss" in ffctl(namespace, "logs", "e2e-tiny", state["experiments"][0]["id"]).stdout  # its log

@@ -127,8 +127,6 @@ def test_a_packed_sweep_on_the_emulated_cluster_retries_only_the_crashed_members
     """6 experiments, 3 to a GPU, 2 Jobs at a time: two packs; in them both d_model 24 experiments crash once
     (exit 1) while their pack-mates finish. Then new packs (one, or one each, as the packs end) hold just those
     two, at attempt 2, and the sweep succeeds; every result in S3 once."""
-    import time
-
     import boto3
     import kubernetes
     import yaml
@@ -137,7 +135,7 @@ def test_a_packed_sweep_on_the_emulated_cluster_retries_only_the_crashed_members
     from ff_core.store import open_store
     from k8s_cluster import Cluster, kubeconfig
     from kubelet import Kubelet
-    from test_e2e import ffctl
+    from test_e2e import ffctl, settled
     from test_operator import NS, Operator, _server, wait_for, watching
 
     tiny_manifest["metadata"] = {"name": "packs"}
@@ -166,12 +164,7 @@ def test_a_packed_sweep_on_the_emulated_cluster_retries_only_the_crashed_members
             monkeypatch.setenv("KUBECONFIG", kubeconfig(tmp_path / "kubeconfig", c.url))
             with Kubelet(c, NS, tmp_path / "node") as kubelet:
                 assert "created" in ffctl(NS, "submit", str(sweep)).output
-                deadline, state = time.monotonic() + 300, {}
-                while time.monotonic() < deadline:
-                    state = json.loads(ffctl(NS, "status", "packs", "--json").stdout)
-                    if state["phase"] in ("Succeeded", "Failed", "Stopped", "Invalid"):
-                        break
-                    time.sleep(0.5)
+                state = settled(NS, "packs")
                 assert state["phase"] == "Succeeded", state
                 assert state["counts"]["succeeded"] == state["counts"]["total"] == 6
                 jobs = kubernetes.client.BatchV1Api().list_namespaced_job(NS).items

@@ -155,7 +155,6 @@ def test_a_wsd_sweep_on_the_emulated_cluster_runs_segments_before_branches_throu
     """The real operator (restarted once mid-sweep), a stand-in kubelet running each Job's trainer command,
     S3 from moto: every segment and branch runs once, in order, and the branches' results analyse."""
     import json
-    import time
 
     import boto3
     import kubernetes
@@ -166,7 +165,7 @@ def test_a_wsd_sweep_on_the_emulated_cluster_runs_segments_before_branches_throu
     from ff_core.crd import crd_manifest
     from k8s_cluster import Cluster, kubeconfig
     from kubelet import Kubelet
-    from test_e2e import ffctl
+    from test_e2e import ffctl, settled
     from test_operator import NS, Operator, _server, wait_for, watching
 
     wsd_manifest["metadata"] = {"name": "wsd"}
@@ -195,12 +194,7 @@ def test_a_wsd_sweep_on_the_emulated_cluster_runs_segments_before_branches_throu
                 wait_for(lambda: len(kubelet.seen) >= 2, "the first segments' Jobs", timeout=60)
                 operator.stop()  # a restart while segments run
                 operator = Operator().start()
-                deadline, state = time.monotonic() + 300, {}
-                while time.monotonic() < deadline:
-                    state = json.loads(ffctl(NS, "status", "wsd", "--json").stdout)
-                    if state["phase"] in ("Succeeded", "Failed", "Stopped", "Invalid"):
-                        break
-                    time.sleep(0.5)
+                state = settled(NS, "wsd")
                 assert state["phase"] == "Succeeded", state
                 assert state["counts"]["succeeded"] == state["counts"]["total"] == len(steps)
                 assert {r["kind"] for r in state["experiments"]} == {"segment", "branch"}
