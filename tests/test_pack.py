@@ -224,3 +224,29 @@ def test_packs_under_a_lagging_watch_never_overfill_duplicate_or_lose(steps, par
                 exits[j.name] = {m: (0, 1, 3)[(pick + i) % 3] for i, (m, _) in enumerate(j.members)}
     final = reconcile(plan, execution, list(cluster.values()), status, 1, NOW, exits=exits).status
     assert final["succeeded"] + final["failed"] == 6
+
+
+def test_a_stopped_pack_checkpoints_every_member_and_the_retry_resumes_them(tiny_manifest, write_sweep, tmp_path):
+    """SIGTERM to the pack (preemption, deletion): every trainer gets it, checkpoints and exits 75; the pack
+    exits as interrupted (retryable) and the next pack resumes each member from its checkpoint."""
+    import signal
+    import time
+
+    tiny_manifest["spec"]["budgets"] = [1.0e10]  # ~410 steps for xs: long enough to stop part-way
+    tiny_manifest["spec"]["training"]["checkpointEverySteps"] = 20
+    sweep = write_sweep(tiny_manifest)
+    ids = [e.id for e in plan_sweep(parse_sweep(tiny_manifest)).experiments][:2]
+    cmd = [sys.executable, "-m", "ff_trainer.pack", "--sweep", str(sweep), "--steps", ",".join(ids), "--store",
+           f"file://{tmp_path / 'store'}"]
+    pack = subprocess.Popen(cmd, env=env_for(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    checkpoints = [tmp_path / "store" / "unit" / i / "checkpoint" / "latest.pt" for i in ids]
+    deadline = time.monotonic() + 120
+    while not all(c.exists() for c in checkpoints) and time.monotonic() < deadline and pack.poll() is None:
+        time.sleep(0.05)
+    pack.send_signal(signal.SIGTERM)
+    output, _ = pack.communicate(timeout=120)
+    assert pack.returncode == exit_codes.INTERRUPTED, output[-2000:]
+    assert json.loads((tmp_path / "termination-log").read_text())["exit"] == {i: exit_codes.INTERRUPTED for i in ids}
+    again = subprocess.run(cmd, env=env_for(tmp_path), capture_output=True, text=True, timeout=600)
+    assert again.returncode == exit_codes.DONE and again.stderr.count("resuming at step") == 2, again.stderr[-2000:]
+    assert json.loads((tmp_path / "termination-log").read_text())["exit"] == {i: 0 for i in ids}
