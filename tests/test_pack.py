@@ -158,7 +158,8 @@ def test_a_packed_sweep_on_the_emulated_cluster_retries_only_the_crashed_members
         try:
             wait_for(lambda: watching(c) >= 3, "kopf watching")
             kubernetes.client.ApiextensionsV1Api().create_custom_resource_definition(crd_manifest())
-            keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+            keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_DEFAULT_REGION": "us-east-1"}
             kubernetes.client.CoreV1Api().create_namespaced_secret(NS, {"metadata": {"name": "s3-creds"},
                                                                         "stringData": keys})
             monkeypatch.setenv("KUBECONFIG", kubeconfig(tmp_path / "kubeconfig", c.url))
