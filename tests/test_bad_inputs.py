@@ -96,6 +96,12 @@ SWEEPS = [  # (case, mutation, what the message must name)
      "points_per_budget"),
     ("a boolean as a number", _set("spec.execution.suspend", 1), "suspend"),
     ("a boolean as a string", _set("spec.training.compile", "yes"), "compile"),
+    ("packing multi-GPU experiments", lambda m: _set("spec.execution.gpusPerExperiment", 2)(
+        _set("spec.execution.experimentsPerGPU", 4)(m)), "experimentsPerGPU 4 packs experiments of one GPU each"),
+    ("no experiments per GPU", _set("spec.execution.experimentsPerGPU", 0), "experimentsPerGPU"),
+    ("a W&B mode that does not exist", _set("spec.tracking", {"wandb": {"project": "p", "mode": "later"}}), "mode"),
+    ("MLflow without a tracking URI", _set("spec.tracking", {"mlflow": {"experiment": "x"}}), "trackingURI"),
+    ("a tracking tool we do not know", _set("spec.tracking", {"neptune": {"project": "p"}}), "neptune"),
 ]
 
 
