@@ -122,7 +122,8 @@ def test_a_pilot_with_one_finished_size_is_refused_with_a_reason():
 def test_analyze_checks_the_sweeps_learning_rate_against_its_pilot(tmp_path):
     """A store holding the sweep (the stored demo) and its pilot beside it (<name>-transfer; here synthetic: the
     optimum drifts as N^-0.5 from the sweep's 3e-3): `ffctl analyze` names the sizes whose basin holds the
-    sweep's learning rate and warns for the others."""
+    sweep's learning rate and warns for the others; runs of a second pilot at other token counts are left out,
+    said, and not pooled."""
     import shutil
 
     from click.testing import CliRunner
@@ -137,8 +138,15 @@ def test_analyze_checks_the_sweeps_learning_rate_against_its_pilot(tmp_path):
                              "eval_loss": loss, "identity": {"training": {"learning_rate": lr}}}
         (tmp_path / "tiny-transfer" / record["experiment"]).mkdir(parents=True)
         (tmp_path / "tiny-transfer" / record["experiment"] / "result.json").write_text(json.dumps(record))
+    for i, lr in enumerate((3e-3, 6e-3, 1.2e-2)):  # a second pilot of one size at 4x the tokens: not pooled
+        record = template | {"experiment": f"f{i:011d}", "sweep": "tiny-transfer", "size": "n6e+05",
+                             "n_params": 640000, "tokens": template["tokens"] * 4, "eval_loss": 9.9,
+                             "identity": {"training": {"learning_rate": lr}}}
+        (tmp_path / "tiny-transfer" / record["experiment"]).mkdir(parents=True)
+        (tmp_path / "tiny-transfer" / record["experiment"] / "result.json").write_text(json.dumps(record))
     result = CliRunner().invoke(main, ["analyze", str(tmp_path / "tiny"), "--bootstrap", "0"])
     assert result.exit_code == 0, result.output
+    assert "3 run(s) left out, e.g. f" in result.output and "n6e+05 runs on" in result.output
     assert "the sweep's learning rate 0.003 is within the basin of n1e+04" in result.output
     for size in ("n8e+04", "n6e+05"):
         assert f"the sweep's learning rate 0.003 is outside {size}'s basin by the transfer pilot" in result.output

@@ -227,12 +227,18 @@ def _session():
             teardown_world()
 
 
+def _require_tracking(sweep: ScalingSweep) -> None:
+    """Before training (a finished step stays "nothing to do" whatever this environment lacks)."""
+    require(sweep.spec.tracking, "in this trainer's environment (for a cluster: the trainer image)")
+
+
 def _run_segment(sweep: ScalingSweep, step: Step, store: Store) -> int:
     """Train a WSD trunk segment to its end step and leave its checkpoint for the next segment and branches."""
     key = trunk_checkpoint_key(sweep.folder, step.trunk, step.end)
     if store.exists(key):
         print(f"{step.id}: trunk checkpoint exists at {store.uri}/{key}; nothing to do", file=sys.stderr)
         return exit_codes.DONE
+    _require_tracking(sweep)
     plugins = _plugins(sweep)
     model, _ = build_checked_model(sweep, step.experiment, plugins[0])
     with _session() as (world, stop), _tracked(sweep, step, world) as tracker:
@@ -251,7 +257,6 @@ def _run_segment(sweep: ScalingSweep, step: Step, store: Store) -> int:
 def run_experiment(sweep: ScalingSweep, step_id: str, store: Store) -> int:
     """Train one step of the sweep (an experiment, or a WSD trunk segment) into `store`; the exit code."""
     step = find_step(plan_steps(sweep, plan_sweep(sweep)), step_id, sweep.name)
-    require(sweep.spec.tracking, "in this trainer's environment (for a cluster: the trainer image)")
     if step.kind == SEGMENT:
         return _run_segment(sweep, step, store)
     experiment = step.experiment
@@ -259,6 +264,7 @@ def run_experiment(sweep: ScalingSweep, step_id: str, store: Store) -> int:
     if store.exists(key):
         print(f"{experiment.id}: result exists at {store.uri}/{key}; nothing to do", file=sys.stderr)
         return exit_codes.DONE
+    _require_tracking(sweep)
     plugins = _plugins(sweep)
     model, non_embedding = build_checked_model(sweep, experiment, plugins[0])
     with _session() as (world, stop), _tracked(sweep, step, world) as tracker:

@@ -11,6 +11,7 @@ import click
 from ff_client.cli import output
 from ff_client.fit.laws import HUBER_DELTA
 from ff_client.fit.table import FORMATS
+from ff_client.sweeps import is_sweep_name, stored_sweep
 from ff_core.errors import FlopsFitError
 from ff_core.layout import SWEEP_FILE
 from ff_core.spec import ScalingSweep, manifest_of, parse_sweep
@@ -95,24 +96,25 @@ def load_source(source: str, endpoint_url: str | None, namespace: str | None, co
     return load_observations(open_store(uri, endpoint_url, spec_endpoint), recipe, all_recipes)
 
 
-def check_against_pilot(source: str, observations, endpoint_url: str | None) -> None:
+def check_against_pilot(source: str, observations, endpoint_url: str | None, sweep: ScalingSweep | None) -> None:
     """Where the store holds the sweep's transfer pilot beside it (<name>-transfer, from `ffctl transfer`), say
-    whether the sweep's learning rate lies in each pilot size's basin, and warn for each size where it does not."""
+    whether the sweep's learning rate (`sweep`'s, the store's sweep.json) lies in each pilot size's basin, and
+    warn for each size where it does not."""
     from ff_client.fit.transfer import analyze_transfer, basin_check, pilot_runs
     from ff_client.pilot import pilot_folder
 
-    store = open_store(source, endpoint_url)
-    try:
-        sweep = parse_sweep(store.get_json(SWEEP_FILE), f"{store.uri}/{SWEEP_FILE}")
+    if sweep is not None:
         name, lr = sweep.name, sweep.spec.training.learning_rate
-    except FlopsFitError:  # no sweep.json: the records' own learning rate, when they agree on one
+    else:  # no sweep.json: the records' own learning rate, when they agree on one
         rates = {((r.identity or {}).get("training") or {}).get("learning_rate") for r in observations.records}
         name, lr = observations.sweep, (rates.pop() if len(rates) == 1 else None)
-    uri = store.uri.rstrip("/")
+    uri = open_store(source, endpoint_url).uri.rstrip("/")
     pilot = open_store(f"{uri[: uri.rfind('/')]}/{pilot_folder(name)}", endpoint_url)
-    runs, _ = pilot_runs(pilot)
+    runs, left = pilot_runs(pilot)
     if not runs or lr is None:
         return
+    if left:
+        output.warn(f"the transfer pilot at {pilot.uri}: {len(left)} run(s) left out, e.g. {left[0]}")
     try:
         result = analyze_transfer(runs, float(lr))
     except FlopsFitError as error:
@@ -126,17 +128,17 @@ def check_against_pilot(source: str, observations, endpoint_url: str | None) -> 
                    f"{', '.join(inside)}")
 
 
-def tracked_sweep(source: str | None, data_file: str | None, endpoint_url: str | None, namespace: str | None,
+def tracked_sweep(source: str | None, data_file: str | None, stored: ScalingSweep | None, namespace: str | None,
                   context: str | None) -> ScalingSweep:
-    """The sweep whose spec.tracking `--track` logs to: the store's sweep.json, or the cluster's ScalingSweep."""
+    """The sweep whose spec.tracking `--track` logs to: the store's sweep.json (`stored`), or the cluster's
+    ScalingSweep."""
     if data_file is not None:
         raise click.UsageError("--track logs to the sweep's spec.tracking: analyze a store or a sweep NAME, not --data")
-    if "://" in source or os.path.exists(source):
-        store = open_store(source, endpoint_url)
-        if not store.exists(SWEEP_FILE):
-            raise FlopsFitError(f"{store.uri} has no {SWEEP_FILE} (the sweep `ffctl run` writes), so it names no "
-                                "tracking; analyze without --track")
-        sweep = parse_sweep(store.get_json(SWEEP_FILE), f"{store.uri}/{SWEEP_FILE}")
+    if not is_sweep_name(source):
+        if stored is None:
+            raise FlopsFitError(f"{source} has no readable {SWEEP_FILE} (the sweep `ffctl run` writes), so it names "
+                                "no tracking; analyze without --track")
+        sweep = stored
     else:
         from ff_client.cluster.connection import connect, get_sweep
 
@@ -169,10 +171,11 @@ def analyze(store_uri, data_file, out, as_json, formats, plot_formats, track, en
     if (store_uri is None) == (data_file is None):
         raise click.UsageError("give a STORE_URI, a sweep NAME or --data FILE (one of them)")
     settings = settings_of(**analysis)
-    tracked = tracked_sweep(store_uri, data_file, endpoint_url, namespace, context) if track else None
+    stored = stored_sweep(store_uri, endpoint_url) if data_file is None else None
+    tracked = tracked_sweep(store_uri, data_file, stored, namespace, context) if track else None
     observations = load_source(data_file or store_uri, endpoint_url, namespace, context, bool(data_file), **analysis)
-    if data_file is None and ("://" in store_uri or os.path.exists(store_uri)):
-        check_against_pilot(store_uri, observations, endpoint_url)
+    if data_file is None and not is_sweep_name(store_uri):
+        check_against_pilot(store_uri, observations, endpoint_url, stored)
     with tempfile.TemporaryDirectory(prefix="ff-fit-") as scratch:  # --track without --out: files for the tracker
         report = finish(run_analysis(observations, settings), out or (scratch if track else None), formats=formats,
                         plot_formats=plot_formats)

@@ -10,23 +10,12 @@ import yaml
 from ff_client.cli import output
 from ff_client.cli.analyze import load_source
 from ff_client.cli.local import cost_options
+from ff_client.sweeps import stored_sweep
 from ff_client.text import aligned
-from ff_core.errors import FlopsFitError, StoreError
+from ff_core.errors import FlopsFitError
 from ff_core.flops import gpu_hours
-from ff_core.layout import SWEEP_FILE
 from ff_core.plan import plan_sweep
 from ff_core.spec import ScalingSweep, parse_sweep
-from ff_core.store import open_store
-
-
-def _stored_sweep(source: str, endpoint_url: str | None) -> ScalingSweep | None:
-    """The sweep the latest `ffctl run` wrote beside the results (a store folder), if any."""
-    if "://" not in source and "/" not in source and not source.startswith("."):
-        return None  # a cluster sweep NAME: its manifest is on the cluster, not in the store
-    try:
-        return parse_sweep(open_store(source, endpoint_url).get_json(SWEEP_FILE), f"{source}/{SWEEP_FILE}")
-    except (FlopsFitError, StoreError):
-        return None
 
 
 def planned(sweep: ScalingSweep):
@@ -88,7 +77,7 @@ def suggest(source, points_file, target_flops, spend, hours, approach, target_wi
         raise click.UsageError("give a result store (SOURCE) or --data FILE, one of them")
     if spend is not None and hours is not None:
         raise click.UsageError("give --budget or --gpu-hours, not both")
-    sweep = _stored_sweep(source, endpoint_url) if source else None
+    sweep = stored_sweep(source, endpoint_url) if source else None
     if write_to and sweep is None:
         raise click.UsageError("--write needs a result store written by `ffctl run` (its sweep.json says what to "
                                "grow); a points file or a store without one cannot be grown")

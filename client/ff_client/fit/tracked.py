@@ -22,7 +22,7 @@ def fit_metrics(analysis) -> dict[str, float]:
                 metrics[f"fit/{name}/{key}_high"] = estimate.high
     for row in analysis.rows:
         for quantity in ("n_opt", "d_opt", "l_opt"):
-            budget = f"{row.flops:.3g}".replace("+", "")  # MLflow keys allow letters, digits and _-./ : only
+            budget = f"{row.flops:.6g}".replace("+", "")  # MLflow keys allow letters, digits and _-./ : only
             metrics[f"table/{row.approach}/C{budget}/{quantity}"] = getattr(row, quantity).value
     return metrics
 

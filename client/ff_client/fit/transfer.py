@@ -11,7 +11,9 @@ LR* and what that costs in loss. Pure: points in, numbers out.
 
 from __future__ import annotations
 
+import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +21,7 @@ import numpy as np
 from ff_client.fit.estimate import Estimate, percentile_estimate
 from ff_core.errors import FlopsFitError, StoreError
 from ff_core.layout import is_result_key
+from ff_core.plan import POINT_FIELDS
 from ff_core.results import parse_result
 from ff_core.store import Store
 
@@ -132,9 +135,21 @@ def analyze_transfer(runs: list[tuple[str, float, float, float]], sweep_lr: floa
 
 
 
+def _recipe_but_lr(record) -> str:
+    """What every run of one pilot shares: the recipe (plugins, training knobs) but for the learning rate."""
+    identity = dict(record.identity or {})
+    training = {k: v for k, v in (identity.pop("training", None) or {}).items() if k != "learning_rate"}
+    return json.dumps({k: v for k, v in identity.items() if k not in POINT_FIELDS} | {"training": training},
+                      sort_keys=True)
+
+
 def pilot_runs(store: Store) -> tuple[list[tuple[str, float, float, float]], list[str]]:
-    """(size, N, learning rate, eval loss) of every finished pilot run in the folder; what was left out, and why."""
-    runs, left = [], []
+    """(size, N, learning rate, eval loss) of every finished pilot run in the folder; what was left out, and why.
+
+    A folder may hold pilots run twice with other settings (other training knobs, another D/N): the runs of
+    the recipe with the most runs, and of each size the token count with the most runs, are analysed; the
+    others are left out with the reason, never pooled."""
+    left, records = [], []
     for key in store.list():
         if not is_result_key(key):
             continue
@@ -147,7 +162,23 @@ def pilot_runs(store: Store) -> tuple[list[tuple[str, float, float, float]], lis
         if record.status != "completed" or lr is None or not math.isfinite(record.eval_loss or math.nan):
             left.append(f"{record.experiment} ({record.size}, lr {lr}): {record.status}, eval loss {record.eval_loss}")
             continue
-        runs.append((record.size, float(record.n_params), float(lr), float(record.eval_loss)))
+        records.append((record, float(lr)))
+    if not records:
+        return [], left
+    recipes = Counter(_recipe_but_lr(r) for r, _ in records)
+    recipe = recipes.most_common(1)[0][0]
+    tokens = {size: Counter(r.tokens for r, _ in records if r.size == size and _recipe_but_lr(r) == recipe)
+              .most_common(1)[0][0] for size in {r.size for r, _ in records if _recipe_but_lr(r) == recipe}}
+    runs = []
+    for record, lr in records:
+        label = f"{record.experiment} ({record.size}, lr {lr:g})"
+        if _recipe_but_lr(record) != recipe:
+            left.append(f"{label}: trained with other settings than the pilot's other runs")
+        elif record.tokens != tokens[record.size]:
+            left.append(f"{label}: trained on {record.tokens} tokens, the pilot's other {record.size} runs on "
+                        f"{tokens[record.size]}")
+        else:
+            runs.append((record.size, float(record.n_params), lr, float(record.eval_loss)))
     return runs, left
 
 
