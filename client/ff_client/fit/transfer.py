@@ -60,9 +60,10 @@ class Transfer:
         if self.transfers:
             return (f"transfers: {drift}; LR* {smallest.lr.value:.3g} at N={smallest.n_params:.3g} and "
                     f"{largest.lr.value:.3g} at N={largest.n_params:.3g}")
-        far = "; ".join(f"{s.size}: LR* {s.lr.value:.3g}, the sweep's {self.sweep_lr:.3g} is x{self.sweep_lr / s.lr.value:.2g}"
-                        + (f" off, costing {s.cost_of_sweep_lr:.4f} in loss" if s.cost_of_sweep_lr is not None else " off")
-                        for s in self.sizes)
+        far = "; ".join(
+            f"{s.size}: LR* {s.lr.value:.3g}, the sweep's {self.sweep_lr:.3g} is x{self.sweep_lr / s.lr.value:.2g}"
+            + (f" off, costing {s.cost_of_sweep_lr:.4f} in loss" if s.cost_of_sweep_lr is not None else " off")
+            for s in self.sizes)
         return f"does not transfer: {drift}. {far}"
 
 
@@ -121,7 +122,8 @@ def analyze_transfer(runs: list[tuple[str, float, float, float]], sweep_lr: floa
     if len(by_size) < 2:
         raise FlopsFitError(f"a transfer check needs finished pilot runs at 2 or more sizes (got {len(by_size)}); "
                             "see the runs left out above")
-    optima = tuple(size_optimum(size, n, curve, sweep_lr, rng, resamples) for (n, size), curve in sorted(by_size.items()))
+    optima = tuple(size_optimum(size, n, curve, sweep_lr, rng, resamples)
+                   for (n, size), curve in sorted(by_size.items()))
     log_n = np.log([s.n_params for s in optima])
     slope = float(np.polyfit(log_n, [math.log(s.lr.value) for s in optima], 1)[0])
     replicate_slopes = [float(np.polyfit(log_n, [s.replicates[i] for s in optima], 1)[0]) for i in range(resamples)]
