@@ -154,3 +154,29 @@ class FiniteData:
         for _ in range(3):
             x = torch.randint(0, 256, (batch_size // world_size, sequence_length))
             yield x, x
+
+
+def plain_cross_entropy(logits, targets):
+    """Cross-entropy that does not say so (no `token_cross_entropy`): not taken by the fused readout."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+
+class GPTReadoutOff(OutOfMemoryGPT):
+    """A GPT whose forward adds a bias the readout() it offers does not know: the fused loss would be wrong."""
+
+    def build(self, knobs, sequence_length):
+        import torch
+
+        model = self.inner.build(knobs, sequence_length)
+        forward = model.forward
+        model.forward = lambda idx: (logits := forward(idx)) + 2.0 * (torch.arange(logits.size(-1)) % 3 == 0)
+        return model
+
+
+class GPTWithoutFeatures(OutOfMemoryGPT):
+    """A GPT inside a wrapper that only has forward: no features() or readout() for the fused readout."""
+
+    def build(self, knobs, sequence_length):
+        import torch
+
+        return torch.nn.Sequential(self.inner.build(knobs, sequence_length))

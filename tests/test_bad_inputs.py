@@ -257,13 +257,27 @@ PREFLIGHT = [  # plugin mistakes that would fail every experiment, caught by `ff
 ]
 
 
-@pytest.mark.parametrize("case,field,value,named", PREFLIGHT, ids=[c for c, _, _, _ in PREFLIGHT])
+FUSED = [  # training.fusedReadout with plugins that cannot give it, caught the same way
+    ("a loss that does not offer it", "spec.loss", {"plugin": "helper_plugins:plain_cross_entropy"},
+     "training.fusedReadout needs a loss that is token cross-entropy"),
+    ("a model without features()", "spec.model", {"plugin": "helper_plugins:GPTWithoutFeatures"},
+     "training.fusedReadout needs the model's features() and the model's readout()"),
+    ("a readout() unlike forward", "spec.model", {"plugin": "helper_plugins:GPTReadoutOff"},
+     "forward(x) must equal scale * features(x) @ weight.T"),
+]
+
+
+@pytest.mark.parametrize("case,field,value,named", PREFLIGHT + [(f"fusedReadout with {c}", *rest) for c, *rest in FUSED],
+                         ids=[c for c, _, _, _ in PREFLIGHT] + [f"fused: {c}" for c, _, _, _ in FUSED])
 def test_plugin_mistakes_are_caught_by_plan_before_any_job(case, field, value, named, tmp_path, monkeypatch):
     from pathlib import Path
 
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))  # helper_plugins, for the subprocess
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump(_set(field, value)(copy.deepcopy(TINY))))
+    manifest = _set(field, value)(copy.deepcopy(TINY))
+    if case.startswith("fusedReadout"):
+        manifest = _set("spec.training.fusedReadout", True)(manifest)
+    sweep.write_text(yaml.safe_dump(manifest))
     result = CliRunner().invoke(main, ["plan", str(sweep)])
     _refused(result, named, case)
 

@@ -1,4 +1,5 @@
-"""torchrun: two CPU processes (gloo) train the same experiment to the same losses as one process."""
+"""torchrun: two CPU processes (gloo) train the same experiment to the same losses as one process; the two
+take the readout in chunks (training.fusedReadout, not part of the experiment's identity) under DDP."""
 
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ def run(nproc: int, sweep: Path, experiment: str, store: Path) -> subprocess.Com
 
 def test_two_processes_match_one(tiny_manifest, write_sweep, tmp_path):
     tiny_manifest["spec"]["training"]["microBatchSize"] = 4  # 2 accumulation steps per rank with 2 ranks
-    sweep = write_sweep(tiny_manifest)
     experiment = plan_sweep(parse_sweep(tiny_manifest)).experiments[0].id
     for nproc in (1, 2):
-        proc = run(nproc, sweep, experiment, tmp_path / f"n{nproc}")
+        tiny_manifest["spec"]["training"]["fusedReadout"] = nproc == 2
+        proc = run(nproc, write_sweep(tiny_manifest), experiment, tmp_path / f"n{nproc}")
         assert proc.returncode == 0, proc.stderr[-3000:]
     one, two = (json.loads((tmp_path / f"n{n}" / "unit" / experiment / "result.json").read_text()) for n in (1, 2))
     assert (one["world_size"], two["world_size"]) == (1, 2)

@@ -1,4 +1,4 @@
-"""The GPU benchmark script (`make bench-gpu`) end to end with --smoke on the CPU: both tables, every row."""
+"""The GPU benchmark script (`make bench-gpu`) end to end with --smoke on the CPU: every table, every row."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def test_the_gpu_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
     text = out.read_text()
     assert "## Throughput: ours vs the best-practice bare loop (cpu" in text
     assert "## Packing: k experiments on one GPU (cpu" in text
+    assert "## Fused readout vs logits -> cross-entropy (cpu" in text
     rows = [line for line in text.splitlines() if line.startswith("| smoke |")]
-    assert len(rows) == 3  # one throughput row, k = 1 and 2 packed
-    assert "(gpu_throughput.py:" in text and "(gpu_packing.py:" in text and "exit 0" in text
+    assert len(rows) == 4  # one throughput row, k = 1 and 2 packed, one readout row
+    assert all(f"({script}: " in text for script in ("gpu_throughput.py", "gpu_packing.py", "fused_readout.py"))
+    assert text.count(", exit 0)") == 3

@@ -12,8 +12,9 @@ from ff_core.errors import SpecError
 from ff_core.flops import flops_per_token, tokens_for_budget
 from ff_core.spec import ScalingSweep, SizeEntry, SweepSpec
 
-# Training knobs that change what an experiment computes (logging and checkpoint cadence do not).
-_IDENTITY_EXCLUDED = {"log_points", "checkpoint_every_steps", "compile", "deterministic"}
+# Training knobs that change what an experiment computes (logging and checkpoint cadence do not, nor how the same
+# numbers are computed: compiled, deterministic kernels, the readout taken in chunks).
+_IDENTITY_EXCLUDED = {"log_points", "checkpoint_every_steps", "compile", "deterministic", "fused_readout"}
 MIN_POINTS_FOR_FIT = 3
 
 

@@ -104,6 +104,9 @@ class Training(_Model):
     log_points: int = Field(default=50, ge=2, description="points kept on the loss curve")
     checkpoint_every_steps: int = Field(default=500, gt=0)
     compile: StrictBool = Field(default=False, description="torch.compile the model (GPU runs)")
+    fused_readout: StrictBool = Field(default=False, description=(
+        "the readout and cross-entropy taken chunk by chunk, never holding all the logits: far less memory at "
+        "large vocabularies (a model with features() and readout(), the built-in cross-entropy loss)"))
     deterministic: StrictBool = Field(default=False, description="deterministic kernels only (slower; for checks)")
 
     @model_validator(mode="after")

@@ -89,13 +89,21 @@ class GPTModule(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def features(self, idx: torch.Tensor) -> torch.Tensor:
+        """The hidden states (B, T, d_model) the readout reads."""
         positions = torch.arange(idx.size(1), device=idx.device)
         x = self.tok_emb(idx) + self.pos_emb(positions)
         for block in self.blocks:
             x = block(x)
-        logits = self.lm_head(self.ln_f(x))
-        return logits / self.width_mult if self.width_mult != 1.0 else logits  # muP readout: 1/m
+        return self.ln_f(x)
+
+    def readout(self) -> tuple[torch.Tensor, float]:
+        """(weight, scale): forward(idx) == scale * features(idx) @ weight.T (the trainer's fused readout)."""
+        return self.lm_head.weight, 1.0 / self.width_mult  # muP readout: 1/m
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        logits = self.lm_head(self.features(idx))
+        return logits / self.width_mult if self.width_mult != 1.0 else logits
 
 
 class GPT:

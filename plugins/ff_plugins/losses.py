@@ -11,6 +11,9 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
 
 
+cross_entropy.token_cross_entropy = True  # the trainer may take it with the readout, in chunks (fusedReadout)
+
+
 def mse(output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean squared error."""
     return F.mse_loss(output.float(), targets.float())

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ff_core.spec import ScalingSweep
+from ff_trainer import readout
 from ff_trainer.errors import ConfigError
 from ff_trainer.plugins import DataPlugin, LossFn, ModelPlugin, load_plugin
 
@@ -51,7 +52,8 @@ def first_step(sweep: ScalingSweep) -> None:
     _first_batch(data, "eval", sweep, micro)
     smallest = min(spec.sizes, key=lambda s: s.n_params or 0)
     try:
-        output = model_plugin.build(smallest.knobs, spec.training.sequence_length)(inputs)
+        model = model_plugin.build(smallest.knobs, spec.training.sequence_length)
+        output = model(inputs)
     except Exception as error:  # noqa: BLE001
         raise ConfigError(f"model plugin {spec.model.plugin!r}, size {smallest.name!r}: the forward pass on the "
                           f"first batch (inputs {tuple(inputs.shape)} {inputs.dtype}) failed: "
@@ -71,3 +73,27 @@ def first_step(sweep: ScalingSweep) -> None:
     if not math.isfinite(float(loss)):
         raise ConfigError(f"loss plugin {spec.loss.plugin!r}: the first loss is {float(loss)} before any training: "
                           "check the data (NaN inputs?) and the model's initialisation")
+    if spec.training.fused_readout:
+        _check_fused(model, loss_fn, inputs, targets, float(loss), sweep)
+
+
+def _check_fused(model, loss_fn, inputs: torch.Tensor, targets: torch.Tensor, loss: float,
+                 sweep: ScalingSweep) -> None:
+    """training.fusedReadout: the model and loss offer it, and it gives the loss of forward -> loss."""
+    spec = sweep.spec
+    gaps = readout.missing(model, loss_fn)
+    if gaps:
+        raise ConfigError(f"training.fusedReadout needs {' and '.join(gaps)}; model {spec.model.plugin!r}, loss "
+                          f"{spec.loss.plugin!r}: set fusedReadout false, or see the fused readout in "
+                          "docs/plugins.md")
+    try:
+        with torch.no_grad():
+            weight, scale = model.readout()
+            fused = float(readout.linear_cross_entropy(model.features(inputs), weight, targets, scale))
+    except Exception as error:  # noqa: BLE001
+        raise ConfigError(f"model plugin {spec.model.plugin!r}: features()/readout() failed on the first batch "
+                          f"(training.fusedReadout): {type(error).__name__}: {error}") from None
+    if not math.isclose(fused, loss, rel_tol=1e-4):
+        raise ConfigError(f"model plugin {spec.model.plugin!r}: the fused readout's first loss {fused:.6g} is not "
+                          f"forward -> loss's {loss:.6g}: forward(x) must equal scale * features(x) @ weight.T with "
+                          "(weight, scale) = readout() (a readout bias is not supported); or set fusedReadout false")

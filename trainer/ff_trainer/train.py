@@ -16,6 +16,7 @@ from ff_core.tracking import Tracker
 from ff_trainer.checkpoint import Checkpointer
 from ff_trainer.errors import ConfigError
 from ff_trainer.metrics import mfu
+from ff_trainer.readout import StepLoss
 from ff_trainer.schedule import lr_multiplier
 from ff_trainer.signals import StopFlag
 from ff_trainer.world import World
@@ -92,14 +93,12 @@ def _accumulate(step_loss, inputs, targets, micro: int, accum: int, ddp, device:
     return total
 
 
-def forward_loss(model, loss_fn, compile: bool):
-    """The step's compiled unit: the forward pass and the loss together. Compiled as one region, the loss (the
-    fp32 cross-entropy over the vocabulary) fuses with the logits instead of materialising a float copy of
-    them; the plugin's loss stays a plain callable."""
-    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return loss_fn(model(x), y)
-
-    return torch.compile(step) if compile else step
+def step_loss_of(losses: StepLoss, ddp, compile: bool):
+    """The step's compiled unit: the forward pass and the loss together (through DDP with several processes).
+    Compiled as one region, the loss (the fp32 cross-entropy over the vocabulary) fuses with the logits instead
+    of materialising a float copy of them; the plugin's loss stays a plain callable."""
+    unit = ddp or losses
+    return torch.compile(unit) if compile else unit
 
 
 def device_batches(stream, device: torch.device, split: str):
@@ -120,7 +119,7 @@ def device_batches(stream, device: torch.device, split: str):
         pending = following
 
 
-def evaluate(model, data, loss_fn, cfg: Training, world: World, micro: int) -> float:
+def evaluate(model, losses: StepLoss, data, cfg: Training, world: World, micro: int) -> float:
     """Mean loss over evalTokens of the held-out split (the same sequences for every experiment)."""
     batches = max(1, math.ceil(cfg.eval_tokens / cfg.global_batch_tokens))
     stream = data.batches(
@@ -133,7 +132,7 @@ def evaluate(model, data, loss_fn, cfg: Training, world: World, micro: int) -> f
         for taken in range(batches):
             inputs, targets = _next(stream, "eval", taken)
             for x, y in zip(inputs.split(micro), targets.split(micro)):
-                total += loss_fn(model(x.to(world.device)), y.to(world.device)).float()
+                total += losses(x.to(world.device), y.to(world.device)).float()
                 count += 1
     model.train()
     return float(world.mean(total / count))
@@ -183,9 +182,9 @@ def train(model, data, loss_fn, cfg: Training, steps: int | None, world: World, 
     until = steps if until is None else until
     micro, accum = _micro_batches(cfg, world)
     model.to(world.device)
-    ddp = DistributedDataParallel(model) if world.world_size > 1 else None
-    wrapped = ddp or model
-    step_loss = forward_loss(wrapped, loss_fn, cfg.compile)
+    losses = StepLoss(model, loss_fn, fused=cfg.fused_readout, compile=cfg.compile)
+    ddp = DistributedDataParallel(losses) if world.world_size > 1 else None
+    step_loss = step_loss_of(losses, ddp, cfg.compile)
     optimizer = _optimizer(model, cfg, world.device, param_groups)
     log_every = cfg.log_every(steps or 0)
 
@@ -277,7 +276,7 @@ def train(model, data, loss_fn, cfg: Training, steps: int | None, world: World, 
         save(until, output)
         world.barrier()
         return Outcome("segment", None, None, curve, tokens_per_second, elapsed + this_run)
-    eval_loss = evaluate(model, data, loss_fn, cfg, world, micro)
+    eval_loss = evaluate(model, losses, data, cfg, world, micro)
     status = "completed" if math.isfinite(eval_loss) else "diverged"
     return Outcome(status, curve[-1]["loss"], eval_loss if status == "completed" else None,
                    thinned(curve, cfg.log_points), tokens_per_second, elapsed + this_run)

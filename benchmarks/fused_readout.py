@@ -1,0 +1,123 @@
+"""The fused readout (training.fusedReadout) against logits -> cross-entropy: one training step's time and its
+peak memory, GPT at a 50k vocabulary.
+
+Each variant runs in a fresh process: the step unit the trainer uses (ff_trainer.readout.StepLoss: forward,
+loss and backward of one micro-batch, then AdamW), warmed up, then timed over --steps steps (median). Peak
+memory is what the step adds: on a GPU above the model and optimizer state (torch.cuda.max_memory_allocated),
+on the CPU above the model (the process's peak resident size, getrusage; the optimizer's state counts in both). On a GPU both variants are compiled
+(training.compile) and run under bf16 autocast, as the trainer does.
+
+Usage: python benchmarks/fused_readout.py [--sizes 10M,30M] [--tokens 32768] [--seq 1024] [--out FILE]
+[--smoke] (--smoke: a tiny model, to check the script itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from ff_plugins.gpt import GPT
+from ff_plugins.losses import cross_entropy
+from ff_trainer.readout import StepLoss
+from step_timing import Table, best_practice, device_name, sync
+
+VOCAB = 50304
+SIZES = {
+    "3M": {"d_model": 64, "n_layers": 2, "n_heads": 2},
+    "10M": {"d_model": 192, "n_layers": 4, "n_heads": 4},
+    "30M": {"d_model": 384, "n_layers": 6, "n_heads": 6},
+    "124M": {"d_model": 768, "n_layers": 12, "n_heads": 12},
+    "smoke": {"d_model": 16, "n_layers": 1, "n_heads": 2},
+}
+
+
+def _peak_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def one(size: str, fused: bool, tokens: int, seq: int, steps: int, vocab: int) -> dict:
+    """In this process: seconds per step (median) and the bytes the step adds at its peak."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    best_practice(device)
+    torch.manual_seed(0)
+    model = GPT(vocab).build(SIZES[size], seq).to(device)
+    unit = StepLoss(model, cross_entropy, fused=fused, compile=device.type == "cuda")
+    step = torch.compile(unit) if device.type == "cuda" else unit
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=device.type == "cuda")
+    x = torch.randint(vocab, (tokens // seq, seq), device=device)
+    y = torch.randint(vocab, (tokens // seq, seq), device=device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def train_step() -> float:
+        with autocast:
+            loss = step(x, y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    cpu_base = _peak_bytes(device)  # the CPU's peak cannot be reset: it is taken from before the first step
+    train_step()  # compile, allocate the optimizer's state
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device) if device.type == "cuda" else cpu_base
+    times, losses = [], []
+    for _ in range(steps):
+        began = time.perf_counter()
+        losses.append(train_step())
+        sync(device)
+        times.append(time.perf_counter() - began)
+    return {"step_s": statistics.median(times), "peak_bytes": _peak_bytes(device) - base,
+            "loss": float(losses[0])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10M,30M")
+    parser.add_argument("--tokens", type=int, default=32768, help="tokens per forward pass")
+    parser.add_argument("--seq", type=int, default=1024)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--vocab", type=int, default=VOCAB)
+    parser.add_argument("--smoke", action="store_true", help="a tiny model: checks the script only")
+    parser.add_argument("--out", help="append the table (markdown) to this file")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: size,fused in this process
+    args = parser.parse_args()
+    if args.one:
+        size, fused = args.one.split(",")
+        print(json.dumps(one(size, fused == "1", args.tokens, args.seq, args.steps, args.vocab)))
+        return
+    if args.smoke:
+        args.sizes, args.tokens, args.seq, args.steps, args.vocab = "smoke", 256, 64, 2, 512
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    title = (f"## Fused readout vs logits -> cross-entropy ({device_name(device)}, torch {torch.__version__}, "
+             f"vocabulary {args.vocab}, {args.tokens} tokens per forward pass, "
+             f"{'compiled, bf16' if device.type == 'cuda' else 'eager, fp32'}, median of {args.steps} steps)")
+    table = Table(title, ["size", "logits: s/step", "fused: s/step", "fused/logits time", "logits: step memory",
+                          "fused: step memory", "memory ratio", "first-loss difference"], args.out)
+    for size in args.sizes.split(","):
+        runs = []
+        for fused in ("0", "1"):
+            command = [sys.executable, __file__, "--one", f"{size},{fused}", "--tokens", str(args.tokens),
+                       "--seq", str(args.seq), "--steps", str(args.steps), "--vocab", str(args.vocab)]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            runs.append(json.loads(done.stdout.splitlines()[-1]))
+        plain, fused_run = runs
+        table.row([size, f"{plain['step_s']:.4f}", f"{fused_run['step_s']:.4f}",
+                   f"{fused_run['step_s'] / plain['step_s']:.2f}", f"{plain['peak_bytes'] / 2**20:.0f} MiB",
+                   f"{fused_run['peak_bytes'] / 2**20:.0f} MiB",
+                   f"{fused_run['peak_bytes'] / max(plain['peak_bytes'], 1):.2f}",
+                   f"{abs(fused_run['loss'] - plain['loss']) / plain['loss']:.1e}"])
+
+
+if __name__ == "__main__":
+    main()
