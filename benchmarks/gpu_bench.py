@@ -1,5 +1,6 @@
 """Every GPU measurement in one call (`make bench-gpu`): throughput (ours vs the best-practice bare loop at 30M,
-124M and 350M), packing (k = 1, 2, 4, 8 experiments on one GPU at 3M, 10M and 30M), then the fused readout
+124M and 350M), packing (k = 1, 2, 4, 8 experiments on one GPU at 3M, 10M and 30M; at 10M also vectorised in
+one process with torch.func), then the fused readout
 against logits -> cross-entropy (time and memory of a compiled step at 30M, vocabulary 50k), each table
 appended to one markdown file row by row, each script under its own time limit so the whole fits 8 minutes
 and a run cut short keeps the rows it finished.

@@ -6,9 +6,13 @@ the same model and batch each) share one GPU; after a warm-up each runs `--steps
 (a barrier), and the aggregate is k x steps x tokens per step over the time until the last one finishes.
 The busy fraction samples the GPU's utilisation (NVML through torch, else nvidia-smi) during that window.
 Target (issue 15): packing >= 2x the aggregate throughput of k = 1 at 10M parameters.
+At the sizes in --vmap, the same k experiments also run vectorised in one process (benchmarks/vectorised.py:
+torch.func stack_module_state + vmap, a bare loop: no evaluation at the end, so slightly favoured), to decide
+whether that beats separate processes; first, the vectorised losses are checked against k separate loops on
+the CPU (fp32).
 
-Usage: python benchmarks/gpu_packing.py [--sizes 3M,10M,30M] [--packs 1,2,4,8] [--out FILE] [--smoke]
-(--smoke: a tiny model on the CPU with k = 1, 2, to check the script itself).
+Usage: python benchmarks/gpu_packing.py [--sizes 3M,10M,30M] [--packs 1,2,4,8] [--vmap 10M] [--out FILE]
+[--smoke] (--smoke: a tiny model on the CPU with k = 1, 2, to check the script itself).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import torch
 
 from ff_core.spec import Training
 from ff_plugins.gpt import GPT
-from step_timing import Table, device_name, ours
+from step_timing import Table, device_name, emit, ours
+from vectorised import max_difference, vectorised
 
 VOCAB = 50304
 SIZES = {
@@ -46,6 +51,14 @@ def _worker(knobs, vocab, cfg, steps, device_type, barrier, times):
     times.put((began, time.perf_counter()))
 
 
+def _vmap_worker(knobs, vocab, cfg, steps, k, device_type, barrier, times):
+    torch.set_num_threads(1)
+    barrier.wait()
+    seconds = vectorised(knobs, vocab, cfg, k, steps, torch.device(device_type))  # timed after its warm-up step
+    ended = time.perf_counter()
+    times.put((ended - seconds, ended))
+
+
 def utilisation() -> float | None:
     """The GPU's current utilisation in [0, 1], or None where it cannot be read."""
     try:
@@ -60,13 +73,18 @@ def utilisation() -> float | None:
     return None
 
 
-def measure(name: str, k: int, args, device: torch.device) -> dict:
+def measure(name: str, k: int, args, device: torch.device, vmapped: bool = False) -> dict:
     cfg = Training(global_batch_tokens=args.batch * args.seq, sequence_length=args.seq, learning_rate=3e-4,
                    log_points=2, checkpoint_every_steps=10**9, eval_tokens=args.batch * args.seq)
     context = mp.get_context("spawn")
-    barrier, times = context.Barrier(k + 1), context.Queue()
-    procs = [context.Process(target=_worker, args=(SIZES[name], VOCAB, cfg, args.steps, device.type, barrier, times))
-             for _ in range(k)]
+    workers = 1 if vmapped else k
+    barrier, times = context.Barrier(workers + 1), context.Queue()
+    if vmapped:
+        procs = [context.Process(target=_vmap_worker, args=(SIZES[name], VOCAB, cfg, args.steps, k, device.type,
+                                                             barrier, times))]
+    else:
+        procs = [context.Process(target=_worker, args=(SIZES[name], VOCAB, cfg, args.steps, device.type, barrier,
+                                                        times)) for _ in range(k)]
     for proc in procs:
         proc.start()
     barrier.wait()
@@ -97,25 +115,35 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=8, help="sequences per step of each experiment")
     parser.add_argument("--steps", type=int, default=100, help="timed steps of each experiment")
+    parser.add_argument("--vmap", default="10M", help="sizes also measured vectorised in one process ('' for none)")
     parser.add_argument("--out", help="append the table (markdown) to this file")
     parser.add_argument("--smoke", action="store_true", help="tiny model on the CPU: checks the script only")
     args = parser.parse_args()
     if args.smoke:
-        args.sizes, args.packs, args.seq, args.batch, args.steps = "smoke", "1,2", 32, 2, 4
+        args.sizes, args.packs, args.seq, args.batch, args.steps, args.vmap = "smoke", "1,2", 32, 2, 4, "smoke"
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     title = (f"## Packing: k experiments on one GPU ({device_name(device)}, torch {torch.__version__}, seq "
              f"{args.seq}, {args.batch} sequences/step each, {args.steps} steps each, eager)")
     packs = [int(v) for v in args.packs.split(",")]
     first = min(packs)
-    table = Table(title, ["size", "params", "k", "aggregate tok/s", f"x of k={first}", "GPU busy"], args.out)
+    vmap_sizes = [s for s in args.vmap.split(",") if s]
+    if vmap_sizes:
+        check = Training(global_batch_tokens=4 * 32, sequence_length=32, learning_rate=3e-3, eval_tokens=128)
+        difference = max_difference(SIZES["smoke"], 256, check, 3, 5)
+        emit(f"\nVectorised vs separate losses (CPU, fp32, 3 models, 5 steps): largest relative difference "
+             f"{difference:.1e}", args.out)
+    table = Table(title, ["size", "params", "k", "how", "aggregate tok/s", f"x of k={first} (processes)",
+                          "GPU busy"], args.out)
     for name in args.sizes.split(","):
         base = None
+        ways = [False] + ([True] if name in vmap_sizes else [])
         for k in sorted(packs):  # the smallest pack first: the others are compared with it, row by row
-            r = measure(name, k, args, device)
-            base = base or r["tok_s"]
-            busy = f"{100 * r['busy']:.0f}%" if r["busy"] is not None else "n/a"
-            table.row([name, f"{r['params'] / 1e6:.1f}M", str(k), f"{r['tok_s']:.0f}", f"{r['tok_s'] / base:.2f}",
-                       busy])
+            for vmapped in ways:
+                r = measure(name, k, args, device, vmapped)
+                base = base or r["tok_s"]
+                busy = f"{100 * r['busy']:.0f}%" if r["busy"] is not None else "n/a"
+                table.row([name, f"{r['params'] / 1e6:.1f}M", str(k), "vmap, 1 process" if vmapped else "processes",
+                           f"{r['tok_s']:.0f}", f"{r['tok_s'] / base:.2f}", busy])
 
 
 if __name__ == "__main__":

@@ -37,6 +37,14 @@ def percent(value: float | None) -> str:
     return f"{100 * value:.1f}%" if value is not None else "n/a"
 
 
+def emit(text: str, out: str | None = None) -> None:
+    """Print a line, and append it to `out` when given."""
+    print(text, flush=True)
+    if out:
+        with open(out, "a") as handle:
+            handle.write(text + "\n")
+
+
 class Table:
     """A markdown table printed row by row (and appended to `out` as it grows: a run cut short keeps its rows)."""
 
@@ -45,10 +53,7 @@ class Table:
         self._emit(f"\n{title}\n\n| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
 
     def _emit(self, text: str) -> None:
-        print(text, flush=True)
-        if self.out:
-            with open(self.out, "a") as handle:
-                handle.write(text + "\n")
+        emit(text, self.out)
 
     def row(self, cells: list[str]) -> None:
         self._emit("| " + " | ".join(cells) + " |")
