@@ -1,9 +1,9 @@
 """Every GPU measurement in one call (`make bench-gpu`): throughput (ours vs the best-practice bare loop at 30M,
 124M and 350M), packing (k = 1, 2, 4, 8 experiments on one GPU at 3M, 10M and 30M; at 10M also vectorised in
-one process with torch.func), then the fused readout
-against logits -> cross-entropy (time and memory of a compiled step at 30M, vocabulary 50k), each table
-appended to one markdown file row by row, each script under its own time limit so the whole fits 8 minutes
-and a run cut short keeps the rows it finished.
+one process with torch.func), then variants of the step against logits -> cross-entropy (the fused readout,
+contiguous q/k/v: time and memory of a compiled step at 30M, vocabulary 50k). Each table is appended to one
+markdown file row by row, each script runs under its own time limit so the whole fits 8 minutes, and a run
+cut short keeps the rows it finished.
 
 Usage: python benchmarks/gpu_bench.py [--out bench-gpu.md] [--smoke]   (--smoke: tiny models on the CPU)
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # (script, seconds it may take on one H100/H200): 8 minutes in all, the device tool's most per call
-SCRIPTS = (("gpu_throughput.py", 225), ("gpu_packing.py", 165), ("fused_readout.py", 90))
+SCRIPTS = (("gpu_throughput.py", 225), ("gpu_packing.py", 165), ("step_variants.py", 90))
 
 
 def main() -> int:
@@ -34,7 +34,7 @@ def main() -> int:
     for script, limit in SCRIPTS:
         began = time.monotonic()
         command = [sys.executable, str(HERE / script), "--out", str(out)] + (["--smoke"] if args.smoke else [])
-        command += ["--sizes", "30M"] if script == "fused_readout.py" and not args.smoke else []
+        command += ["--sizes", "30M"] if script == "step_variants.py" and not args.smoke else []
         print("$ " + " ".join(command), flush=True)
         try:
             with log.open("a") as errors:

@@ -18,11 +18,11 @@ def test_the_gpu_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
     text = out.read_text()
     assert "## Throughput: ours vs the best-practice bare loop (cpu" in text
     assert "## Packing: k experiments on one GPU (cpu" in text
-    assert "## Fused readout vs logits -> cross-entropy (cpu" in text
+    assert "## Step variants against logits -> cross-entropy (cpu" in text
     rows = [line for line in text.splitlines() if line.startswith("| smoke |")]
-    assert len(rows) == 6  # one throughput row; k = 1 and 2 packed, as processes and vmapped; one readout row
+    assert len(rows) == 8  # one throughput row; k = 1 and 2 packed, as processes and vmapped; 3 step variants
     # the vectorised pack's losses are those of separate loops (issue 15: within 1e-5 relative)
     difference = re.search(r"Vectorised vs separate losses .*: largest relative difference (\S+)", text)
     assert difference and float(difference.group(1)) < 1e-5, text
-    assert all(f"({script}: " in text for script in ("gpu_throughput.py", "gpu_packing.py", "fused_readout.py"))
+    assert all(f"({script}: " in text for script in ("gpu_throughput.py", "gpu_packing.py", "step_variants.py"))
     assert text.count(", exit 0)") == 3

@@ -37,19 +37,21 @@ def chunk_tokens(tokens: int, width: int, vocab: int) -> int:
 
 def _chunk(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, scale: float, grads: bool):
     """One chunk: the sum of its token losses and (with `grads`) their gradients with respect to the chunk's
-    hidden states and to the weight. Products in the inputs' dtype, the softmax in fp32."""
-    logits = (hidden @ weight.t()).float() * scale
+    hidden states and to the weight. Products in the inputs' dtype, the softmax in fp32; the scale and the
+    ignored tokens are applied on the (tokens x d) side, never as a pass over the (tokens x V) logits."""
+    scaled = hidden * scale if scale != 1.0 else hidden
+    log_p = torch.log_softmax(scaled @ weight.t(), dim=-1, dtype=torch.float32)
     valid = targets != IGNORE
     safe = torch.where(valid, targets, 0)
-    log_z = torch.logsumexp(logits, dim=-1)
-    losses = torch.where(valid, log_z - logits.gather(1, safe[:, None]).squeeze(1), 0.0)
+    losses = -log_p.gather(1, safe[:, None]).squeeze(1) * valid
     if not grads:
         return losses.sum(), None, None
-    # d(sum of losses)/d(logits) = softmax - one-hot, zero on ignored tokens
-    d_logits = torch.exp(logits - log_z[:, None])
-    d_logits.scatter_add_(1, safe[:, None], torch.full_like(log_z[:, None], -1.0))
-    d_logits = (d_logits * valid[:, None]).to(hidden.dtype)
-    return losses.sum(), (d_logits @ weight) * scale, (d_logits.t() @ hidden).float() * scale
+    # d(sum of losses)/d(logits) = softmax - one-hot (rows of ignored tokens are dropped below)
+    d_logits = log_p.exp_()
+    d_logits.scatter_add_(1, safe[:, None], torch.full_like(losses[:, None], -1.0))
+    d_logits = d_logits.to(hidden.dtype)
+    keep = valid[:, None].to(hidden.dtype)
+    return losses.sum(), (d_logits @ weight) * (keep * scale), (d_logits.t() @ (scaled * keep)).float()
 
 
 class _FusedReadout(torch.autograd.Function):
