@@ -61,7 +61,8 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("path,value,message", BAD, ids=[f"{p}={v!r}"[:40] for p, v, _ in BAD])
+@pytest.mark.parametrize("path,value,message", BAD,  # ids the same in every process (pytest-xdist compares them)
+                         ids=[(f"{p}=<deleted>" if v is _DELETE else f"{p}={v!r}")[:40] for p, v, _ in BAD])
 def test_bad_spec_names_field_and_fix(tiny_manifest, path, value, message):
     with pytest.raises(SpecError) as info:
         parse_sweep(_mutate(tiny_manifest, path, value), "sweep.yaml")
