@@ -29,16 +29,8 @@ import torch
 
 from ff_core.spec import Training
 from ff_plugins.gpt import GPT
-from step_timing import Table, device_name, emit, ours
+from step_timing import SIZES, VOCAB, Table, device_name, emit, ours
 from vectorised import max_difference, vectorised
-
-VOCAB = 50304
-SIZES = {
-    "3M": {"d_model": 64, "n_layers": 2, "n_heads": 2},
-    "10M": {"d_model": 192, "n_layers": 4, "n_heads": 4},
-    "30M": {"d_model": 384, "n_layers": 6, "n_heads": 6},
-    "smoke": {"d_model": 16, "n_layers": 1, "n_heads": 2},
-}
 
 
 def _worker(knobs, vocab, cfg, steps, device_type, barrier, times):

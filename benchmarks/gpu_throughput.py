@@ -23,15 +23,7 @@ import torch
 from ff_core.spec import Training
 from ff_plugins.gpt import GPT, transformer_flops_per_token
 from ff_trainer.metrics import peak_flops
-from step_timing import Table, bare, device_name, ours, percent
-
-VOCAB = 50304  # GPT-2's 50257 rounded up to a multiple of 128 for tensor cores
-SIZES = {
-    "30M": {"d_model": 384, "n_layers": 6, "n_heads": 6},
-    "124M": {"d_model": 768, "n_layers": 12, "n_heads": 12},
-    "350M": {"d_model": 1024, "n_layers": 24, "n_heads": 16},
-    "smoke": {"d_model": 32, "n_layers": 2, "n_heads": 2},
-}
+from step_timing import SIZES, VOCAB, Table, bare, device_name, ours, percent
 
 
 def measure(name: str, compiled: bool, device: torch.device, args) -> dict:

@@ -16,6 +16,17 @@ from ff_trainer.train import train
 from ff_trainer.world import World
 
 
+VOCAB = 50304  # GPT-2's 50257 rounded up to a multiple of 128 for tensor cores
+SIZES = {  # the GPT sizes the GPU benchmarks measure (smoke: a tiny one that checks a script on the CPU)
+    "3M": {"d_model": 64, "n_layers": 2, "n_heads": 2},
+    "10M": {"d_model": 192, "n_layers": 4, "n_heads": 4},
+    "30M": {"d_model": 384, "n_layers": 6, "n_heads": 6},
+    "124M": {"d_model": 768, "n_layers": 12, "n_heads": 12},
+    "350M": {"d_model": 1024, "n_layers": 24, "n_heads": 16},
+    "smoke": {"d_model": 16, "n_layers": 1, "n_heads": 2},
+}
+
+
 class RandomTokens:
     """Data plugin of uniform random tokens (throughput does not depend on the text)."""
 

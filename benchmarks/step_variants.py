@@ -30,16 +30,7 @@ import ff_plugins.gpt as gpt
 from ff_plugins.gpt import GPT
 from ff_plugins.losses import cross_entropy
 from ff_trainer.readout import StepLoss
-from step_timing import Table, best_practice, device_name, sync
-
-VOCAB = 50304
-SIZES = {
-    "3M": {"d_model": 64, "n_layers": 2, "n_heads": 2},
-    "10M": {"d_model": 192, "n_layers": 4, "n_heads": 4},
-    "30M": {"d_model": 384, "n_layers": 6, "n_heads": 6},
-    "124M": {"d_model": 768, "n_layers": 12, "n_heads": 12},
-    "smoke": {"d_model": 16, "n_layers": 1, "n_heads": 2},
-}
+from step_timing import SIZES, VOCAB, Table, best_practice, device_name, sync
 
 
 def _peak_bytes(device: torch.device) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,36 @@ def write_sweep(tmp_path):
 # The demo sweep (examples/tiny.yaml) cut to its two smallest budgets: 8 experiments, every isoFLOP curve
 # with an interior minimum (the 5e10 budget is the demo's own). Trained once per session by `small_demo`.
 SMALL_DEMO_BUDGETS = [1.5e10, 5.0e10]
+
+
+@pytest.fixture
+def short_run(tiny_manifest, tmp_path):
+    """run(**training) -> the curve's losses then the eval loss of 6 steps of the tiny sweep's smallest GPT on
+    the CPU, in this process, with those training fields set (each run in its own store)."""
+    import torch
+
+    from ff_core.spec import parse_sweep
+    from ff_core.store import FileStore
+    from ff_plugins.gpt import GPT
+    from ff_plugins.losses import cross_entropy
+    from ff_plugins.text import TextData
+    from ff_trainer.checkpoint import Checkpointer
+    from ff_trainer.train import train
+    from ff_trainer.world import World
+
+    runs = itertools.count()
+
+    def run(**training) -> list[float]:
+        tiny_manifest["spec"]["training"] |= {"logPoints": 10, **training}
+        sweep = parse_sweep(tiny_manifest)
+        torch.manual_seed(0)
+        model = GPT(256).build(sweep.spec.sizes[0].knobs, sweep.spec.training.sequence_length)
+        ckpt = Checkpointer(FileStore(tmp_path / f"run{next(runs)}"), "c/latest.pt", True)
+        outcome = train(model, TextData(corpus_bytes=200000), cross_entropy, sweep.spec.training, 6,
+                        World(0, 1, torch.device("cpu")), ckpt)
+        return [p["loss"] for p in outcome.curve] + [outcome.eval_loss]
+
+    return run
 
 
 @pytest.fixture(scope="session")

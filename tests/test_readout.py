@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ff_core.spec import parse_sweep
 from ff_plugins.gpt import GPT
 from ff_plugins.losses import cross_entropy
 from ff_trainer.readout import chunk_tokens, linear_cross_entropy, missing
@@ -84,22 +83,7 @@ def test_what_a_model_or_loss_lacks_is_named():
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
-def test_a_run_with_the_fused_readout_ends_at_the_same_losses(tiny_manifest, tmp_path, compiled):
-    from ff_core.store import FileStore
-    from ff_plugins.text import TextData
-    from ff_trainer.checkpoint import Checkpointer
-    from ff_trainer.train import train
-    from ff_trainer.world import World
-
-    curves = {}
-    for fused in (False, True):
-        tiny_manifest["spec"]["training"] |= {"fusedReadout": fused, "compile": compiled and fused, "logPoints": 10}
-        sweep = parse_sweep(tiny_manifest)
-        torch.manual_seed(0)
-        model = GPT(256).build(sweep.spec.sizes[0].knobs, sweep.spec.training.sequence_length)
-        ckpt = Checkpointer(FileStore(tmp_path / str(fused)), "c/latest.pt", True)
-        outcome = train(model, TextData(corpus_bytes=200000), cross_entropy, sweep.spec.training, 6,
-                        World(0, 1, torch.device("cpu")), ckpt)
-        curves[fused] = [p["loss"] for p in outcome.curve] + [outcome.eval_loss]
-    assert curves[True] == pytest.approx(curves[False], rel=1e-4 if compiled else 1e-5)
-    assert curves[True][-2] < curves[True][0]
+def test_a_run_with_the_fused_readout_ends_at_the_same_losses(short_run, compiled):
+    plain, fused = short_run(fusedReadout=False, compile=False), short_run(fusedReadout=True, compile=compiled)
+    assert fused == pytest.approx(plain, rel=1e-4 if compiled else 1e-5)
+    assert fused[-2] < fused[0]

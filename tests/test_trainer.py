@@ -218,28 +218,9 @@ def test_a_data_stream_that_ends_is_a_configuration_error(tiny_manifest, write_s
     assert "Traceback" not in proc.stderr
 
 
-def test_the_compiled_step_trains_to_the_eager_losses(tiny_manifest, tmp_path):
+def test_the_compiled_step_trains_to_the_eager_losses(short_run):
     """training.compile: torch.compile over the forward pass and the loss together (the step's one compiled
     unit); on the CPU the compiled kernels reorder float sums, so the losses agree closely, not bit for bit."""
-    import torch
-
-    from ff_core.store import FileStore
-    from ff_plugins.gpt import GPT
-    from ff_plugins.losses import cross_entropy
-    from ff_plugins.text import TextData
-    from ff_trainer.checkpoint import Checkpointer
-    from ff_trainer.train import train
-    from ff_trainer.world import World
-
-    curves = {}
-    for compiled in (False, True):
-        tiny_manifest["spec"]["training"] |= {"compile": compiled, "logPoints": 10}
-        sweep = parse_sweep(tiny_manifest)
-        torch.manual_seed(0)
-        model = GPT(256).build(sweep.spec.sizes[0].knobs, sweep.spec.training.sequence_length)
-        ckpt = Checkpointer(FileStore(tmp_path / str(compiled)), "c/latest.pt", True)
-        outcome = train(model, TextData(corpus_bytes=200000), cross_entropy, sweep.spec.training, 6,
-                        World(0, 1, torch.device("cpu")), ckpt)
-        curves[compiled] = [p["loss"] for p in outcome.curve] + [outcome.eval_loss]
-    assert curves[True] == pytest.approx(curves[False], rel=1e-4)
-    assert curves[True][-2] < curves[True][0]
+    eager, compiled = short_run(compile=False), short_run(compile=True)
+    assert compiled == pytest.approx(eager, rel=1e-4)
+    assert compiled[-2] < compiled[0]
