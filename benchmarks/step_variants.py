@@ -7,8 +7,8 @@ memory, GPT at a 50k vocabulary. The variants:
 Each variant runs in a fresh process: the step unit the trainer uses (ff_trainer.readout.StepLoss: forward,
 loss and backward of one micro-batch, then AdamW), warmed up, then timed over --steps steps (median). Peak
 memory is what the step adds: on a GPU above the model and optimizer state (torch.cuda.max_memory_allocated),
-on the CPU above the model (the process's peak resident size, getrusage; the optimizer's state counts in both). On a GPU both variants are compiled
-(training.compile) and run under bf16 autocast, as the trainer does.
+on the CPU above the model (the process's peak resident size, getrusage; the optimizer's state counts in both).
+On a GPU every variant is compiled (training.compile) and runs under bf16 autocast, as the trainer does.
 
 Usage: python benchmarks/step_variants.py [--sizes 10M,30M] [--variants fused,contiguous-qkv] [--tokens 32768]
 [--seq 1024] [--out FILE] [--smoke] (--smoke: a tiny model, to check the script itself).

@@ -267,16 +267,20 @@ FUSED = [  # training.fusedReadout with plugins that cannot give it, caught the 
 ]
 
 
-@pytest.mark.parametrize("case,field,value,named", PREFLIGHT + [(f"fusedReadout with {c}", *rest) for c, *rest in FUSED],
-                         ids=[c for c, _, _, _ in PREFLIGHT] + [f"fused: {c}" for c, _, _, _ in FUSED])
-def test_plugin_mistakes_are_caught_by_plan_before_any_job(case, field, value, named, tmp_path, monkeypatch):
+# each case as the fields it changes (a fusedReadout case also turns the fused readout on)
+PLUGIN_CASES = [(c, [(f, v)], n) for c, f, v, n in PREFLIGHT] + [
+    (f"fusedReadout with {c}", [(f, v), ("spec.training.fusedReadout", True)], n) for c, f, v, n in FUSED]
+
+
+@pytest.mark.parametrize("case,changes,named", PLUGIN_CASES, ids=[c for c, _, _ in PLUGIN_CASES])
+def test_plugin_mistakes_are_caught_by_plan_before_any_job(case, changes, named, tmp_path, monkeypatch):
     from pathlib import Path
 
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))  # helper_plugins, for the subprocess
     sweep = tmp_path / "sweep.yaml"
-    manifest = _set(field, value)(copy.deepcopy(TINY))
-    if case.startswith("fusedReadout"):
-        manifest = _set("spec.training.fusedReadout", True)(manifest)
+    manifest = copy.deepcopy(TINY)
+    for field, value in changes:
+        manifest = _set(field, value)(manifest)
     sweep.write_text(yaml.safe_dump(manifest))
     result = CliRunner().invoke(main, ["plan", str(sweep)])
     _refused(result, named, case)

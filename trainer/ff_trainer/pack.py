@@ -41,18 +41,27 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // len(steps))))  # the pod's cores, shared
     extra = ["--store", args.store] if args.store else []
-    procs = {step: subprocess.Popen([sys.executable, "-m", "ff_trainer", "--sweep", args.sweep, "--experiment", step,
-                                     *extra], env=env) for step in steps}
+    procs: dict[str, subprocess.Popen] = {}
     stopped = []
 
-    def forward(signum, _frame) -> None:
-        stopped.append(signum)
+    def stop_all() -> None:
         for proc in procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, forward)
-    codes = {step: proc.wait() for step, proc in procs.items()}
+    def forward(signum, _frame) -> None:
+        stopped.append(signum)
+        stop_all()
+
+    signal.signal(signal.SIGTERM, forward)  # before the trainers start: a SIGTERM never orphans one
+    for step in steps:
+        if stopped:  # stopped while starting them: the rest are not started (their retry trains them)
+            break
+        procs[step] = subprocess.Popen([sys.executable, "-m", "ff_trainer", "--sweep", args.sweep, "--experiment",
+                                        step, *extra], env=env)
+    if stopped:
+        stop_all()  # one started while the signal was being handled
+    codes = {step: procs[step].wait() if step in procs else exit_codes.INTERRUPTED for step in steps}
     write_termination(codes)
     print("pack: " + ", ".join(f"{step} exit {code}" for step, code in codes.items()), file=sys.stderr)
     return exit_codes.INTERRUPTED if stopped else exit_codes.DONE
