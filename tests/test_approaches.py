@@ -62,4 +62,4 @@ def test_a_toy_approach_appears_in_every_output():
     assert data["bootstrap_failures"]["smallest"] == 0
     assert "toy approach: not a scaling law" in data["warnings"]
     # the built-in approaches are untouched by it
-    assert list(data["approaches"])[:2] == ["isoflop", "parametric"]
+    assert list(data["approaches"])[:3] == ["isoflop", "isoflop_parabola", "parametric"]

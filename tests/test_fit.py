@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ff_client.fit.approaches.isoflop import fit_curve, fit_isoflop
+from ff_client.fit.approaches.parabola import fit_parabola
 from ff_client.fit.approaches.parametric import _objective, fit_parametric
 from synthetic import CHINCHILLA, isoflop_points, optimum
 
@@ -19,10 +20,13 @@ TRUTHS = [
 @pytest.mark.parametrize("truth", TRUTHS, ids=["chinchilla", "data-hungry", "param-hungry"])
 @pytest.mark.parametrize("noise", [0.0, 0.003])
 def test_isoflop_recovers_exponent(truth, noise):
+    """7 sizes over 8x per budget. With 0.3% noise on these near-parabolic curves the local cubic scatters more
+    than a parabola would (docs/analysis.md has the measured figures), hence the wider bound with noise."""
     fit = fit_isoflop(isoflop_points(truth, noise=noise, seed=1))
     a_true = truth["beta"] / (truth["alpha"] + truth["beta"])
-    assert fit.n_opt.exponent == pytest.approx(a_true, abs=0.02)
-    assert fit.d_opt.exponent == pytest.approx(1 - a_true, abs=0.02)
+    bound = 0.02 if noise == 0 else 0.04
+    assert fit.n_opt.exponent == pytest.approx(a_true, abs=bound)
+    assert fit.d_opt.exponent == pytest.approx(1 - a_true, abs=bound)
     assert all(c.interior for c in fit.curves)
     n_true, _ = optimum(truth, 1e20)
     assert fit.predict(1e20)["n_opt"] == pytest.approx(n_true, rel=0.15)
@@ -55,11 +59,16 @@ def test_off_centre_and_flat_curves_are_flagged():
     n_opt, _ = optimum(truth, 1e20)
     shifted = [p for p in isoflop_points(truth, budgets=(1e20,), per_budget=9, span=60) if p.n_params > 2 * n_opt]
     curve = fit_curve(1e20, shifted)
-    assert not curve.interior and "below the smallest N sampled: the sweep is off-centre" in curve.problem
-    flat = [p.__class__(p.n_params, p.tokens, 2.0 - 0.001 * i * i, p.budget, p.flops) for i, p in enumerate(shifted[:4])]
-    assert "opens downward" in fit_curve(1e20, flat).problem
+    assert not curve.interior and "lies below the sizes sampled, the sweep is off-centre" in curve.problem
+    bent = [p.__class__(p.n_params, p.tokens, 2.0 - 0.001 * i * i, p.budget, p.flops) for i, p in enumerate(shifted[:4])]
+    assert "opens downward" in fit_parabola(1e20, bent, 1e-3).problem
+    rng = np.random.default_rng(3)
+    flat = [p.__class__(p.n_params, p.tokens, 2.0 * (1 + 0.001 * rng.standard_normal()), p.budget, p.flops)
+            for p in isoflop_points(truth, budgets=(1e20,), per_budget=9)]
+    flat[4] = flat[4].__class__(flat[4].n_params, flat[4].tokens, 1.99, 1e20, 1e20)  # an interior lowest point
+    assert "too flat to locate a minimum" in fit_curve(1e20, flat, noise=0.004).problem
     fit = fit_isoflop(shifted)
-    assert fit.n_opt is None and any("left out of the power laws" in w for w in fit.warnings)
+    assert fit.n_opt is None and any("left out of the laws in C" in w for w in fit.warnings)
 
 
 def test_single_local_run_stops_early_but_our_fit_does_not():
@@ -148,12 +157,13 @@ def test_broken_runs_are_excluded_and_named(tmp_path):
     assert len(result.points) == len(points)
 
 
-def test_local_parabola_recovers_the_exponent_where_one_parabola_over_all_points_is_biased():
+def test_local_fits_recover_the_exponent_where_one_parabola_over_all_points_is_biased():
     """A fixed model family spanning every budget's optimum 30x either side (the sweep is off-centre by a
     different amount at each budget) on a skewed, data-hungry surface: one parabola over all points of a
     budget is pulled by the far points, and the pull changes with the budget, so the exponent a is off by
-    ~0.04. The local parabola recovers a within 0.02; the shape-free minimum is reported beside it."""
+    ~0.04. The local cubic (the headline) and the local parabola (its cross-check) recover a within 0.02."""
     from ff_client.fit.approaches.isoflop import MIN_TOLERANCE, fit_isoflop
+    from ff_client.fit.approaches.parabola import fit_parabolas
     from ff_client.fit.laws import fit_power_law
     from ff_client.fit.points import Point
 
@@ -167,7 +177,9 @@ def test_local_parabola_recovers_the_exponent_where_one_parabola_over_all_points
     everything = fit_isoflop_all_points(points, budgets)
     assert abs(fit_power_law("n", np.array(budgets), everything).exponent - a_true) > 0.03  # the bias
     assert local.n_opt.exponent == pytest.approx(a_true, abs=0.02)
-    assert any(c.used < len(c.points) for c in local.curves) and all(c.n_opt_shape_free for c in local.curves)
+    parabolas = fit_parabolas(points)
+    assert parabolas.n_opt.exponent == pytest.approx(a_true, abs=0.02)
+    assert any(c.used < len(c.points) for c in parabolas.curves)
     assert MIN_TOLERANCE == 1e-3
 
 
@@ -184,8 +196,10 @@ def fit_isoflop_all_points(points, budgets) -> np.ndarray:
 def test_on_published_style_sweeps_the_local_parabola_is_hoffmanns():
     """Sizes around each budget's optimum (8x span), 0.3% noise: the window is every point, so the estimate is
     the published one (one parabola per budget) to the last digit."""
+    from ff_client.fit.approaches.parabola import fit_parabolas
+
     points = isoflop_points(per_budget=9, noise=0.003, seed=12)
-    fit = fit_isoflop(points)
+    fit = fit_parabolas(points)
     assert all(c.used == len(c.points) == 9 for c in fit.curves)
     budgets = sorted({p.budget for p in points})
     assert [c.n_opt for c in fit.curves] == pytest.approx(list(fit_isoflop_all_points(points, budgets)), rel=1e-12)

@@ -112,6 +112,12 @@ def _unsupported(results: dict[str, Result], spread: dict[str, Intervals], setti
     return found
 
 
+def _disagreements(results: dict[str, Result]) -> list[str]:
+    """What a cross-check (an approach naming the one it `checks`) finds against that approach's numbers."""
+    return [line for r in results.values() if (other := getattr(r.approach, "checks", None)) in results
+            and r.fit is not None for line in r.approach.disagreement(r, results[other])]
+
+
 def _without_intervals(central: Numbers) -> Intervals:
     return Intervals({k: Estimate(v) for k, v in central.parameters.items()},
                      {c: {q: Estimate(v) for q, v in p.items()} for c, p in central.predictions.items()}, 0, ())
@@ -157,6 +163,7 @@ def analyze(observations: Observations, settings: Settings = Settings(),
     warnings += [f.text() for f in flags if not f.excluded]
     warnings += [f"excluded {e.label}: {e.reason}" for e in excluded]
     warnings += _unsupported(results, spread, settings)
+    warnings += _disagreements(results)
     rows = tuple(row for r in results.values() for row in r.rows)
     return Analysis(observations.sweep, points, results, rows, settings, excluded, backtest(points, settings), tuple(flags),
                     tuple(warnings), schedule=schedule_of(observations.records))

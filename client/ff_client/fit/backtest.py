@@ -1,6 +1,8 @@
 """Backtest: hold out the largest budget, fit the rest, and score the prediction of N_opt and L_opt there.
 
-The held-out "truth" is the minimum of the isoFLOP parabola fitted to the held-out budget's own points.
+The held-out "truth" is the held-out budget's own isoFLOP minimum (Approach 2's local-cubic minimum); when
+that budget's minimum is not located (at the edge of its sizes, or too flat), there is no truth to score
+against and the backtest says so instead of scoring a prediction against an edge.
 Each approach's prediction gets its relative error and, with a bootstrap (at most BACKTEST_RESAMPLES
 resamples of the remaining budgets), its interval and whether the held-out truth fell inside it: an
 approach whose intervals miss the held-out budget is overconfident about extrapolation.
@@ -14,6 +16,7 @@ from ff_client.fit.approach import FitData, Settings
 from ff_client.fit.approaches import isoflop, parametric
 from ff_client.fit.approaches.isoflop import fit_curve
 from ff_client.fit.bootstrap import bootstrap, numbers
+from ff_client.fit.noise import sweep_noise
 from ff_client.fit.points import Point
 
 MIN_BUDGETS = 4
@@ -23,15 +26,16 @@ PREDICTORS = (isoflop.APPROACH, parametric.APPROACH)
 
 def backtest(points: tuple[Point, ...], settings: Settings = Settings(resamples=0)) -> dict | None:
     """{"held_out": C, "observed": {...}, approach: {"n_opt", "l_opt", "n_opt_error", "l_opt_error"[,
-    "n_opt_interval", "l_opt_interval", "covered": {"n_opt", "l_opt"}]}}, or None below MIN_BUDGETS budgets."""
+    "n_opt_interval", "l_opt_interval", "covered": {"n_opt", "l_opt"}]}, "unable": [the approaches the other budgets
+    gave no prediction]}, or None below MIN_BUDGETS budgets."""
     budgets = sorted({p.budget for p in points})
     if len(budgets) < MIN_BUDGETS:
         return None
     held = budgets[-1]
     data = FitData(tuple(p for p in points if p.budget != held))
-    observed = fit_curve(held, [p for p in points if p.budget == held])
-    if observed.n_opt is None:
-        return {"held_out": held, "problem": observed.problem}
+    observed = fit_curve(held, [p for p in points if p.budget == held], sweep_noise(points))
+    if not observed.interior:
+        return {"held_out": held, "problem": f"no backtest: the held-out budget's minimum is not located ({observed.problem})"}
     result = {"held_out": held, "observed": {"n_opt": observed.n_opt, "l_opt": observed.l_opt}}
     central = {}
     for a in PREDICTORS:
@@ -39,6 +43,8 @@ def backtest(points: tuple[Point, ...], settings: Settings = Settings(resamples=
         found = numbers(a, fit, (held,))
         if found is not None and held in found.predictions:
             central[a.name] = (a, fit, found)
+        else:
+            result.setdefault("unable", []).append(a.name)
     resamples = min(settings.resamples, BACKTEST_RESAMPLES)
     spread = bootstrap(data, central, (held,), replace(settings, resamples=resamples)) if resamples and central else {}
     truth = {"n_opt": observed.n_opt, "l_opt": observed.l_opt}

@@ -30,14 +30,15 @@ def _budget_colors(count: int):
 
 
 def plot_isoflop(fit: IsoflopFit, path: Path) -> Path:
-    """Loss against N per budget: points, the fitted parabola, and its minimum (a star)."""
+    """Loss against N per budget: points, the local cubic over its window, and its minimum (a star; a cross where
+    the minimum is not located)."""
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(6, 4.2))
         for curve, color in zip(fit.curves, _budget_colors(len(fit.curves))):
             n = np.array([p.n_params for p in curve.points])
             ax.scatter(n, [p.loss for p in curve.points], color=color, s=22, zorder=3, label=f"C = {curve.budget:.1e}")
-            if curve.coefficients is not None:  # the local parabola, over the sizes it was fitted to
-                grid = np.geomspace(curve.window[0] / 1.3, curve.window[1] * 1.3, 100)
+            if curve.coefficients is not None:  # the local cubic, over the sizes it was fitted to
+                grid = np.geomspace(curve.window[0], curve.window[1], 100)
                 ax.plot(grid, curve.loss_at(grid), color=color, lw=1.4)
             if curve.n_opt is not None:
                 marker = "*" if curve.interior else "x"

@@ -6,10 +6,11 @@ together with the table, the backtest and the exclusions.
 JSON schema (version 1):
   sweep, points (count), settings {resamples, seed, targets, exclude_outliers, keep_outliers (= not exclude_outliers),
                                    level, huber_delta},
-  approaches.isoflop: parameters {a, b, l_exponent, n_coefficient, d_coefficient, l_coefficient},
-                      r2 {n_opt, d_opt, l_opt}, curves [{budget, points, points_used (in the local parabola),
-                      n_opt, d_opt, l_opt, n_opt_shape_free, interior, problem}],
-                      predictions [{flops, kind, n_opt, d_opt, l_opt}]
+  approaches.isoflop: parameters {a, b, l_exponent, n_coefficient, d_coefficient, l_coefficient[, l_floor]},
+                      r2 {n_opt, d_opt, l_opt}, curves [{budget, points, n_opt, d_opt, l_opt, interior,
+                      problem}], predictions [{flops, kind, n_opt, d_opt, l_opt}]
+  approaches.isoflop_parabola (the cross-check): parameters {a, b, l_exponent}, r2, curves [{budget, points,
+                      points_used, n_opt, interior, problem}]
   approaches.parametric: parameters {E, A, B, alpha, beta, a, b}, objective, converged, predictions [...],
                       correlations {"alpha,beta": r, ...} (bootstrap, log-parameters); null when not fitted
   approaches.curves (Approach 1, stores only): parameters {a, b, l_exponent}, r2, predictions
@@ -19,7 +20,7 @@ JSON schema (version 1):
   every parameter and predicted quantity is {value, ci_low, ci_high} (ci_* null without a bootstrap);
   table [{approach, flops, kind, reach (x the largest budget; > 1: extrapolated), n_opt, d_opt, l_opt,
   tokens_per_param}], backtest {held_out, observed, isoflop|parametric: {n_opt, l_opt, n_opt_error,
-  l_opt_error, n_opt_interval, l_opt_interval, covered {n_opt, l_opt}}}, excluded [{label, reason}],
+  l_opt_error, n_opt_interval, l_opt_interval, covered {n_opt, l_opt}}, unable [approach]}, excluded [{label, reason}],
   outliers [{label, z, n_params, tokens, loss, excluded}] (far off the parametric fit; kept unless exclude_outliers),
   bootstrap_failures {approach: count}, warnings [...], files [...].
 """
@@ -49,6 +50,7 @@ def _backtest_section(bt: dict | None) -> list[str]:
                 f"{'inside' if covered[q] else 'OUTSIDE'} the {q} interval" for q in ("n_opt", "l_opt"))
             lines.append(f"  {approach:10} predicted N_opt {r['n_opt']:.3g} ({r['n_opt_error']:+.1%}), "
                          f"L_opt {r['l_opt']:.4f} ({r['l_opt_error']:+.2%}){inside}")
+    lines += [f"  {name:10} no prediction: the other budgets do not support its fit" for name in bt.get("unable", ())]
     return lines
 
 

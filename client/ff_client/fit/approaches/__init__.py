@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ff_client.fit.approaches import constrained, curves, isoflop, kaplan, parametric
+from ff_client.fit.approaches import constrained, curves, isoflop, kaplan, parabola, parametric
 
-APPROACHES = (isoflop.APPROACH, parametric.APPROACH, curves.APPROACH, kaplan.APPROACH, constrained.APPROACH)
+APPROACHES = (isoflop.APPROACH, parabola.APPROACH, parametric.APPROACH, curves.APPROACH, kaplan.APPROACH, constrained.APPROACH)
