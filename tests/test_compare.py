@@ -79,3 +79,36 @@ def test_compare_command_on_two_points_files(tmp_path):
     assert text.exit_code == 0 and "| FLOPs | multiplier | loss gap |" in text.stdout
     missing = CliRunner().invoke(main, ["compare", str(tmp_path / "a.csv"), str(tmp_path / "nope.csv")])
     assert missing.exit_code != 0 and "nope.csv" in missing.output
+
+
+def test_published_recipes_cross_over_inside_the_measured_range():
+    """Porian et al.'s cosine-decay and tuned constant-rate sweeps: their own per-budget optima say cosine needs
+    ~1.5x the compute at 1e17 and ~0.5x at 1.28e19, crossing over near 5e17. The fitted laws said 1.63 and
+    0.24 (they bend the frontier); the measured rows say what the sweeps measured."""
+    from conftest import REPO
+    from ff_client.fit.datafile import load_points
+
+    folder = REPO / "benchmarks" / "published"
+    cosine, tuned = (analyze(load_points(folder / f"porian-rw-{n}.csv"), Settings(resamples=60, workers=2))
+                     for n in ("cosine", "tuned"))
+    result = compare(cosine, tuned)
+    assert all(result.basis[c] == "measured" for c in result.targets)
+    assert result.multiplier[1e17].value == pytest.approx(1.5, abs=0.1)
+    assert result.multiplier[1.28e19].value == pytest.approx(0.53, abs=0.05)
+    m = result.multiplier[1e17]
+    assert m.low <= m.value <= m.high
+    (low, high, at), = result.crossovers
+    assert low <= at <= high and 3e17 < at < 1e18
+    assert "crossover: the better recipe changes between" in result.text()
+    assert result.to_json()["crossovers"][0]["between"] == [low, high]
+
+
+def test_sweeps_with_no_budget_in_common_warn_and_say_how_far_they_extrapolate(recipe_a):
+    far = analyze(Observations("far", tuple(isoflop_points(budgets=(1e24, 1e25, 1e26, 1e27), noise=0.003, seed=4))),
+                  SETTINGS)
+    result = compare(recipe_a, far)
+    assert all(result.basis[c] == "law" for c in result.targets)
+    assert any("share no compute budget" in w for w in result.warnings)
+    assert all(result.reach[c] > 10 for c in result.targets)
+    assert any("extrapolate" in w and "beyond the measured budgets" in w for w in result.warnings)
+    assert "beyond the data" in result.text()

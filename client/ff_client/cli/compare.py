@@ -26,7 +26,9 @@ def compare(a: str, b: str, approach: str, out: str | None, as_json: bool, endpo
     A and B are each a result store (URI or folder), a points file (.csv or .json) or a sweep NAME on the
     cluster. Per target (--target-flops; default: the budgets both share): the compute multiplier
     (> 1: B is the better recipe), the loss gap at equal compute, and the difference of the N_opt exponents,
-    each with a bootstrap interval.
+    each with a bootstrap interval. Inside both sweeps' budgets the rows compare the measured isoFLOP minima
+    (no law); beyond them the --approach law, and the row says how far it extrapolates. A crossover (the
+    better recipe changing with C) is reported.
     """
     from ff_client.fit.analysis import analyze
     from ff_client.fit.compare import compare as run_compare
@@ -39,6 +41,9 @@ def compare(a: str, b: str, approach: str, out: str | None, as_json: bool, endpo
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     click.echo(json.dumps(result.to_json(), indent=1) if as_json else result.text())
+    if as_json:
+        for warning in result.warnings:
+            output.warn(warning)
     if out:
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)

@@ -170,7 +170,8 @@ def write_plots(analysis, out: Path, ext: str) -> list[Path]:
 
 
 def plot_compare(comparison, path: Path) -> Path:
-    """L_opt(C) of both recipes with bootstrap bands, and the compute multiplier against C."""
+    """L_opt(C) of both recipes (measured minima, and the fitted laws with bootstrap bands), and the compute
+    multiplier against C."""
     targets = sorted(comparison.targets)
     compute = np.geomspace(targets[0] / 10, targets[-1] * 10, 60)
     sample = comparison.replicated[:200]
@@ -178,7 +179,10 @@ def plot_compare(comparison, path: Path) -> Path:
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
         for side, (name, law, color) in enumerate(((comparison.a.sweep, comparison.laws[0], "C0"),
                                                    (comparison.b.sweep, comparison.laws[1], "C3"))):
-            left.plot(compute, [law(c) for c in compute], color=color, lw=1.5, label=name)
+            left.plot(compute, [law(c) for c in compute], color=color, lw=1.5, label=f"{name} ({comparison.approach} law)")
+            front = comparison.frontiers[side]
+            if front is not None:  # the measured frontier: what the rows inside the budgets compare
+                left.plot(front.compute, front.loss, "o:", color=color, ms=4, lw=1, label=f"{name} (measured minima)")
             if len(sample) >= 10:
                 curves = np.array([[pair[side](c) for c in compute] for pair in sample])
                 low, high = np.percentile(curves, [2.5, 97.5], axis=0)

@@ -105,8 +105,8 @@ def local_window(x: np.ndarray, y: np.ndarray, tolerance: float, degree: int) ->
     while len(set(x[lo:hi + 1])) < min(degree + 1, len(set(x))):  # grow toward the side with fewer points
         lo, hi = (lo, hi + 1) if hi < last and (lo == 0 or best - lo > hi - best) else (lo - 1, hi)
 
-    def fits(a: int, b: int) -> bool:
-        coefficients = np.polyfit(x[a:b + 1], y[a:b + 1], degree)
+    def fits(a: int, b: int) -> bool:  # repeated sizes (a resample) fit no more terms than distinct sizes allow
+        coefficients = np.polyfit(x[a:b + 1], y[a:b + 1], min(degree, len(set(x[a:b + 1])) - 1))
         return bool(np.all(np.abs(np.polyval(coefficients, x[a:b + 1]) - y[a:b + 1]) <= tolerance))
 
     left, right = lo > 0, hi < last
