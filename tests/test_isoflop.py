@@ -115,3 +115,21 @@ def test_the_isoflop_fit_reports_its_floor():
     far = [r for r in analysis.rows if r.approach == "isoflop" and r.kind == "extrapolated"]
     assert all(r.l_opt.value > fit.l_opt.floor for r in far)
     assert "l_floor" in analysis.results["isoflop"].parameters
+
+
+def test_what_the_data_cannot_support_is_not_tabulated():
+    """Flat data (no size beats another beyond 0.3% noise) give no compute-optimal table; a 5-parameter surface on
+    6 points is reported, not tabulated."""
+    from synthetic import isoflop_points
+
+    rng = np.random.default_rng(0)
+    flat = [Point(p.n_params, p.tokens, 2.0 * np.exp(0.003 * rng.standard_normal()), p.budget, p.flops, f"p{i}")
+            for i, p in enumerate(isoflop_points(noise=0))]
+    analysis = analyze(Observations("flat", tuple(flat)), Settings(resamples=0))
+    assert analysis.rows == ()
+    assert any("its compute-optimal allocation is not tabulated: an exponent sits on its bound" in w
+               for w in analysis.warnings)
+    six = analyze(Observations("six", tuple(isoflop_points(budgets=(1e19, 1e20), per_budget=3, noise=0.002))),
+                  Settings(resamples=0))
+    assert analysis.fit("parametric") is not None and not [r for r in six.rows if r.approach == "parametric"]
+    assert any("5 parameters from 6 points over 2 budget(s)" in w for w in six.warnings)

@@ -93,3 +93,20 @@ def test_a_relative_store_is_anchored_at_the_sweep_files_folder(tmp_path):
     assert anchored("file:///abs/results", tmp_path) == "file:///abs/results"
     assert anchored("s3://bucket/x", tmp_path) == "s3://bucket/x"
     assert json.dumps(anchored("file://../up", tmp_path / "a")) == json.dumps(f"file://{tmp_path / 'up'}")
+
+
+def test_a_store_with_planned_points_missing_says_how_many_before_it_fits(tmp_path):
+    import shutil
+
+    from conftest import REPO
+
+    store_dir = tmp_path / "store"
+    shutil.copytree(REPO / "tests" / "data" / "demo-store", store_dir)
+    gone = sorted(p for p in (store_dir / "tiny").iterdir() if p.is_dir())[:2]
+    for folder in gone:
+        shutil.rmtree(folder)
+    observations = load_observations(FileStore(store_dir / "tiny"))
+    planned = len(plan_sweep(parse_sweep(json.loads((store_dir / "tiny" / "sweep.json").read_text()), "x")).experiments)
+    note, = [n for n in observations.notes if "have no result" in n]
+    assert f"2 of the {planned} experiments the stored plan holds have no result" in note
+    assert f"the fit sees {planned - 2} of them" in note

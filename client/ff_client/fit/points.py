@@ -52,7 +52,7 @@ def point_from_record(record: ResultRecord) -> Point:
 def load_observations(store: Store, recipe: str | None = None, all_recipes: bool = False) -> Observations:
     """Read every result.json under the store; unreadable and diverged records are excluded, never silently,
     and records of another recipe than the current plan's are set aside and named (ff_client.fit.provenance)."""
-    from ff_client.fit.provenance import select
+    from ff_client.fit.provenance import missing_results, select
 
     keys = [k for k in store.list() if is_result_key(k)]
     if not keys:
@@ -69,7 +69,9 @@ def load_observations(store: Store, recipe: str | None = None, all_recipes: bool
             f"{store.uri} holds results of several sweeps ({', '.join(sweeps)}); "
             f"analyze one of them, e.g. {store.uri}/{sweeps[0]}"
         )
+    notes = ()
     if records:
+        notes = tuple(n for n in [missing_results(store, sweeps[0], records)] if n)
         records, set_aside = select(records, store, sweeps[0], recipe, all_recipes)
         excluded += [Exclusion(label, reason) for label, reason in set_aside]
     points = []
@@ -83,4 +85,4 @@ def load_observations(store: Store, recipe: str | None = None, all_recipes: bool
             points.append(point_from_record(record))
     if not records:
         raise StoreError(f"{store.uri}: every result record is unreadable: " + "; ".join(e.reason for e in excluded))
-    return Observations(sweeps[0], tuple(points), tuple(excluded), tuple(records))
+    return Observations(sweeps[0], tuple(points), tuple(excluded), tuple(records), notes)

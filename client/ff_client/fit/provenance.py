@@ -16,7 +16,7 @@ from collections import defaultdict
 
 from ff_core.errors import FlopsFitError, StoreError
 from ff_core.layout import sweep_key
-from ff_core.plan import POINT_FIELDS, identity_id, plan_sweep, recipe_hash
+from ff_core.plan import POINT_FIELDS, Plan, identity_id, plan_sweep, recipe_hash
 from ff_core.results import ResultRecord
 from ff_core.spec import parse_sweep
 from ff_core.store import Store
@@ -26,15 +26,35 @@ def recipe_of(record: ResultRecord) -> str | None:
     return None if record.identity is None else recipe_hash(record.identity)
 
 
-def current_recipe(store: Store, sweep: str) -> str | None:
-    """The recipe of the plan the latest `ffctl run` wrote into the store, when there is one."""
+def stored_plan(store: Store, sweep: str) -> Plan | None:
+    """The plan of the sweep the latest `ffctl run` wrote into the store, when there is a readable one."""
     for key in (sweep_key(sweep), "sweep.json"):
         try:
-            plan = plan_sweep(parse_sweep(store.get_json(key), f"{store.uri}/{key}"))
+            return plan_sweep(parse_sweep(store.get_json(key), f"{store.uri}/{key}"))
         except FlopsFitError:
             continue
-        return recipe_hash(plan.experiments[0].identity) if plan.experiments else None
     return None
+
+
+def current_recipe(store: Store, sweep: str) -> str | None:
+    """The recipe of the plan the latest `ffctl run` wrote into the store, when there is one."""
+    plan = stored_plan(store, sweep)
+    return recipe_hash(plan.experiments[0].identity) if plan is not None and plan.experiments else None
+
+
+def missing_results(store: Store, sweep: str, records: list[ResultRecord]) -> str | None:
+    """A note when the stored plan holds experiments that have no result record (not trained yet, or failed)."""
+    plan = stored_plan(store, sweep)
+    if plan is None:
+        return None
+    have = {r.experiment for r in records}
+    absent = [e for e in plan.experiments if e.id not in have]
+    if not absent:
+        return None
+    first = absent[0]
+    return (f"{len(absent)} of the {len(plan.experiments)} experiments the stored plan holds have no result (not "
+            f"trained yet, still running, or failed), e.g. {first.id} (C={first.budget:.3g}, N={first.n_params:.3g}): "
+            f"the fit sees {len(plan.experiments) - len(absent)} of them; `ffctl run` the sweep again to train the rest")
 
 
 def _flat(value, prefix: str = "") -> dict[str, object]:

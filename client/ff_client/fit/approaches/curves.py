@@ -16,6 +16,7 @@ from ff_client.fit.laws import PowerLaw, fit_power_law, law_lines
 from ff_core.results import ResultRecord
 
 GRID = 40
+MIN_R2 = 0.8  # an envelope whose N_opt(C) power law explains less than this (log space) is not reported
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,9 @@ class EnvelopeFit:
 
 
 def fit_training_curves(records: tuple[ResultRecord, ...]) -> EnvelopeFit | None:
-    """Approach 1 from the records' loss curves; None with fewer than 2 sizes or too little overlap.
+    """Approach 1 from the records' loss curves; None with fewer than 2 sizes, too little overlap, or an envelope
+    whose N_opt(C) is no power law (log-space R^2 below MIN_R2: one budget of cosine runs gave 0.09, and an
+    L_opt below every run's loss).
 
     WSD branches are left out: up to its cooldown a branch's curve is its trunk's, at constant learning
     rate, so no point of it is the end of a schedule (their end points serve approaches 2 and 3)."""
@@ -58,8 +61,10 @@ def fit_training_curves(records: tuple[ResultRecord, ...]) -> EnvelopeFit | None
     if len({m[1] for m in minima}) < 2:
         return None
     compute, n_opt, d_opt, l_opt = (np.array(v) for v in zip(*minima))
-    return EnvelopeFit(fit_power_law("n_opt", compute, n_opt), fit_power_law("d_opt", compute, d_opt),
-                       fit_power_law("l_opt", compute, l_opt), len(minima))
+    n_law = fit_power_law("n_opt", compute, n_opt)
+    if n_law.r2 < MIN_R2:
+        return None
+    return EnvelopeFit(n_law, fit_power_law("d_opt", compute, d_opt), fit_power_law("l_opt", compute, l_opt), len(minima))
 
 
 class TrainingCurves:

@@ -44,6 +44,8 @@ class ParametricFit:
     warnings: tuple[str, ...]
     flops_per_param_token: float = 6.0
     theta: tuple[float, ...] = ()  # (a, b, e, alpha, beta): the optimiser's coordinates, for warm starts
+    support: tuple[int, int] = (0, 0)  # (points, budgets) it was fitted to
+    on_bound: tuple[str, ...] = ()  # the optimiser's coordinates that sit on their bounds
 
     def loss(self, n_params, tokens):
         return self.E + self.A / np.asarray(n_params, float) ** self.alpha + self.B / np.asarray(tokens, float) ** self.beta
@@ -172,15 +174,29 @@ def fit_parametric(points: list[Point] | tuple[Point, ...], delta: float = HUBER
 
 def _result(points, theta, value: float, converged: bool, starts: int, warnings: list[str]) -> ParametricFit:
     a, b, e, alpha, beta = theta
-    for name, v, (low, high) in zip(("a", "b", "e", "alpha", "beta"), theta, _BOUNDS):
-        if math.isclose(v, low, abs_tol=1e-6) or math.isclose(v, high, abs_tol=1e-6):
-            warnings.append(f"parametric fit: {name} sits on its bound ({v:.3g}); the data do not pin it down")
+    on_bound = tuple(name for name, v, (low, high) in zip(("a", "b", "e", "alpha", "beta"), theta, _BOUNDS)
+                     if math.isclose(v, low, abs_tol=1e-6) or math.isclose(v, high, abs_tol=1e-6))
+    warnings += [f"parametric fit: {name} sits on its bound ({v:.3g}); the data do not pin it down"
+                 for name, v in zip(("a", "b", "e", "alpha", "beta"), theta) if name in on_bound]
     ratio = float(np.median([p.flops / (p.n_params * p.tokens) for p in points]))
     return ParametricFit(math.exp(e), math.exp(a), math.exp(b), float(alpha), float(beta), float(value),
-                         converged, starts, tuple(warnings), ratio, tuple(float(v) for v in theta))
+                         converged, starts, tuple(warnings), ratio, tuple(float(v) for v in theta),
+                         (len(points), len({p.budget for p in points})), on_bound)
 
 
 SURFACE = ("E", "A", "B", "alpha", "beta")
+
+
+MIN_TABLE_SUPPORT = (12, 3)  # points and budgets below which the surface's allocation is not tabulated
+
+
+def tabulated(fit: ParametricFit) -> bool:
+    """Whether the data support the surface's compute-optimal allocation as table rows: more than twice as many
+    points as its 5 parameters, over 3 or more budgets, and neither exponent on its bound (a bound, not the
+    data, would then set a = beta / (alpha + beta): flat data do that). Otherwise its parameters are reported,
+    not a table."""
+    enough = all(have >= need for have, need in zip(fit.support, MIN_TABLE_SUPPORT))
+    return enough and not {"alpha", "beta"} & set(fit.on_bound)
 
 
 def surface_parameters(fit: ParametricFit) -> dict[str, float]:
@@ -194,6 +210,15 @@ def correlations(replicates, names=SURFACE) -> dict[str, float]:
         return {}
     matrix = np.corrcoef(np.log(np.abs(rows)), rowvar=False)
     return {f"{names[i]},{names[j]}": float(matrix[i, j]) for i in range(len(names)) for j in range(i + 1, len(names))}
+
+
+def _unsupported(fit: ParametricFit) -> str:
+    points, budgets = fit.support
+    why = (f"an exponent sits on its bound ({', '.join(n for n in fit.on_bound if n in ('alpha', 'beta'))})"
+           if {"alpha", "beta"} & set(fit.on_bound) else
+           f"5 parameters from {points} points over {budgets} budget(s), where it needs {MIN_TABLE_SUPPORT[0]} "
+           f"over {MIN_TABLE_SUPPORT[1]}")
+    return f"parametric: its compute-optimal allocation is not tabulated: {why}; its parameters are shown"
 
 
 class Parametric:
@@ -211,11 +236,11 @@ class Parametric:
     def parameters(self, fit: ParametricFit) -> dict[str, float]:
         return surface_parameters(fit) | {"a": fit.a, "b": fit.b}
 
-    def predict(self, fit: ParametricFit, compute: float) -> dict[str, float]:
-        return fit.predict(compute)
+    def predict(self, fit: ParametricFit, compute: float) -> dict[str, float] | None:
+        return fit.predict(compute) if tabulated(fit) else None
 
     def warnings(self, result: Result) -> list[str]:
-        return list(result.fit.warnings)
+        return list(result.fit.warnings) + ([] if tabulated(result.fit) else [_unsupported(result.fit)])
 
     def section(self, result: Result) -> list[str]:
         lines = ["## Approach 3: parametric L(N, D) = E + A/N^alpha + B/D^beta"]
