@@ -14,9 +14,9 @@ from dataclasses import replace
 
 from ff_client.fit.approach import FitData, Settings
 from ff_client.fit.approaches import isoflop, parametric
-from ff_client.fit.approaches.isoflop import fit_curve
+from ff_client.fit.approaches.isoflop import curve_tolerance, fit_curve
 from ff_client.fit.bootstrap import bootstrap, numbers
-from ff_client.fit.noise import sweep_noise
+from ff_client.fit.noise import measured_noise
 from ff_client.fit.points import Point
 
 MIN_BUDGETS = 4
@@ -33,7 +33,7 @@ def backtest(points: tuple[Point, ...], settings: Settings = Settings(resamples=
         return None
     held = budgets[-1]
     data = FitData(tuple(p for p in points if p.budget != held))
-    observed = fit_curve(held, [p for p in points if p.budget == held], sweep_noise(points))
+    observed = fit_curve(held, [p for p in points if p.budget == held], curve_tolerance(points), measured_noise(points))
     if not observed.interior:
         return {"held_out": held, "problem": f"no backtest: the held-out budget's minimum is not located ({observed.problem})"}
     result = {"held_out": held, "observed": {"n_opt": observed.n_opt, "l_opt": observed.l_opt}}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ff_client.fit.approaches.isoflop import IsoflopFit, by_budget, fit_curve
+from ff_client.fit.approaches.isoflop import IsoflopFit, by_budget, curve_tolerance, fit_curve
 
 RANGE_SLACK = 1e-9  # relative: a budget at the range's end is inside it
 
@@ -56,10 +56,11 @@ def frontier_replicates(points, frontier: Frontier, resamples: int, seed: int) -
     """Bootstrap replicates of a frontier: within each of its budgets, as many experiments as it has, drawn with
     replacement, and that budget's minimum re-located."""
     groups = [g for b, g in by_budget(points).items() if b in frontier.compute]
+    tolerance = curve_tolerance(points)
     rng = np.random.default_rng(seed)
     replicates = []
     for _ in range(resamples):
         samples = [[g[i] for i in rng.integers(0, len(g), len(g))] for g in groups]
-        replicates.append(Frontier(frontier.compute, tuple(fit_curve(s[0].budget, s, located=True).l_opt
+        replicates.append(Frontier(frontier.compute, tuple(fit_curve(s[0].budget, s, tolerance, located=True).l_opt
                                                            for s in samples)))
     return replicates

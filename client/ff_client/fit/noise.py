@@ -17,14 +17,15 @@ import numpy as np
 
 FLOOR = 5e-4
 LOCAL = 7  # points around a budget's lowest that its cubic is fitted to
+MIN_DOF = 4  # residual degrees of freedom below which the noise is not taken as measured
 
 
-def sweep_noise(points) -> float:
-    """Relative loss noise of the sweep (see the module docstring)."""
+def _residuals(points) -> tuple[list[float], int]:
+    """The scaled residuals of every budget's local cubic (module docstring), and their degrees of freedom."""
     groups: dict[float, list] = defaultdict(list)
     for p in points:
         groups[p.budget].append(p)
-    residuals = []
+    residuals, dof = [], 0
     for group in groups.values():
         if len({p.n_params for p in group}) < 5:
             continue
@@ -35,6 +36,20 @@ def sweep_noise(points) -> float:
         x, y = np.log([p.n_params for p in group]), np.log([p.loss for p in group])
         r = y - np.polyval(np.polyfit(x, y, 3), x)
         residuals += list(r * np.sqrt(len(group) / (len(group) - 4)))
+        dof += len(group) - 4
+    return residuals, dof
+
+
+def sweep_noise(points) -> float:
+    """Relative loss noise of the sweep (see the module docstring)."""
+    residuals, _ = _residuals(points)
     if not residuals:
         return FLOOR
     return max(1.4826 * float(np.median(np.abs(residuals))), FLOOR)
+
+
+def measured_noise(points) -> float | None:
+    """The sweep's noise where MIN_DOF or more residual degrees of freedom measure it, else None (a budget of 5
+    sizes leaves one: its 'noise' is mostly the cubic's luck)."""
+    residuals, dof = _residuals(points)
+    return max(1.4826 * float(np.median(np.abs(residuals))), FLOOR) if dof >= MIN_DOF else None

@@ -41,8 +41,10 @@ def plot_isoflop(fit: IsoflopFit, path: Path) -> Path:
                 grid = np.geomspace(curve.window[0], curve.window[1], 100)
                 ax.plot(grid, curve.loss_at(grid), color=color, lw=1.4)
             if curve.n_opt is not None:
-                marker = "*" if curve.interior else "x"
-                ax.scatter([curve.n_opt], [curve.l_opt], marker=marker, s=140, color=color, edgecolor="black", zorder=4)
+                if curve.interior:
+                    ax.scatter([curve.n_opt], [curve.l_opt], marker="*", s=140, color=color, edgecolor="black", zorder=4)
+                else:  # not located (an edge, or too flat): drawn where the cubic puts it, as a cross
+                    ax.scatter([curve.n_opt], [curve.l_opt], marker="x", s=80, color=color, zorder=4)
         ax.set_xscale("log")
         _counts_axis(ax.xaxis)
         ax.set_xlabel("parameters N")
@@ -161,7 +163,7 @@ def plot_residuals(analysis, path: Path) -> Path:
 def write_plots(analysis, out: Path, ext: str) -> list[Path]:
     """Every plot the analysis supports, as out/<name>.<ext>."""
     files = [plot_isoflop(analysis.fit("isoflop"), out / f"isoflop.{ext}")]
-    if analysis.fit("isoflop").n_opt is not None or analysis.fit("parametric") is not None:
+    if any(analysis.results[name].rows for name in ("isoflop", "parametric") if name in analysis.results):
         files.append(plot_optimal(analysis, out / f"optimal.{ext}"))
     if analysis.fit("parametric") is not None:
         files.append(plot_contours(analysis, out / f"contours.{ext}"))

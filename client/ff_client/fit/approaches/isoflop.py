@@ -17,8 +17,8 @@ far as the cubic's. The local parabola (ff_client.fit.approaches.parabola) is re
 
 A budget is left out of the laws, with the reason, when its minimum is not located: fewer than three
 sizes, the lowest loss at the smallest or largest size (the sweep is off-centre there), or a curve too flat
-to tell from noise (its losses rise from the lowest by at most 2x the sweep's noise; 7 draws of pure noise
-span 2.7x on average). A bootstrap resample re-locates the minimum of each budget the full data used,
+to tell from noise (its losses rise from the lowest by at most 2x the sweep's noise, where 4 or more residual
+degrees of freedom measure it; 7 draws of pure noise span 2.7x on average). A bootstrap resample re-locates the minimum of each budget the full data used,
 wherever it falls in the resample (so a resample never fails for want of a budget).
 """
 
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ff_client.fit.approach import FitData, Result, Settings
-from ff_client.fit.laws import FloorLaw, PowerLaw, fit_floor_law, fit_power_law, law_lines
-from ff_client.fit.noise import FLOOR, sweep_noise
+from ff_client.fit.laws import MIN_FLOOR_POINTS, FloorLaw, PowerLaw, fit_floor_law, fit_power_law, law_lines
+from ff_client.fit.noise import measured_noise, sweep_noise
 from ff_client.fit.points import Point
 
 MIN_TOLERANCE = 1e-3  # a local fit's tolerance is never below 0.1% of the loss
@@ -152,7 +152,7 @@ def cubic_minimum(x: np.ndarray, y: np.ndarray, tolerance: float) -> tuple[float
             tuple(float(c) for c in coefficients))
 
 
-def _problem(x: np.ndarray, y: np.ndarray, noise: float) -> str | None:
+def _problem(x: np.ndarray, y: np.ndarray, noise: float | None) -> str | None:
     """Why a budget's minimum is not located (module doc), or None."""
     sizes = np.unique(x)
     if len(sizes) < 3:
@@ -164,22 +164,23 @@ def _problem(x: np.ndarray, y: np.ndarray, noise: float) -> str | None:
         return (f"the lowest loss is at the {side} size (N={math.exp(sizes[best]):.3g}): the minimum lies {where} the "
                 "sizes sampled, the sweep is off-centre; add sizes on that side or move the tokensPerParam window")
     rise = max(mean[:best].max(), mean[best + 1:].max()) / mean[best] - 1
-    if rise <= noise * FLAT_RISE:
+    if noise is not None and rise <= noise * FLAT_RISE:
         return (f"the curve rises by at most {rise:.2%} from its lowest point, within {FLAT_RISE:g}x the sweep's noise "
                 f"({noise:.2%}): too flat to locate a minimum; widen the range of sizes")
     return None
 
 
-def fit_curve(budget: float, points: list[Point], noise: float = FLOOR, located: bool = False) -> IsoflopCurve:
-    """One budget's minimum of its local cubic; `located` (a resample of a budget the full data located) skips
-    the checks."""
+def fit_curve(budget: float, points: list[Point], tolerance: float = MIN_TOLERANCE, noise: float | None = None,
+              located: bool = False) -> IsoflopCurve:
+    """One budget's minimum of its local cubic (window `tolerance`, curve_tolerance); `noise` (measured_noise)
+    judges flatness; `located` (a resample of a budget the full data located) skips the checks."""
     points = sorted(points, key=lambda p: p.n_params)
     x = np.log([p.n_params for p in points])
     y = np.array([p.loss for p in points])
     problem = None if located else _problem(x, y, noise)
     if problem and len(np.unique(x)) < 3:
         return IsoflopCurve(budget, tuple(points), None, None, None, False, problem)
-    x_opt, l_opt, window, coefficients = cubic_minimum(x, y, max(3 * noise, MIN_TOLERANCE))
+    x_opt, l_opt, window, coefficients = cubic_minimum(x, y, tolerance)
     n_opt = math.exp(x_opt)
     d_opt = budget / (flops_per_param_token(points) * n_opt)
     return IsoflopCurve(budget, tuple(points), n_opt, d_opt, l_opt, problem is None, problem, window, coefficients)
@@ -189,8 +190,9 @@ def fit_isoflop(points, budgets: tuple[float, ...] | None = None, floor: bool | 
     """Approach 2 over all budgets; the laws through the budgets whose minimum is located. A resample passes the
     full-data fit's `budgets` and L_opt form (`floor`)."""
     groups = by_budget(points)
-    noise = sweep_noise(points)
-    curves = tuple(fit_curve(b, g, noise, located=budgets is not None and b in budgets) for b, g in groups.items())
+    tolerance, noise = curve_tolerance(points), measured_noise(points)
+    located = budgets or ()
+    curves = tuple(fit_curve(b, g, tolerance, noise, located=b in located) for b, g in groups.items())
     if budgets is not None:
         curves = tuple(c for c in curves if c.budget in budgets)
     warnings = [f"budget {c.budget:.3g}: {c.problem}; left out of the laws in C" for c in curves if c.problem]
@@ -205,9 +207,11 @@ def fit_isoflop(points, budgets: tuple[float, ...] | None = None, floor: bool | 
     l_law = fit_floor_law("l_opt", compute, losses, supported_only=floor is None) if floor is not False else None
     if l_law is None:
         l_law = fit_power_law("l_opt", compute, losses)
-        if floor is None and len(usable) >= 4:
-            warnings.append("L_opt(C): the minima place no floor E (it fits at 0 or at the lowest loss); L_opt is a "
-                            "pure power law, which falls without limit beyond the data")
+        if floor is None:
+            why = ("the minima place no floor E (it fits at 0 or at the lowest loss)" if len(usable) >= MIN_FLOOR_POINTS
+                   else f"{len(usable)} minima cannot place a floor E (it needs {MIN_FLOOR_POINTS})")
+            warnings.append(f"L_opt(C): {why}; L_opt is a pure power law, which falls without limit beyond the data "
+                            "(the parametric surface's L_opt flattens toward its E)")
     return IsoflopFit(curves, n_law, d_law, l_law, tuple(warnings))
 
 
