@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -49,11 +50,16 @@ def ffctl(args: list[str], folder: Path, env: dict | None = None) -> subprocess.
                           timeout=600, cwd=folder, env=env or env_for(folder))
 
 
+EXPERIMENTS = 9  # the tracked sweep's
+
+
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory):
-    """The TINY sweep (6 experiments) run with all three backends, then analysed with --track."""
+    """The TINY sweep with a third budget (9 experiments: enough for the surface's table) run with all three
+    backends, then analysed with --track."""
     folder = tmp_path_factory.mktemp("tracked")
     manifest = with_tracking(folder, copy.deepcopy(TINY))
+    manifest["spec"]["budgets"] = [6.0e8, 1.2e9, 2.4e9]
     sweep = folder / "sweep.yaml"
     sweep.write_text(yaml.safe_dump(manifest, sort_keys=False))
     run = ffctl(["run", str(sweep), "--workers", "2"], folder)
@@ -66,7 +72,7 @@ def tracked(tmp_path_factory):
     for path in (folder / "store" / "unit").glob("*/result.json"):
         record = json.loads(path.read_text())
         records[record["experiment"]] = record
-    assert len(records) == 6
+    assert len(records) == EXPERIMENTS
     return {"folder": folder, "records": records, "uri": f"sqlite:///{folder / 'mlflow.db'}", "fit": fit}
 
 
@@ -79,7 +85,7 @@ def test_mlflow_holds_one_run_per_experiment_and_one_per_fit(tracked):
     by_kind = {}
     for run in runs:
         by_kind.setdefault(run.data.tags["kind"], []).append(run)
-    assert sorted(by_kind) == ["experiment", "fit"] and len(by_kind["experiment"]) == 6 and len(by_kind["fit"]) == 1
+    assert sorted(by_kind) == ["experiment", "fit"] and len(by_kind["experiment"]) == EXPERIMENTS and len(by_kind["fit"]) == 1
     for run in by_kind["experiment"]:
         tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
         record = tracked["records"][tags["experiment"]]
@@ -111,7 +117,7 @@ def test_mlflow_holds_one_run_per_experiment_and_one_per_fit(tracked):
 def test_wandb_offline_runs_are_grouped_by_sweep(tracked):
     runs = wandb_offline_runs(tracked["folder"])
     experiments = [r for r in runs if r["job_type"] == "experiment"]
-    assert len(experiments) == 6 and len({r["id"] for r in experiments}) == 6
+    assert len(experiments) == EXPERIMENTS and len({r["id"] for r in experiments}) == EXPERIMENTS
     for run in experiments:
         record = tracked["records"][run["name"]]
         assert run["id"] == f"unit-{record['experiment']}" and run["group"] == "unit"
@@ -128,7 +134,8 @@ def test_wandb_offline_runs_are_grouped_by_sweep(tracked):
 def test_tensorboard_event_files_per_run(tracked):
     for experiment, record in tracked["records"].items():
         accumulator = tensorboard_run(str(tracked["folder"] / "tb" / "unit" / experiment))
-        assert set(_curve(record)) <= set(tb_scalars(accumulator, "train/loss"))
+        as_float32 = {(step, float(np.float32(loss))) for step, loss in _curve(record)}  # TensorBoard keeps float32
+        assert as_float32 <= {(step, float(np.float32(loss))) for step, loss in tb_scalars(accumulator, "train/loss")}
         assert tb_scalars(accumulator, "eval/loss")[0][1] == pytest.approx(record["eval_loss"], rel=1e-6)  # float32
     [fit] = list((tracked["folder"] / "tb" / "unit").glob("fit-*"))
     accumulator = tensorboard_run(str(fit))

@@ -163,7 +163,8 @@ def plot_residuals(analysis, path: Path) -> Path:
 def write_plots(analysis, out: Path, ext: str) -> list[Path]:
     """Every plot the analysis supports, as out/<name>.<ext>."""
     files = [plot_isoflop(analysis.fit("isoflop"), out / f"isoflop.{ext}")]
-    if any(analysis.results[name].rows for name in ("isoflop", "parametric") if name in analysis.results):
+    located = analysis.fit("isoflop").used()
+    if located or any(analysis.results[name].rows for name in ("isoflop", "parametric") if name in analysis.results):
         files.append(plot_optimal(analysis, out / f"optimal.{ext}"))
     if analysis.fit("parametric") is not None:
         files.append(plot_contours(analysis, out / f"contours.{ext}"))

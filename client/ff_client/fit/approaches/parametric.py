@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import minimize
@@ -46,6 +46,7 @@ class ParametricFit:
     theta: tuple[float, ...] = ()  # (a, b, e, alpha, beta): the optimiser's coordinates, for warm starts
     support: tuple[int, int] = (0, 0)  # (points, budgets) it was fitted to
     on_bound: tuple[str, ...] = ()  # the optimiser's coordinates that sit on their bounds
+    resample: bool = False  # a bootstrap replicate: it predicts wherever its full-data fit does
 
     def loss(self, n_params, tokens):
         return self.E + self.A / np.asarray(n_params, float) ** self.alpha + self.B / np.asarray(tokens, float) ** self.beta
@@ -187,16 +188,16 @@ def _result(points, theta, value: float, converged: bool, starts: int, warnings:
 SURFACE = ("E", "A", "B", "alpha", "beta")
 
 
-MIN_TABLE_SUPPORT = (12, 3)  # points and budgets below which the surface's allocation is not tabulated
+MIN_TABLE_SUPPORT = (8, 2)  # points and budgets below which the surface's allocation is not tabulated
 
 
 def tabulated(fit: ParametricFit) -> bool:
-    """Whether the data support the surface's compute-optimal allocation as table rows: more than twice as many
-    points as its 5 parameters, over 3 or more budgets, and neither exponent on its bound (a bound, not the
+    """Whether the data support the surface's compute-optimal allocation as table rows: 8 or more points (3 more
+    than its 5 parameters) over 2 or more budgets, and neither exponent on its bound (a bound, not the
     data, would then set a = beta / (alpha + beta): flat data do that). Otherwise its parameters are reported,
     not a table."""
     enough = all(have >= need for have, need in zip(fit.support, MIN_TABLE_SUPPORT))
-    return enough and not {"alpha", "beta"} & set(fit.on_bound)
+    return enough and (fit.resample or not {"alpha", "beta"} & set(fit.on_bound))
 
 
 def surface_parameters(fit: ParametricFit) -> dict[str, float]:
@@ -231,7 +232,8 @@ class Parametric:
         return fit_parametric(data.points, settings.delta)
 
     def refit(self, data: FitData, central: ParametricFit, settings: Settings) -> ParametricFit | None:
-        return fit_parametric(data.points, settings.delta, central.theta)
+        fit = fit_parametric(data.points, settings.delta, central.theta)
+        return None if fit is None else replace(fit, resample=True)
 
     def parameters(self, fit: ParametricFit) -> dict[str, float]:
         return surface_parameters(fit) | {"a": fit.a, "b": fit.b}
