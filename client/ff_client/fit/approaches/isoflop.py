@@ -17,9 +17,10 @@ far as the cubic's. The local parabola (ff_client.fit.approaches.parabola) is re
 
 A budget is left out of the laws, with the reason, when its minimum is not located: fewer than three
 sizes, the lowest loss at the smallest or largest size (the sweep is off-centre there), or a curve too flat
-to tell from noise (its losses rise from the lowest by at most 2x the sweep's noise, where 4 or more residual
-degrees of freedom measure it; 7 draws of pure noise span 2.7x on average). A bootstrap resample re-locates the minimum of each budget the full data used,
-wherever it falls in the resample (so a resample never fails for want of a budget).
+to tell from noise (its losses rise from the lowest by at most 2x the sweep's noise, where 4 or more
+residual degrees of freedom measure it; 7 draws of pure noise span 2.7x on average). A bootstrap resample
+re-locates the minimum of each budget the full data used, wherever it falls in the resample (so a resample
+never fails for want of a budget).
 """
 
 from __future__ import annotations
@@ -132,8 +133,9 @@ def _skewed(x: np.ndarray, y: np.ndarray) -> bool:
 
 
 def cubic_minimum(x: np.ndarray, y: np.ndarray, tolerance: float) -> tuple[float, float, tuple, tuple]:
-    """(ln N, loss, the window's range of N, the polynomial's coefficients) at the minimum of the local cubic in ln N over its window (exact:
-    the roots of its derivative, and the window's ends); fewer distinct sizes fit a lower degree."""
+    """(ln N, loss, the window's range of N, the polynomial's coefficients) at the minimum of the local cubic in
+    ln N over its window (exact: the roots of its derivative, and the window's ends); fewer distinct sizes fit
+    a lower degree."""
     log_y = np.log(y)
     lo, hi = local_window(x, log_y, tolerance, CUBIC)
     xs, ys = x[lo:hi + 1], log_y[lo:hi + 1]
