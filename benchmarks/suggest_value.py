@@ -61,7 +61,10 @@ def near_fitted(surface, budget: float, shift: int = 0) -> list[tuple[float, flo
     return [(budget, n, budget / (6 * n)) for n in FAMILY[i : i + 5]]
 
 
-def one_seed(seed: int, resamples: int, scoring_resamples: int = 100) -> dict[str, tuple[float, bool, float]]:
+def one_seed(seed: int, resamples: int, scoring_resamples: int = 100,
+             strategies: tuple[str, ...] = ("suggested", "doubling", "random")) -> dict[str, tuple[float, bool, float]]:
+    """{strategy: (N_opt interval high/low, covers the truth, FLOPs spent)} for each of strategies, and "start"
+    (the 2-budget start's interval, nothing spent)."""
     rng = np.random.default_rng(seed)
     settings = Settings(resamples=resamples, seed=seed, workers=1)
     points = start(rng)
@@ -86,11 +89,13 @@ def one_seed(seed: int, resamples: int, scoring_resamples: int = 100) -> dict[st
         random_runs += runs
         used += sum(6 * n * d for _, n, d in runs)
     plans["random"] = random_runs
-    out = {}
-    for name, runs in plans.items():
+    truth = optimum(CHINCHILLA, TARGET)[0]
+    out = {"start": (before.n_ratio if before.fitted else math.inf, before.covers(truth), 0.0)}
+    for name in strategies:
+        runs = plans[name]
         grown = points + trained(runs, np.random.default_rng(10_000 + seed))
         width = core.width(grown, PARAMETRIC, TARGET, settings)
-        out[name] = (width.n_ratio if width.fitted else math.inf, width.covers(optimum(CHINCHILLA, TARGET)[0]),
+        out[name] = (width.n_ratio if width.fitted else math.inf, width.covers(truth),
                      sum(6 * n * d for _, n, d in runs))
     return out
 

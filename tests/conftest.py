@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -83,27 +85,55 @@ def short_run(tiny_manifest, tmp_path):
     return run
 
 
-@pytest.fixture(scope="session")
-def small_demo(tmp_path_factory) -> dict:
-    """Train the small demo once through `ffctl run --workers 2`; tests that only read results share it.
+def built_once(tmp_path_factory, name: str, build) -> tuple[Path, dict]:
+    """(folder, build(folder)): build (returning a JSON-able dict) runs once per test run, however many xdist
+    processes ask for it.
 
-    {"sweep": the sweep file, "store": its store URI, "results": the sweep's results URI, "run": the run's stderr}.
+    The first process to ask builds it in a folder all of them share (the run's base temporary folder) while
+    holding a file lock; the others wait for that lock and read the dict it left. Only for things the tests
+    then read without changing (copy them first to change them).
     """
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        root = root.parent  # shared by every worker of this run
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.json"
+    with FileLock(str(root / f"shared-{name}.lock")):
+        if not done.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            done.write_text(json.dumps(build(folder)))
+    return folder, json.loads(done.read_text())
+
+
+def _train_small_demo(folder: Path) -> dict:
     import subprocess
     import sys
 
-    folder = tmp_path_factory.mktemp("small-demo")
     manifest = yaml.safe_load((REPO / "examples" / "tiny.yaml").read_text())
     manifest["spec"]["budgets"] = SMALL_DEMO_BUDGETS
     manifest["spec"]["storage"] = {"uri": "file://./results"}  # beside the sweep file, wherever ffctl runs
     sweep = folder / "tiny.yaml"
     sweep.write_text(yaml.safe_dump(manifest, sort_keys=False))
-    store = f"file://{folder / 'results'}"
-    elsewhere = tmp_path_factory.mktemp("working-directory")
+    elsewhere = folder / "working-directory"
+    elsewhere.mkdir()
     proc = subprocess.run([sys.executable, "-m", "ff_client.cli", "run", str(sweep), "--workers", "2"],
                           capture_output=True, text=True, timeout=900, cwd=elsewhere)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return {"sweep": sweep, "store": store, "results": f"{store}/tiny", "run": proc.stderr, "folder": folder}
+    return {"run": proc.stderr}
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory) -> dict:
+    """The small demo trained once per test run through `ffctl run --workers 2`, for tests that only read it.
+
+    {"sweep": the sweep file, "store": its store URI, "results": the sweep's results URI, "run": the run's stderr,
+    "folder": the folder of the sweep file and its results}.
+    """
+    folder, built = built_once(tmp_path_factory, "small-demo", _train_small_demo)
+    store = f"file://{folder / 'results'}"
+    return {"sweep": folder / "tiny.yaml", "store": store, "results": f"{store}/tiny", "run": built["run"],
+            "folder": folder}
 
 
 @pytest.fixture(scope="session")

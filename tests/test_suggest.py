@@ -21,14 +21,11 @@ def test_the_chosen_addition_narrows_the_interval_on_a_synthetic_truth():
     """From a 2-budget start (the truth known), the suggested runs, trained from the truth, narrow N_opt's interval
     at 100x the largest budget, cost no more than doubling the largest budget, do no worse than it, and the
     interval still covers the truth (the short version of benchmarks/suggest_value.py)."""
-    from suggest_value import PARAMETRIC, TARGET, one_seed, start
+    from suggest_value import one_seed
 
-    from ff_client.fit.approach import Settings
-
-    before = core.width(start(np.random.default_rng(3)), PARAMETRIC, TARGET, Settings(resamples=100, seed=3, workers=1))
-    result = one_seed(3, resamples=100)
+    result = one_seed(3, resamples=100, strategies=("suggested", "doubling"))
     assert result["suggested"][2] <= result["doubling"][2] * 1.0001  # no more FLOPs than the heuristic
-    assert result["suggested"][0] < before.n_ratio and result["suggested"][0] <= result["doubling"][0] * 1.05, result
+    assert result["suggested"][0] < result["start"][0] and result["suggested"][0] <= result["doubling"][0] * 1.05, result
     assert result["suggested"][1], result  # covers the true N_opt
 
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from conftest import TINY
+from conftest import TINY, built_once
 from ff_client.cli import main
 from ff_core import exit_codes, tracking
 from ff_core.plan import plan_sweep
@@ -53,11 +53,7 @@ def ffctl(args: list[str], folder: Path, env: dict | None = None) -> subprocess.
 EXPERIMENTS = 9  # the tracked sweep's
 
 
-@pytest.fixture(scope="module")
-def tracked(tmp_path_factory):
-    """The TINY sweep with a third budget (9 experiments: enough for the surface's table) run with all three
-    backends, then analysed with --track."""
-    folder = tmp_path_factory.mktemp("tracked")
+def _train_tracked(folder: Path) -> dict:
     manifest = with_tracking(folder, copy.deepcopy(TINY))
     manifest["spec"]["budgets"] = [6.0e8, 1.2e9, 2.4e9]
     sweep = folder / "sweep.yaml"
@@ -67,13 +63,21 @@ def tracked(tmp_path_factory):
     fit = ffctl(["analyze", f"file://{folder / 'store' / 'unit'}", "--track", "--bootstrap", "20", "--out",
                  str(folder / "fit")], folder)
     assert fit.returncode == 0, fit.stderr[-3000:]
-    assert "tracked the fit in mlflow, wandb, tensorboard" in fit.stderr
+    return {"fit": fit.stderr}
+
+
+@pytest.fixture(scope="session")
+def tracked(tmp_path_factory):
+    """The TINY sweep with a third budget (9 experiments: enough for the surface's table) run with all three
+    backends, then analysed with --track: once per test run (tests only read it)."""
+    folder, built = built_once(tmp_path_factory, "tracked", _train_tracked)
+    assert "tracked the fit in mlflow, wandb, tensorboard" in built["fit"]
     records = {}
     for path in (folder / "store" / "unit").glob("*/result.json"):
         record = json.loads(path.read_text())
         records[record["experiment"]] = record
     assert len(records) == EXPERIMENTS
-    return {"folder": folder, "records": records, "uri": f"sqlite:///{folder / 'mlflow.db'}", "fit": fit}
+    return {"folder": folder, "records": records, "uri": f"sqlite:///{folder / 'mlflow.db'}"}
 
 
 def _curve(record: dict) -> list[tuple[int, float]]:

@@ -81,7 +81,6 @@ class _FusedReadout(torch.autograd.Function):
         return d_hidden * factor, d_weight * factor, None, None, None, None
 
 
-@torch.compiler.disable  # its own loop of chunks; `step` is compiled on its own when the trainer compiles
 def linear_cross_entropy(features: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, scale: float = 1.0,
                          step=_chunk, chunk: int | None = None) -> torch.Tensor:
     """Mean token cross-entropy of the logits scale * features @ weight.T against targets (-100 ignored),
@@ -103,9 +102,12 @@ class StepLoss(torch.nn.Module):
         super().__init__()
         self.model, self.loss_fn, self.fused = model, loss_fn, fused
         self.step = torch.compile(_chunk, dynamic=False) if fused and compile else _chunk
+        # Under torch.compile the readout's loop of chunks stays eager (`step` is compiled on its own); the
+        # wrapper is made only then, as torch.compiler.disable imports torch._dynamo (1 s of every start-up).
+        self.readout = torch.compiler.disable(linear_cross_entropy) if fused and compile else linear_cross_entropy
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if not self.fused:
             return self.loss_fn(self.model(x), y)
         weight, scale = self.model.readout()
-        return linear_cross_entropy(self.model.features(x), weight, y, scale, self.step)
+        return self.readout(self.model.features(x), weight, y, scale, self.step)
