@@ -99,12 +99,13 @@ def test_a_grown_sweep_on_the_emulated_cluster_trains_no_finished_experiment_aga
     monkeypatch.setenv("KUBECONFIG", kubeconfig(tmp_path / "kubeconfig", c.url))
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="ff-grow")
     tiny_manifest["metadata"] = {"name": "base"}
+    tiny_manifest["spec"]["budgets"] = [6.0e8]  # 3 experiments, then 3 more
     tiny_manifest["spec"]["execution"] = {"image": "flops-fit/trainer:local", "gpusPerExperiment": 0, "cpu": "1",
                                           "memory": "1Gi", "parallelism": 3, "s3CredentialsSecret": "s3-creds"}
     tiny_manifest["spec"]["storage"] = {"uri": "s3://ff-grow/sweeps", "endpointURL": s3_endpoint}
     grown = json.loads(json.dumps(tiny_manifest))
     grown["metadata"] = {"name": "base-grown"}
-    grown["spec"]["budgets"] = tiny_manifest["spec"]["budgets"] + [2.4e9]
+    grown["spec"]["budgets"] = tiny_manifest["spec"]["budgets"] + [1.2e9]
     grown["spec"]["storage"]["folder"] = "base"
 
     def finish(manifest: dict) -> dict:

@@ -97,19 +97,20 @@ def test_ffctl_transfer_trains_the_pilot_and_prints_a_verdict(tiny_manifest, wri
     a second call trains nothing."""
     from test_executor import ffctl
 
+    tiny_manifest["spec"]["sizes"] = tiny_manifest["spec"]["sizes"][:2]
     sweep = write_sweep(tiny_manifest)
-    args = ("transfer", str(sweep), "--store", f"file://{tmp_path / 'store'}", "--lr-grid", "1e-3,3e-3,1e-2,3e-2",
+    args = ("transfer", str(sweep), "--store", f"file://{tmp_path / 'store'}", "--lr-grid", "1e-3,3e-3,1e-2",
             "--tokens-per-param", "4", "--workers", "2", "--out", str(tmp_path / "out"))
     first = ffctl(*args)
     assert first.returncode == 0, first.stderr
-    assert "transfer pilot: 4 learning rates x 3 sizes" in first.stderr
+    assert "transfer pilot: 3 learning rates x 2 sizes" in first.stderr
     assert any(word in first.stdout for word in ("transfers", "does not transfer", "undetermined"))
     assert (tmp_path / "out" / "transfer.png").exists()
     results = list((tmp_path / "store" / "unit-transfer").glob("*/result.json"))
-    assert len(results) == 12
+    assert len(results) == 6
     again = ffctl(*args, "--json")
-    assert again.returncode == 0 and len(json.loads(again.stdout)["sizes"]) == 3
-    assert len(list((tmp_path / "store" / "unit-transfer").glob("*/result.json"))) == 12
+    assert again.returncode == 0 and len(json.loads(again.stdout)["sizes"]) == 2
+    assert len(list((tmp_path / "store" / "unit-transfer").glob("*/result.json"))) == 6
 
 
 def test_a_pilot_with_one_finished_size_is_refused_with_a_reason():

@@ -117,8 +117,7 @@ def test_ffctl_runs_the_dag_then_analyzes_and_a_rerun_trains_nothing(wsd_manifes
     results are ordinary end points for `ffctl analyze`; --clean-checkpoints removes the trunks only at the end."""
     from test_executor import ffctl
 
-    wsd_manifest["spec"]["budgets"] = [6.0e8, 1.2e9, 2.4e9]
-    sweep, store = write_sweep(wsd_manifest), tmp_path / "store"
+    sweep, store = write_sweep(wsd_manifest), tmp_path / "store"  # 2 budgets x 3 sizes: 3 trunks, 6 branches
     parsed = parse_sweep(wsd_manifest)
     steps = plan_steps(parsed, plan_sweep(parsed))
     plan = ffctl("plan", str(sweep))
