@@ -35,6 +35,23 @@ TINY = {
 }
 
 
+# Session fixtures built by a minute of training: the tests that read one run in one xdist process
+# (`make test` runs --dist loadgroup), so no other process waits for the build.
+SHARED_BUILDS = ("small_demo", "tracked")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Long tests first, as are the groups of a shared build, so the xdist processes finish together; the same
+    order in every process (xdist requires it)."""
+    for item in items:
+        for name in SHARED_BUILDS:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(name))
+                item.add_marker(pytest.mark.long)
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: collection order otherwise
+
+
 @pytest.fixture
 def tiny_manifest() -> dict:
     return copy.deepcopy(TINY)

@@ -5,6 +5,7 @@ reads a log, analyses the results from S3 and deletes, exactly as on kind."""
 from __future__ import annotations
 
 import kubernetes
+import pytest
 
 from ff_core.crd import crd_manifest
 from ff_core.store import open_store
@@ -14,6 +15,7 @@ from test_e2e import sweep_to_analysis
 from test_operator import NS, cluster, jobs, wait_for  # noqa: F401  (fixture)
 
 
+@pytest.mark.long
 def test_submit_to_analysis_through_the_operator_and_a_local_kubelet(cluster, s3_endpoint, tmp_path, monkeypatch):  # noqa: F811
     c, _ = cluster
     kubernetes.client.ApiextensionsV1Api().create_custom_resource_definition(crd_manifest())

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 FILE_BLOCK = re.compile(r"```(?:python|yaml)\n# file: (?P<path>\S+)\n(?P<body>.*?)```", re.S)
 
@@ -29,6 +31,7 @@ def ffctl(folder: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.long
 def test_worked_example_runs_as_documented(tmp_path):
     files = extract(tmp_path)
     assert files == ["mlp_plugins/__init__.py", "mlp_plugins/model.py", "mlp_plugins/data.py", "mlp-sweep.yaml"]

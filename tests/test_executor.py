@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from ff_core.plan import plan_sweep
 from ff_core.spec import parse_sweep
 
@@ -24,6 +26,7 @@ def results(store: Path) -> set[str]:
     return {p.parent.name for p in store.glob("*/*/result.json")}
 
 
+@pytest.mark.long
 def test_interrupted_run_resumes_and_skips_finished(tiny_manifest, write_sweep, tmp_path):
     tiny_manifest["spec"]["budgets"] = [6.0e8, 3.0e9]  # the larger budget runs for a few seconds
     sweep = write_sweep(tiny_manifest)
@@ -73,6 +76,7 @@ def test_a_sweep_every_job_would_fail_is_refused_before_anything_trains(tiny_man
     assert "data plugin 'ff_plugins.text:TextData'" in proc.stderr and not (tmp_path / "s").exists()
 
 
+@pytest.mark.long
 def test_failed_experiment_is_reported_with_its_log(tiny_manifest, write_sweep, tmp_path):
     tiny_manifest["spec"]["model"]["plugin"] = "helper_plugins:GPTNarrowOnly"  # sizes s and m fail to build (exit 3)
     tiny_manifest["spec"]["budgets"] = [6.0e8]
@@ -90,6 +94,7 @@ def test_failed_experiment_is_reported_with_its_log(tiny_manifest, write_sweep, 
     assert going.returncode == 1 and "2 step(s) failed;" in going.stderr and "not started" not in going.stderr
 
 
+@pytest.mark.long
 def test_run_and_analyze_through_s3(tiny_manifest, write_sweep, tmp_path, s3_endpoint):
     """The whole local loop against a real S3 endpoint: checkpoints and records in a bucket, fitted from there."""
     sweep = write_sweep(tiny_manifest)  # 2 budgets x 3 sizes
@@ -165,6 +170,7 @@ def test_an_experiment_another_ffctl_trains_is_left_to_it_and_a_stale_lock_is_ta
     assert not (store / lock_key("unit", second)).exists()  # taken over, trained, released
 
 
+@pytest.mark.long
 def test_pack_shares_each_gpu_and_trains_the_same_results(tiny_manifest, write_sweep, tmp_path):
     """`ffctl run --pack 2` with two GPUs visible: four trainers at once, each given one GPU
     (CUDA_VISIBLE_DEVICES), the least used; every result equals the unpacked run's exactly (separate

@@ -238,6 +238,7 @@ def test_extrapolated_rows_say_how_far_they_reach():
     assert all(r.n_opt.low is not None for r in extrapolated)  # their intervals come from the bootstrap
 
 
+@pytest.mark.long
 def test_nominal_95_intervals_cover_the_truth():
     """Repeated synthetic trials: the bootstrap's 95% intervals must cover the truth in >= 85% of them."""
     from ff_client.fit.approach import FitData, Settings

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_bench.py"
 
 
+@pytest.mark.long
 def test_the_gpu_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
     out = tmp_path / "bench-gpu.md"
     done = subprocess.run([sys.executable, str(BENCH), "--smoke", "--out", str(out)], capture_output=True, text=True,

@@ -82,6 +82,7 @@ def test_what_a_model_or_loss_lacks_is_named():
         "a loss that is token cross-entropy (the built-in ff_plugins.losses:cross_entropy)"]
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 def test_a_run_with_the_fused_readout_ends_at_the_same_losses(short_run, compiled):
     plain, fused = short_run(fusedReadout=False, compile=False), short_run(fusedReadout=True, compile=compiled)

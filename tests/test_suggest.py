@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from ff_client.fit import suggest as core
@@ -17,6 +18,7 @@ from test_operator import cluster  # noqa: F401  (fixture)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
+@pytest.mark.long
 def test_the_chosen_addition_narrows_the_interval_on_a_synthetic_truth():
     """From a 2-budget start (the truth known), the suggested runs, trained from the truth, narrow N_opt's interval
     at 100x the largest budget, cost no more than doubling the largest budget, do no worse than it, and the
@@ -76,6 +78,7 @@ def test_suggest_writes_a_grown_sweep_that_trains_only_the_new_points(small_demo
     assert json.loads(analysis.stdout)["points"] == after  # one folder, one recipe: one fit of old and new
 
 
+@pytest.mark.long
 def test_a_grown_sweep_on_the_emulated_cluster_trains_no_finished_experiment_again(
         cluster, tiny_manifest, s3_endpoint, tmp_path, monkeypatch):  # noqa: F811
     """On a cluster the plan of a ScalingSweep is immutable, so a grown sweep is a new one over the same store

@@ -218,6 +218,7 @@ def test_a_data_stream_that_ends_is_a_configuration_error(tiny_manifest, write_s
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.long
 def test_the_compiled_step_trains_to_the_eager_losses(short_run):
     """training.compile: torch.compile over the forward pass and the loss together (the step's one compiled
     unit); on the CPU the compiled kernels reorder float sums, so the losses agree closely, not bit for bit."""

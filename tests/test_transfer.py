@@ -92,6 +92,7 @@ def test_an_optimum_at_the_grids_edge_is_undetermined():
     assert result.transfers is None and "widen the grid" in result.verdict()
 
 
+@pytest.mark.long
 def test_ffctl_transfer_trains_the_pilot_and_prints_a_verdict(tiny_manifest, write_sweep, tmp_path):
     """The pilot is ordinary sweeps in one folder (one per learning rate): trained here, analysed, plotted;
     a second call trains nothing."""

@@ -112,6 +112,7 @@ def test_a_branch_equals_an_uninterrupted_wsd_run_exactly(wsd_manifest, tmp_path
     assert record["loss_curve"] == outcome.curve
 
 
+@pytest.mark.long
 def test_ffctl_runs_the_dag_then_analyzes_and_a_rerun_trains_nothing(wsd_manifest, write_sweep, tmp_path):
     """`ffctl run` trains the segments before the branches that start from them, K at a time; the branches'
     results are ordinary end points for `ffctl analyze`; --clean-checkpoints removes the trunks only at the end."""
@@ -149,6 +150,7 @@ def test_ffctl_submit_shows_the_trunks_of_a_wsd_sweep(wsd_manifest, write_sweep)
     assert "segments (ends at step)" in submitted.stdout and "schedule: wsd" in submitted.stdout
 
 
+@pytest.mark.long
 def test_a_wsd_sweep_on_the_emulated_cluster_runs_segments_before_branches_through_a_restart(
         wsd_manifest, s3_endpoint, tmp_path, monkeypatch):
     """The real operator (restarted once mid-sweep), a stand-in kubelet running each Job's trainer command,
