@@ -20,11 +20,12 @@ from click.testing import CliRunner
 
 from conftest import TINY, built_once
 from ff_client.cli import main
-from ff_core import exit_codes, tracking
+from ff_core import exit_codes, trackers
 from ff_core.plan import plan_sweep
 from ff_core.spec import Tracking, parse_sweep
 from ff_core.store import open_store
-from ff_core.tracking import RunInfo, Tracker, open_tracker
+from ff_core.trackers import BACKENDS, open_tracker
+from ff_core.tracking import RunInfo, Tracker
 from tracked_runs import mlflow_history, mlflow_runs, tb_scalars, tensorboard_run, wandb_offline_runs
 
 TESTS = Path(__file__).resolve().parent
@@ -260,9 +261,16 @@ def test_tensorboard_writes_to_s3(s3_endpoint, tmp_path):
     assert tb_scalars(accumulator, "eval/loss") == [(30, 2.5)]
 
 
+def test_the_backends_table_names_the_specs_backends_and_the_contract_imports_no_backend():
+    assert list(BACKENDS) == list(Tracking.model_fields)
+    assert Tracking(tensorboard={"logDir": "tb"}).backends == ["tensorboard"]
+    source = (Path(__file__).resolve().parents[1] / "core" / "ff_core" / "tracking.py").read_text()
+    assert "trackers" not in source.split('"""', 2)[2]  # the contract knows no backend: no import circle
+
+
 def test_a_backend_whose_package_is_missing_is_refused_before_any_training(tiny_manifest, write_sweep, tmp_path,
                                                                           monkeypatch):
-    monkeypatch.setitem(tracking.PACKAGES, "wandb", "wandb_is_not_installed_here")
+    monkeypatch.setitem(trackers.BACKENDS, "wandb", ("wandb_is_not_installed_here", trackers.WandbRun))
     tiny_manifest["spec"]["tracking"] = {"wandb": {"project": "p", "mode": "offline"}}
     sweep = write_sweep(tiny_manifest)
     result = CliRunner().invoke(main, ["run", str(sweep), "--store", f"file://{tmp_path / 'store'}"])

@@ -288,7 +288,7 @@ class Tracking(_Model):
 
     @property
     def backends(self) -> list[str]:
-        return [name for name in ("mlflow", "wandb", "tensorboard") if getattr(self, name) is not None]
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
 
 
 class SweepSpec(_Model):

@@ -1,5 +1,7 @@
-"""The tracking backends (ff_core.tracking): MLflow, Weights & Biases and TensorBoard, each importing its
-optional package only when opened. Each keeps one run per RunInfo.key:
+"""The tracking backends behind ff_core.tracking's contract: MLflow, Weights & Biases and TensorBoard, each
+importing its optional package only when opened, and opening them for a spec (BACKENDS: name -> the package it
+needs and its opener; `require` refuses a spec whose packages are missing, with the pip command that installs
+them). Each keeps one run per RunInfo.key:
 
 - MLflow: a run in the experiment (default: the sweep's folder) tagged run_key; a resume finds it by that tag.
 - W&B: the run id is made from the key (resume="allow"); the run is grouped by the sweep, job_type its kind.
@@ -11,6 +13,7 @@ optional package only when opened. Each keeps one run per RunInfo.key:
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 import shutil
@@ -19,9 +22,11 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
-from ff_core.spec import MlflowTracking, TensorBoardTracking, WandbTracking
-from ff_core.tracking import STEP_METRIC, RunInfo
+from ff_core.errors import SpecError
+from ff_core.spec import MlflowTracking, TensorBoardTracking, Tracking, WandbTracking
+from ff_core.tracking import STEP_METRIC, RunInfo, Tracker, warning
 
 TEXT_SUFFIXES = (".md", ".txt", ".csv", ".json", ".tex")
 
@@ -244,4 +249,52 @@ class TensorBoardRun:
         self._close()
 
 
-OPENERS = {"mlflow": MlflowRun, "wandb": WandbRun, "tensorboard": TensorBoardRun}
+# backend -> (the module it imports, which is also the extra that installs it; its opener). Its names are those
+# of spec.Tracking's fields (tests/test_tracking.py checks that).
+BACKENDS = {"mlflow": ("mlflow", MlflowRun), "wandb": ("wandb", WandbRun),
+            "tensorboard": ("tensorboard", TensorBoardRun)}
+
+
+def missing_packages(tracking: Tracking | None) -> list[str]:
+    """The configured backends whose package is not importable here."""
+    backends = tracking.backends if tracking is not None else []
+    return [name for name in backends if importlib.util.find_spec(BACKENDS[name][0]) is None]
+
+
+def install_hint(missing: list[str]) -> str:
+    return f"pip install 'flops-fit[{','.join(missing)}]'"
+
+
+def require(tracking: Tracking | None, where: str = "here") -> None:
+    """Refuse a spec.tracking whose backends' packages are not installed, with the command that adds them."""
+    missing = missing_packages(tracking)
+    if missing:
+        names = ", ".join(f"spec.tracking.{name}" for name in missing)
+        packages = ", ".join(BACKENDS[m][0] for m in missing)
+        raise SpecError(f"{names} needs the {packages} package, not installed {where}; "
+                        f"run: {install_hint(missing)} (or remove {names} from the sweep)")
+
+
+def open_tracker(tracking: Tracking | None, run: RunInfo, endpoint_url: str | None = None,
+                 warn: Callable[[str], None] | None = None) -> Tracker:
+    """A Tracker with a run open in every configured backend (none: a Tracker that does nothing).
+    A backend that cannot open its run is reported and left out."""
+    warn = warn or warning
+    opened = {}
+    for name in tracking.backends if tracking is not None else []:
+        try:
+            opened[name] = BACKENDS[name][1](getattr(tracking, name), run, endpoint_url)
+        except Exception as error:
+            warn(f"tracking: {name} could not open run {run.key} ({type(error).__name__}: {error}); "
+                 "this run is not tracked there, training goes on")
+    return Tracker(opened, warn)
+
+
+def prepare(tracking: Tracking | None, sweep: str) -> None:
+    """Before several trainers start at once: create what they would otherwise race to create (the MLflow
+    experiment and its database tables). Failures are left for each run to report."""
+    if tracking is not None and tracking.mlflow is not None and not missing_packages(tracking):
+        try:
+            mlflow_experiment(tracking.mlflow, sweep)
+        except Exception:
+            pass

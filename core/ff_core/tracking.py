@@ -1,47 +1,23 @@
-"""Experiment tracking: one tracked run per experiment (and one per fit) in MLflow, W&B and/or TensorBoard.
+"""Experiment tracking's contract: one tracked run per experiment (and one per fit), what a run is (RunInfo),
+what a backend does (Backend) and the Tracker that calls the open ones.
 
 A run is named by its sweep's folder and its own name (the experiment id, a WSD trunk's id, or "fit"), so a
 resumed experiment finds and continues its run instead of starting a second one. Every backend call is
 guarded: a backend that fails (server down, bad credentials) prints one warning and is switched off for the
-rest of the run; an experiment never fails because of tracking. The backends (ff_core.trackers) import their
-optional packages only when configured; `require` refuses a spec whose packages are missing, with the pip
-command that installs them.
+rest of the run; an experiment never fails because of tracking. The backends themselves (MLflow, W&B,
+TensorBoard), and opening them from a spec, are ff_core.trackers.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from ff_core.errors import SpecError
-from ff_core.spec import Tracking
 
-# backend -> (the module it imports, the extra that installs it)
-PACKAGES = {"mlflow": "mlflow", "wandb": "wandb", "tensorboard": "tensorboard"}
 # Per logging point, under train/: loss, lr, tokens, tokens_per_second and mfu (where the GPU's peak is known).
 STEP_METRIC = "train/step"
-
-
-def missing_packages(tracking: Tracking | None) -> list[str]:
-    """The configured backends whose package is not importable here."""
-    backends = tracking.backends if tracking is not None else []
-    return [name for name in backends if importlib.util.find_spec(PACKAGES[name]) is None]
-
-
-def install_hint(missing: list[str]) -> str:
-    return f"pip install 'flops-fit[{','.join(missing)}]'"
-
-
-def require(tracking: Tracking | None, where: str = "here") -> None:
-    """Refuse a spec.tracking whose backends' packages are not installed, with the command that adds them."""
-    missing = missing_packages(tracking)
-    if missing:
-        names = ", ".join(f"spec.tracking.{name}" for name in missing)
-        raise SpecError(f"{names} needs the {', '.join(PACKAGES[m] for m in missing)} package, not installed {where}; "
-                        f"run: {install_hint(missing)} (or remove {names} from the sweep)")
 
 
 @dataclass(frozen=True)
@@ -70,13 +46,17 @@ class Backend(Protocol):
     def pause(self) -> None: ...  # interrupted (SIGTERM): left to be resumed
 
 
+def warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 class Tracker:
     """The run's open backends; a backend whose call fails is reported once and dropped."""
 
     def __init__(self, backends: dict[str, Backend] | None = None, warn: Callable[[str], None] | None = None):
         self._backends = dict(backends or {})
         self.finished: list[str] = []  # the backends that finished the run without an error
-        self._warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
+        self._warn = warn or warning
 
     @property
     def active(self) -> list[str]:
@@ -111,31 +91,3 @@ class Tracker:
     def pause(self) -> None:
         self._each("pause", lambda b: b.pause())
         self._backends.clear()
-
-
-def open_tracker(tracking: Tracking | None, run: RunInfo, endpoint_url: str | None = None,
-                 warn: Callable[[str], None] | None = None) -> Tracker:
-    """A Tracker with a run open in every configured backend (none: a Tracker that does nothing).
-    A backend that cannot open its run is reported and left out."""
-    from ff_core import trackers
-
-    tracker = Tracker(warn=warn)
-    for name in tracking.backends if tracking is not None else []:
-        try:
-            tracker._backends[name] = trackers.OPENERS[name](getattr(tracking, name), run, endpoint_url)
-        except Exception as error:
-            tracker._warn(f"tracking: {name} could not open run {run.key} ({type(error).__name__}: {error}); "
-                          "this run is not tracked there, training goes on")
-    return tracker
-
-
-def prepare(tracking: Tracking | None, sweep: str) -> None:
-    """Before several trainers start at once: create what they would otherwise race to create (the MLflow
-    experiment and its database tables). Failures are left for each run to report."""
-    if tracking is not None and tracking.mlflow is not None and not missing_packages(tracking):
-        from ff_core import trackers
-
-        try:
-            trackers.mlflow_experiment(tracking.mlflow, sweep)
-        except Exception:
-            pass

@@ -20,7 +20,8 @@ from ff_core.results import ResultRecord
 from ff_core.spec import ScalingSweep
 from ff_core.steps import BRANCH, SEGMENT, Step, find_step, plan_steps
 from ff_core.store import Store
-from ff_core.tracking import RunInfo, Tracker, open_tracker, require
+from ff_core.trackers import open_tracker, require
+from ff_core.tracking import RunInfo, Tracker
 from ff_trainer.checkpoint import Checkpointer
 from ff_trainer.errors import ConfigError
 from ff_trainer.metrics import measure_flops_per_token, mfu

@@ -16,7 +16,7 @@ from ff_core.errors import FlopsFitError
 from ff_core.layout import SWEEP_FILE
 from ff_core.spec import ScalingSweep, manifest_of, parse_sweep
 from ff_core.store import open_store
-from ff_core.tracking import require
+from ff_core.trackers import require
 
 POINTS_FILES = (".csv", ".json")
 

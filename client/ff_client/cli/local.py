@@ -17,7 +17,7 @@ from ff_core.plan import Plan, plan_sweep
 from ff_core.spec import ScalingSweep
 from ff_core.steps import SEGMENT, plan_steps, steps_flops
 from ff_core.store import anchored, open_store
-from ff_core.tracking import install_hint, missing_packages, prepare as prepare_tracking, require
+from ff_core.trackers import install_hint, missing_packages, prepare as prepare_tracking, require
 
 
 def cost_options(fn):

@@ -8,7 +8,8 @@ from dataclasses import asdict
 from typing import Callable
 
 from ff_core.spec import Tracking
-from ff_core.tracking import RunInfo, open_tracker
+from ff_core.trackers import open_tracker
+from ff_core.tracking import RunInfo
 
 
 def fit_metrics(analysis) -> dict[str, float]:
