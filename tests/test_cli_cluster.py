@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from conftest import TINY
 from ff_client.cli import main
-from ff_client.cluster.connection import ClusterError, Connection, explain
+from ff_client.cluster.connection import ClusterError, Connection, explain, results_uri
 from ff_core.crd import crd_manifest
 from ff_core.plan import plan_sweep
 from ff_core.layout import result_key
@@ -180,3 +180,10 @@ def test_context_picks_the_kubeconfig_context_and_its_namespace(ffctl, tmp_path)
     unknown = runner.invoke(main, ["status", "--context", "nope"], env={"KUBECONFIG": str(tmp_path / "two")})
     assert unknown.exit_code == 1 and "cannot use kubeconfig context 'nope'" in unknown.output
     assert "kubectl config get-contexts" in unknown.output
+
+
+def test_the_results_of_a_sweep_resource_are_in_its_storage_folder_else_under_its_name():
+    storage = {"uri": "s3://b/sweeps/", "folder": "base"}
+    assert results_uri({"spec": {"storage": storage}}, "base-grown") == "s3://b/sweeps/base"
+    assert results_uri({"spec": {"storage": {"uri": "s3://b/sweeps"}}}, "unit") == "s3://b/sweeps/unit"
+    assert results_uri({"spec": {}}, "unit") is None

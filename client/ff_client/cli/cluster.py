@@ -104,9 +104,9 @@ def logs(name: str, experiment: str, tail: int | None, conn) -> None:
 def delete(name: str, conn) -> None:
     """Delete sweep NAME and its Jobs; its results stay in the store."""
     connection = conn()
-    uri = (cluster.get_sweep(connection, name).get("spec") or {}).get("storage", {}).get("uri", "")
+    uri = cluster.results_uri(cluster.get_sweep(connection, name), name)
     cluster.delete_sweep(connection, name)
-    output.say(f"deleted sweep {name}; its Jobs go with it; results stay in {uri}/{name}")
+    output.say(f"deleted sweep {name}; its Jobs go with it; results stay in {uri or 'its store'}")
 
 
 COMMANDS = (submit, status, logs, delete)

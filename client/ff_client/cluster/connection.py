@@ -173,9 +173,17 @@ def experiment_logs(conn: Connection, sweep: str, experiment: str, tail: int | N
     return newest.metadata.name, text
 
 
+def results_uri(sweep: dict, name: str) -> str | None:
+    """Where a sweep custom resource's results live: spec.storage.uri / (spec.storage.folder, else its name), as
+    ScalingSweep.folder says; None without a storage URI."""
+    storage = (sweep.get("spec") or {}).get("storage") or {}
+    return f"{storage['uri'].rstrip('/')}/{storage.get('folder') or name}" if storage.get("uri") else None
+
+
 def sweep_store(conn: Connection, name: str) -> tuple[str, str | None]:
     """The store URI of a sweep on the cluster (its results' folder) and its S3 endpoint, for `ffctl analyze NAME`."""
-    storage = (get_sweep(conn, name).get("spec") or {}).get("storage", {})
-    if not storage.get("uri"):
+    sweep = get_sweep(conn, name)
+    uri = results_uri(sweep, name)
+    if uri is None:
         raise ClusterError(f"sweep {name} names no spec.storage.uri")
-    return f"{storage['uri'].rstrip('/')}/{storage.get('folder') or name}", storage.get("endpointURL")
+    return uri, ((sweep.get("spec") or {}).get("storage") or {}).get("endpointURL")
