@@ -6,7 +6,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
@@ -32,6 +32,29 @@ class _Model(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, allow_inf_nan=False
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, value: Any, info) -> Any:
+        """true/false where a number is expected is an error, as the API server's `type: number` makes it
+        (pydantic alone would read true as 1)."""
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and _takes_numbers(field.annotation):
+            flags = [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, bool)]
+            if flags:
+                raise ValueError(f"a number is expected, not {str(flags[0]).lower()}")
+        return value
+
+
+def _takes_numbers(annotation) -> bool:
+    """int, float, their optional and list forms; not bool nor anything that takes a bool."""
+    if annotation in (int, float):
+        return True
+    args = get_args(annotation)
+    if get_origin(annotation) is list:
+        return bool(args) and _takes_numbers(args[0])
+    return bool(args) and bool not in args and any(_takes_numbers(a) for a in args if a is not type(None)) \
+        and all(_takes_numbers(a) or a is type(None) for a in args)
 
 
 class PluginRef(_Model):
