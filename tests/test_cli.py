@@ -142,3 +142,6 @@ def test_analyze_errors(runner, tmp_path):
     store.put_json("b/e1/result.json", record_for(pts[1], sweep="b"))
     both = runner.invoke(main, ["analyze", str(store.root)])
     assert both.exit_code == 1 and "holds results of several sweeps (a, b)" in both.stderr
+    negative = runner.invoke(main, ["analyze", str(store.root / "a"), "--target-flops", "-1e20"])
+    assert negative.exit_code == 2 and "Invalid value for '--target-flops'" in negative.stderr
+    assert "Traceback" not in negative.output

@@ -35,7 +35,7 @@ def _csv_choice(allowed: tuple[str, ...]):
 def analysis_options(fn):
     """The fit's options (targets, bootstrap, Huber delta, outliers) and where results are read from."""
     options = [
-        click.option("--target-flops", "targets", type=float, multiple=True,
+        click.option("--target-flops", "targets", type=click.FloatRange(min=0, min_open=True), multiple=True,
                      help="Predict N_opt, D_opt, L_opt at this budget (repeatable)."),
         click.option("--bootstrap", "resamples", type=click.IntRange(0), default=1000, envvar="FF_BOOTSTRAP",
                      help="Bootstrap resamples for the intervals (0: none). [env: FF_BOOTSTRAP]"),
