@@ -214,6 +214,18 @@ def test_a_missing_store_folder_is_named(tmp_path):
     assert result.exit_code == 1 and "no such folder" in result.output and "no cluster configured" not in result.output
 
 
+def test_a_mistyped_folder_is_named_as_one(tmp_path, monkeypatch):
+    """A bare word is a folder here or a sweep NAME on the cluster: one that cannot be a sweep name is a missing
+    folder; one that could, with no cluster configured, is told both readings."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    upper = CliRunner().invoke(main, ["analyze", "My_Results"])
+    assert upper.exit_code == 1 and "My_Results: no such folder" in upper.output
+    assert "no cluster configured" not in upper.output
+    typo = CliRunner().invoke(main, ["analyze", "ff-resluts"])
+    assert typo.exit_code == 1 and "ff-resluts: no such folder here, nor a cluster" in typo.output
+
+
 def test_an_s3_endpoint_without_a_scheme_is_named(tmp_path):
     result = CliRunner().invoke(main, ["analyze", "s3://bucket/sweeps/x", "--endpoint-url", "minio.local:9000"])
     assert result.exit_code == 1 and "has no scheme; write http://minio.local:9000" in result.output

@@ -134,8 +134,11 @@ def test_analyze_text_report(runner, tmp_path):
 
 
 def test_analyze_errors(runner, tmp_path):
+    (tmp_path / "nothing").mkdir()
     empty = runner.invoke(main, ["analyze", f"file://{tmp_path}/nothing"])
     assert empty.exit_code == 1 and "no results" in empty.stderr and "ffctl run SWEEP" in empty.stderr
+    missing = runner.invoke(main, ["analyze", f"file://{tmp_path}/nowhere"])
+    assert missing.exit_code == 1 and "no such folder" in missing.stderr and "ffctl run" not in missing.stderr
     store = FileStore(tmp_path / "two")
     pts = isoflop_points()
     store.put_json("a/e1/result.json", record_for(pts[0], sweep="a"))

@@ -19,6 +19,11 @@ KIND = "ScalingSweep"
 # Job names are <sweep>-<experiment id>-a<attempt> and must fit 63 characters.
 MAX_NAME_LENGTH = 40
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def is_sweep_name_syntax(name: str) -> bool:
+    """Whether `name` could be a sweep's metadata.name (a DNS label of at most MAX_NAME_LENGTH characters)."""
+    return bool(_DNS_LABEL.match(name)) and len(name) <= MAX_NAME_LENGTH
 PLUGIN_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 # A Kubernetes resource quantity (8, 500m, 64Gi, 1.5e3) and an S3 bucket name, as the API server and S3 check them.
 _QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$")
@@ -210,7 +215,7 @@ class Storage(_Model):
     @field_validator("folder")
     @classmethod
     def _folder(cls, value: str | None) -> str | None:
-        if value is not None and not (_DNS_LABEL.match(value) and len(value) <= MAX_NAME_LENGTH):
+        if value is not None and not is_sweep_name_syntax(value):
             raise ValueError(f"{value!r} must be a sweep name: lowercase letters, digits and '-', at most "
                              f"{MAX_NAME_LENGTH} characters")
         return value
@@ -383,7 +388,7 @@ class Metadata(BaseModel):
     @field_validator("name")
     @classmethod
     def _dns_name(cls, value: str) -> str:
-        if not _DNS_LABEL.match(value) or len(value) > MAX_NAME_LENGTH:
+        if not is_sweep_name_syntax(value):
             raise ValueError(
                 f"{value!r} must be lowercase letters, digits and '-', starting and ending with "
                 f"a letter or digit, at most {MAX_NAME_LENGTH} characters"

@@ -14,7 +14,7 @@ from ff_client.fit.table import FORMATS
 from ff_client.sweeps import is_sweep_name, stored_sweep
 from ff_core.errors import FlopsFitError
 from ff_core.layout import SWEEP_FILE
-from ff_core.spec import ScalingSweep, manifest_of, parse_sweep
+from ff_core.spec import ScalingSweep, is_sweep_name_syntax, manifest_of, parse_sweep
 from ff_core.store import open_store
 from ff_core.trackers import require
 
@@ -85,13 +85,21 @@ def load_source(source: str, endpoint_url: str | None, namespace: str | None, co
     if os.path.isfile(source):
         raise FlopsFitError(f"{source} is a file, not a result store (a folder); a points file is read with --data "
                             f"and ends in {' or '.join(POINTS_FILES)}")
+    no_folder = f"{source}: no such folder (a result store is a folder, file://DIR or s3://bucket/prefix)"
+    if source.startswith("file://") and not os.path.isdir(source[len("file://"):]):
+        raise FlopsFitError(no_folder)
     if "://" in source or os.path.exists(source):
         return load_observations(open_store(source, endpoint_url), recipe, all_recipes)
-    if "/" in source or source.startswith("."):
-        raise FlopsFitError(f"{source}: no such folder (a result store is a folder, file://DIR or s3://bucket/prefix)")
-    from ff_client.cluster.connection import connect, sweep_store
+    if "/" in source or source.startswith(".") or not is_sweep_name_syntax(source):
+        raise FlopsFitError(no_folder)
+    from ff_client.cluster.connection import ClusterError, connect, sweep_store
 
-    uri, spec_endpoint = sweep_store(connect(context, namespace), source)
+    try:
+        connection = connect(context, namespace)
+    except ClusterError as error:  # most likely a mistyped folder: say both readings
+        raise FlopsFitError(f"{source}: no such folder here, nor a cluster to look for a sweep of that name on "
+                            f"({error})") from None
+    uri, spec_endpoint = sweep_store(connection, source)
     output.say(f"analysing {uri}")
     return load_observations(open_store(uri, endpoint_url, spec_endpoint), recipe, all_recipes)
 
