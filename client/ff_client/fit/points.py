@@ -84,5 +84,19 @@ def load_observations(store: Store, recipe: str | None = None, all_recipes: bool
         else:
             points.append(point_from_record(record))
     if not records:
-        raise StoreError(f"{store.uri}: every result record is unreadable: " + "; ".join(e.reason for e in excluded))
+        raise StoreError(f"{store.uri}: every result record is unreadable: {_unreadable(store, excluded)}")
     return Observations(sweeps[0], tuple(points), tuple(excluded), tuple(records), notes)
+
+
+def _unreadable(store: Store, excluded: list[Exclusion]) -> str:
+    """The problems of unreadable records, each once with how many records have it and one of them; with the
+    advice to upgrade when records carry fields this ffctl does not know (a newer trainer wrote them)."""
+    problems: dict[str, list[str]] = {}
+    for e in excluded:
+        problem = e.reason.removeprefix("unreadable: ").removeprefix(f"{store.uri}/{e.label}: ")
+        problems.setdefault(problem, []).append(e.label)
+    parts = [f"{labels[0]}: {problem}" if len(labels) == 1 else f"{len(labels)} records (e.g. {labels[0]}): {problem}"
+             for problem, labels in sorted(problems.items(), key=lambda item: -len(item[1]))]
+    newer = any("Extra inputs are not permitted" in problem for problem in problems)
+    return "; ".join(parts) + ("; fields this ffctl does not know come from a newer flops-fit: upgrade ffctl"
+                               if newer else "")
