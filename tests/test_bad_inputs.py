@@ -191,6 +191,8 @@ STORES = [  # (case, records, exit code, what the output must name): refused, or
                                            | {"new_field": 1} for i in range(3)}, 1,
      "3 records (e.g. synth/e0/result.json): not a valid result record (new_field: Extra inputs are not permitted); "
      "fields this ffctl does not know come from a newer flops-fit: upgrade ffctl"),
+    ("the same point under two ids", _with("result.json", lambda r: None), 0,
+     "ebad00000001: duplicate of e00000000000 (the same N="),
     ("two sweeps", {**_good(3), "other/e1/result.json": record_for(isoflop_points()[0], sweep="other")}, 1,
      "holds results of several sweeps"),
     ("a newer schema", _with("result.json", lambda r: r.update(schema_version=2)), 0, "upgrade ffctl"),

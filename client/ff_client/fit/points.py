@@ -74,9 +74,13 @@ def load_observations(store: Store, recipe: str | None = None, all_recipes: bool
         notes = tuple(n for n in [missing_results(store, sweeps[0], records)] if n)
         records, set_aside = select(records, store, sweeps[0], recipe, all_recipes)
         excluded += [Exclusion(label, reason) for label, reason in set_aside]
-    points = []
+    points, seen = [], {}
     for record in records:
-        if record.status != "completed" or record.eval_loss is None:
+        same = seen.setdefault((record.n_params, record.tokens, record.eval_loss), record.experiment)
+        if same != record.experiment and record.eval_loss is not None:  # a copied record: one point, counted once
+            excluded.append(Exclusion(record.experiment, f"duplicate of {same} (the same N={record.n_params}, "
+                                                         f"D={record.tokens} and loss): counted once"))
+        elif record.status != "completed" or record.eval_loss is None:
             excluded.append(Exclusion(record.experiment, f"{record.status} (N={record.n_params}, D={record.tokens})"))
         elif not (math.isfinite(record.eval_loss) and record.eval_loss > 0):
             excluded.append(Exclusion(record.experiment, f"implausible: eval loss {record.eval_loss} is not a positive "
