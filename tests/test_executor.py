@@ -170,6 +170,31 @@ def test_an_experiment_another_ffctl_trains_is_left_to_it_and_a_stale_lock_is_ta
     assert not (store / lock_key("unit", second)).exists()  # taken over, trained, released
 
 
+def test_a_trainer_that_outlives_its_ffctl_keeps_the_experiment(tmp_path):
+    """ffctl hands its lock to the trainer it starts: killed with SIGKILL, its orphaned trainer still holds the
+    experiment, and a rerun leaves it alone (naming the pid to wait for or stop) until that trainer ends."""
+    from ff_client.executor import claim, hand_over, release
+    from ff_core.layout import lock_key
+    from ff_core.store import FileStore
+
+    store = FileStore(tmp_path / "store")
+    assert claim(store, "unit", "e1") is None
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        hand_over(store, "unit", "e1", orphan.pid)
+        lock = store.root / lock_key("unit", "e1")
+        owner = json.loads(lock.read_text())
+        assert owner["trainer"] == orphan.pid and owner["pid"] == os.getpid()
+        lock.write_text(json.dumps(dict(owner, pid=2 ** 22 + 12345)))  # as after SIGKILL of this ffctl
+        holder = claim(store, "unit", "e1")
+        assert holder is not None and f"trainer pid {orphan.pid}, left running by an ffctl that has gone" in holder
+    finally:
+        orphan.kill()
+        orphan.wait()
+    assert claim(store, "unit", "e1") is None  # the orphan has ended: the stale lock is taken over
+    release(store, "unit", "e1")
+
+
 @pytest.mark.long
 def test_pack_shares_each_gpu_and_trains_the_same_results(tiny_manifest, write_sweep, tmp_path):
     """`ffctl run --pack 2` with two GPUs visible: four trainers at once, each given one GPU

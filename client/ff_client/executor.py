@@ -65,17 +65,30 @@ def failure(code: int, log: Path | None) -> str:
     return f"{how}: {first}" if first else how
 
 
-def _alive(owner: dict) -> bool:
-    """Is the ffctl that wrote a lock still running? Another host's is taken to be (it cannot be checked)."""
-    if owner.get("host") != socket.gethostname():
-        return True
+def _running(pid) -> bool:
     try:
-        os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, TypeError, ValueError):
         return False
     except PermissionError:
         return True
     return True
+
+
+def _alive(owner: dict) -> bool:
+    """Is the ffctl that wrote a lock, or the trainer it handed the lock to, still running? Another host's is
+    taken to be (it cannot be checked)."""
+    if owner.get("host") != socket.gethostname():
+        return True
+    return _running(owner.get("pid")) or ("trainer" in owner and _running(owner["trainer"]))
+
+
+def _holder(owner: dict, path: Path) -> str:
+    if owner.get("host") == socket.gethostname() and not _running(owner.get("pid")):
+        return (f"trainer pid {owner.get('trainer')}, left running by an ffctl that has gone (pid {owner.get('pid')}); "
+                f"it is still training: wait for it, or stop it (kill {owner.get('trainer')}) and run again "
+                f"(its lock: {path})")
+    return f"ffctl pid {owner.get('pid')} on {owner.get('host')} (its lock: {path})"
 
 
 def claim(store: Store, sweep: str, experiment: str) -> str | None:
@@ -99,9 +112,20 @@ def claim(store: Store, sweep: str, experiment: str) -> str | None:
             except (OSError, ValueError):
                 owner = {}
             if owner and _alive(owner):
-                return f"ffctl pid {owner.get('pid')} on {owner.get('host')} (its lock: {path})"
+                return _holder(owner, path)
             path.unlink(missing_ok=True)  # stale: its ffctl is gone
     return f"another ffctl (the lock {path} keeps changing hands)"
+
+
+def hand_over(store: Store, sweep: str, experiment: str, trainer: int) -> None:
+    """Record in this ffctl's lock the trainer that writes the experiment's checkpoints: a trainer that outlives
+    its ffctl (killed with SIGKILL) still holds the experiment, and a rerun leaves it alone instead of racing it."""
+    if not isinstance(store, FileStore):
+        return
+    path = store.root / lock_key(sweep, experiment)
+    staged = path.with_name(f"{path.name}.{os.getpid()}")
+    staged.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "trainer": trainer}))
+    os.replace(staged, path)
 
 
 def release(store: Store, sweep: str, experiment: str) -> None:
@@ -251,6 +275,7 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
                     log = logs / f"{step.id}.log"
                     gpu = least_used(gpus or [], running)
                     running[step.id] = (_launch(step, sweep_file, store, threads, log, gpu), step, gpu)
+                    hand_over(store, sweep.folder, step.id, running[step.id][0].pid)
                     summary.logs[step.id] = log
                     on_event(Event("start", step, log=log))
                 for step_id, (proc, step, _) in list(running.items()):
