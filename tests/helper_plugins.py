@@ -180,3 +180,39 @@ class GPTWithoutFeatures(OutOfMemoryGPT):
         import torch
 
         return torch.nn.Sequential(self.inner.build(knobs, sequence_length))
+
+
+class RegressionPerToken:
+    """Floating-point targets of shape (batch, sequence, 1): an mse loss broadcasts them against the logits."""
+
+    def batches(self, split, *, sequence_length, batch_size, rank, world_size, seed, start=0):
+        import torch
+
+        while True:
+            yield (torch.zeros((batch_size, sequence_length), dtype=torch.long),
+                   torch.rand(batch_size, sequence_length, 1))
+
+
+class GPTMiscounted(OutOfMemoryGPT):
+    """count_params one more than the model build() makes."""
+
+    def count_params(self, knobs, sequence_length):
+        total, non_embedding = self.inner.count_params(knobs, sequence_length)
+        return total + 1, non_embedding + 1
+
+    def build(self, knobs, sequence_length):
+        return self.inner.build(knobs, sequence_length)
+
+
+class GPTCountsOneInt(GPTMiscounted):
+    def count_params(self, knobs, sequence_length):
+        return self.inner.count_params(knobs, sequence_length)[0]
+
+
+class GPTCountRaises(GPTMiscounted):
+    def count_params(self, knobs, sequence_length):
+        raise RuntimeError("no such table: layer_sizes")
+
+
+def negative_flops(knobs, sequence_length):
+    return -1.0

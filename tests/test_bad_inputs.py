@@ -270,6 +270,14 @@ PREFLIGHT = [  # plugin mistakes that would fail every experiment, caught by `ff
     ("cross-entropy on a regression target", "spec.data", {"plugin": "helper_plugins:RegressionTargets"},
      "a regression target wants a regression loss"),
     ("a constructor that raises", "spec.data", {"plugin": "helper_plugins:BrokenData"}, "the dataset server is down"),
+    ("a count_params that disagrees with build", "spec.model", {"plugin": "helper_plugins:GPTMiscounted"},
+     "count_params says 7921 parameters but build() makes a model of 7920"),
+    ("a count_params returning one int", "spec.model", {"plugin": "helper_plugins:GPTCountsOneInt"},
+     "model plugin 'helper_plugins:GPTCountsOneInt', size 'xs': count_params returned 7920; it must return"),
+    ("a count_params that raises", "spec.model", {"plugin": "helper_plugins:GPTCountRaises"},
+     "size 'xs': count_params({'d_model': 16, 'n_heads': 2, 'n_layers': 1}, 32) raised RuntimeError: no such table"),
+    ("a negative flops plugin", "spec.flops", {"plugin": "helper_plugins:negative_flops"},
+     "flops plugin 'helper_plugins:negative_flops', size 'xs': returned -1.0; it must return"),
     ("a size the model rejects", "spec.sizes", [{"name": "odd", "knobs": {"d_model": 15, "n_layers": 1, "n_heads": 2},
                                                   "nParams": 7000}], "d_model (15) must be a multiple of n_heads"),
 ]
@@ -287,7 +295,10 @@ FUSED = [  # training.fusedReadout with plugins that cannot give it, caught the 
 
 # each case as the fields it changes (a fusedReadout case also turns the fused readout on)
 PLUGIN_CASES = [(c, [(f, v)], n) for c, f, v, n in PREFLIGHT] + [
-    (f"fusedReadout with {c}", [(f, v), ("spec.training.fusedReadout", True)], n) for c, f, v, n in FUSED]
+    (f"fusedReadout with {c}", [(f, v), ("spec.training.fusedReadout", True)], n) for c, f, v, n in FUSED] + [
+    ("mse broadcasting a target of another shape", [("spec.data", {"plugin": "helper_plugins:RegressionPerToken"}),
+                                                    ("spec.loss", {"plugin": "ff_plugins.losses:mse"})],
+     "differ in shape, and the loss broadcast them")]
 
 
 @pytest.mark.parametrize("case,changes,named", PLUGIN_CASES, ids=[c for c, _, _ in PLUGIN_CASES])

@@ -15,7 +15,7 @@ from ff_core import exit_codes
 from ff_core.errors import SpecError
 from ff_core.spec import ScalingSweep, load_sweep
 from ff_trainer.errors import ConfigError, PluginImportError
-from ff_trainer.plugins import FlopsFn, ModelPlugin, load_plugin
+from ff_trainer.plugins import FlopsFn, ModelPlugin, count_of, flops_of, load_plugin
 from ff_trainer.preflight import first_step
 
 NOT_IMPORTABLE = 5
@@ -26,18 +26,16 @@ def count_sizes(sweep: ScalingSweep) -> list[dict]:
 
     flopsPerToken comes from the sweep's flops plugin, when it names one.
     """
-    plugin = load_plugin(sweep.spec.model, ModelPlugin, "model")
-    flops = load_plugin(sweep.spec.flops, FlopsFn, "flops") if sweep.spec.flops else None
-    seq = sweep.spec.training.sequence_length
+    spec = sweep.spec
+    plugin = load_plugin(spec.model, ModelPlugin, "model")
+    flops = load_plugin(spec.flops, FlopsFn, "flops") if spec.flops else None
+    seq = spec.training.sequence_length
     counts = []
-    for size in sweep.spec.sizes:
-        try:
-            total, non_embedding = plugin.count_params(size.knobs, seq)
-            entry = {"name": size.name, "nParams": int(total), "nonEmbeddingParams": int(non_embedding)}
-            if flops is not None:
-                entry["flopsPerToken"] = float(flops(size.knobs, seq))
-        except (TypeError, ValueError, KeyError) as error:
-            raise ConfigError(f"size {size.name!r}: the plugin rejected its knobs: {error!r}") from None
+    for size in spec.sizes:
+        total, non_embedding = count_of(plugin, spec.model.plugin, size.name, size.knobs, seq)
+        entry = {"name": size.name, "nParams": total, "nonEmbeddingParams": non_embedding}
+        if flops is not None:
+            entry["flopsPerToken"] = flops_of(flops, spec.flops.plugin, size.name, size.knobs, seq)
         counts.append(entry)
     return counts
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
+import numbers
 from collections.abc import Iterator, Mapping
 from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
 from ff_core.spec import PluginRef
-from ff_trainer.errors import PluginError, PluginImportError
+from ff_trainer.errors import ConfigError, PluginError, PluginImportError
 
 Batch = tuple[Any, Any]  # (inputs, targets), tensors or anything the model and loss agree on
 
@@ -110,3 +112,30 @@ def load_plugin(ref: PluginRef, protocol: type, role: str) -> Any:
             f"missing {', '.join(missing)}"
         )
     return instance
+
+
+def count_of(plugin, path: str, size: str, knobs: Mapping[str, Any], sequence_length: int) -> tuple[int, int]:
+    """(total, non-embedding) parameters by the model plugin's count_params, or a ConfigError that names the
+    plugin, the size and what it did wrong (raised, or returned something other than two counts)."""
+    try:
+        value = plugin.count_params(knobs, sequence_length)
+    except Exception as error:  # noqa: BLE001  (user code)
+        raise ConfigError(f"model plugin {path!r}, size {size!r}: count_params({dict(knobs)}, {sequence_length}) "
+                          f"raised {type(error).__name__}: {error}") from None
+    if not (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in value)):
+        raise ConfigError(f"model plugin {path!r}, size {size!r}: count_params returned {value!r}; it must return "
+                          "(total, non-embedding) parameter counts: two positive ints")
+    return int(value[0]), int(value[1])
+
+
+def flops_of(fn, path: str, size: str, knobs: Mapping[str, Any], sequence_length: int) -> float:
+    """Training FLOPs per token by the flops plugin, or a ConfigError naming the plugin, the size and the value."""
+    try:
+        value = fn(knobs, sequence_length)
+    except Exception as error:  # noqa: BLE001  (user code)
+        raise ConfigError(f"flops plugin {path!r}, size {size!r}: raised {type(error).__name__}: {error}") from None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"flops plugin {path!r}, size {size!r}: returned {value!r}; it must return the training "
+                          "FLOPs per token of that size: a positive number")
+    return float(value)

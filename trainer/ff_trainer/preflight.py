@@ -4,7 +4,8 @@ sweep fails here, in a second, with one line that says what to change.
 
 The common plugin mistakes each get their explanation: batches that are not (inputs, targets) tensors (numpy
 arrays, lists), an empty split, a loss that is not a scalar, a classification loss on a regression target, a
-non-finite first loss.
+non-finite first loss, a regression target whose shape differs from the output's (the loss would broadcast
+it), a count_params that disagrees with the model build() makes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from ff_core.spec import ScalingSweep
 from ff_trainer import readout
 from ff_trainer.errors import ConfigError
-from ff_trainer.plugins import DataPlugin, LossFn, ModelPlugin, load_plugin
+from ff_trainer.plugins import DataPlugin, LossFn, ModelPlugin, count_of, load_plugin
 
 
 def _first_batch(data: Any, split: str, sweep: ScalingSweep, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,6 +59,12 @@ def first_step(sweep: ScalingSweep) -> None:
         raise ConfigError(f"model plugin {spec.model.plugin!r}, size {smallest.name!r}: the forward pass on the "
                           f"first batch (inputs {tuple(inputs.shape)} {inputs.dtype}) failed: "
                           f"{type(error).__name__}: {error}") from None
+    built = sum(p.numel() for p in model.parameters())
+    counted = count_of(model_plugin, spec.model.plugin, smallest.name, smallest.knobs, spec.training.sequence_length)[0]
+    if counted != built:
+        raise ConfigError(f"model plugin {spec.model.plugin!r}, size {smallest.name!r}: count_params says {counted} "
+                          f"parameters but build() makes a model of {built}; fix the plugin's count_params (nParams "
+                          "comes from it: `ffctl plan --write` would write the same wrong number)")
     try:
         loss = loss_fn(output, targets)
     except Exception as error:  # noqa: BLE001
@@ -70,6 +77,11 @@ def first_step(sweep: ScalingSweep) -> None:
         shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
         raise ConfigError(f"loss plugin {spec.loss.plugin!r}: returns {shape}, not a scalar tensor; reduce it "
                           "(e.g. .mean()) so that it can be back-propagated")
+    if targets.is_floating_point() and tuple(output.shape) != tuple(targets.shape):
+        raise ConfigError(f"loss plugin {spec.loss.plugin!r}: the model's output {tuple(output.shape)} and the "
+                          f"targets {tuple(targets.shape)} differ in shape, and the loss broadcast them instead of "
+                          f"failing; make the model ({spec.model.plugin!r}) or the data ({spec.data.plugin!r}) "
+                          "give matching shapes")
     if not math.isfinite(float(loss)):
         raise ConfigError(f"loss plugin {spec.loss.plugin!r}: the first loss is {float(loss)} before any training: "
                           "check the data (NaN inputs?) and the model's initialisation")

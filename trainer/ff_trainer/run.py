@@ -25,7 +25,7 @@ from ff_core.tracking import RunInfo, Tracker
 from ff_trainer.checkpoint import Checkpointer
 from ff_trainer.errors import ConfigError
 from ff_trainer.metrics import measure_flops_per_token, mfu
-from ff_trainer.plugins import DataPlugin, FlopsFn, LossFn, ModelPlugin, load_plugin
+from ff_trainer.plugins import DataPlugin, FlopsFn, LossFn, ModelPlugin, count_of, flops_of, load_plugin
 from ff_trainer.signals import StopFlag
 from ff_trainer.train import Interrupted, Outcome, train
 from ff_trainer.world import World, setup_world, teardown_world
@@ -61,12 +61,18 @@ def build_checked_model(sweep: ScalingSweep, experiment: Experiment, model_plugi
     seed_everything(spec.training.seed, spec.training.deterministic)  # same initial weights in every budget
     try:
         model = model_plugin.build(experiment.knobs, spec.training.sequence_length)
-        total, non_embedding = model_plugin.count_params(experiment.knobs, spec.training.sequence_length)
-    except Exception as error:  # the plugin's build or count is user code: whatever it raises is permanent
-        raise ConfigError(f"size {experiment.size!r}: the model plugin {spec.model.plugin!r} failed on its knobs "
-                          f"{experiment.knobs}: {type(error).__name__}: {error}") from None
+    except Exception as error:  # the plugin's build is user code: whatever it raises is permanent
+        raise ConfigError(f"size {experiment.size!r}: the model plugin {spec.model.plugin!r} failed to build its "
+                          f"knobs {experiment.knobs}: {type(error).__name__}: {error}") from None
+    total, non_embedding = count_of(model_plugin, spec.model.plugin, experiment.size, experiment.knobs,
+                                    spec.training.sequence_length)
     built = sum(p.numel() for p in model.parameters())
-    if built != experiment.n_params or total != built:
+    if total != built:  # the plugin contradicts itself: nParams, filled from its count, cannot be fixed in the file
+        raise ConfigError(
+            f"size {experiment.size!r}: the model plugin {spec.model.plugin!r}'s count_params says {total} "
+            f"parameters but build() makes a model of {built} from knobs {experiment.knobs}; fix the plugin's "
+            "count_params (`ffctl plan --write` would write the same wrong number)")
+    if built != experiment.n_params:
         raise ConfigError(
             f"size {experiment.size!r}: the spec says nParams={experiment.n_params} but the model built from "
             f"knobs {experiment.knobs} has {built}; fix nParams (`ffctl plan SWEEP --write` fills it)"
@@ -82,7 +88,8 @@ def flops_by_method(sweep: ScalingSweep, experiment: Experiment, model_plugin, m
     if callable(getattr(model_plugin, "flops_per_token", None)):
         flops["model"] = float(model_plugin.flops_per_token(experiment.knobs, seq)) * tokens
     if spec.flops is not None:
-        flops["plugin"] = float(load_plugin(spec.flops, FlopsFn, "flops")(experiment.knobs, seq)) * tokens
+        flops["plugin"] = flops_of(load_plugin(spec.flops, FlopsFn, "flops"), spec.flops.plugin, experiment.size,
+                                   experiment.knobs, seq) * tokens
     if measured is not None:
         flops["measured"] = measured * tokens
     return flops
