@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from ff_client.cli import main
+from ff_core.flops import H100_BF16_PEAK
 from ff_core.store import FileStore
 from synthetic import isoflop_points, record_for
 
@@ -29,7 +30,7 @@ def test_plan_table_and_json(runner, tiny_manifest, write_sweep):
     data = json.loads(runner.invoke(main, ["plan", str(sweep), "--json"]).stdout)
     assert [e["id"] for e in data["experiments"]][0] == "ec491e45f979"
     assert data["experiments"][0]["tokens"] == 12800
-    assert data["gpuHours"] == pytest.approx(data["totalFlops"] / (989e12 * 0.35) / 3600)
+    assert data["gpuHours"] == pytest.approx(data["totalFlops"] / (H100_BF16_PEAK * 0.35) / 3600)
 
 
 def test_plan_fills_and_writes_nparams_from_the_model_plugin(runner, tiny_manifest, write_sweep):

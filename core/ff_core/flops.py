@@ -4,6 +4,9 @@ from __future__ import annotations
 
 # Forward + backward of a dense transformer: ~2N FLOPs per token forward, ~4N backward (Kaplan et al. 2020).
 FLOPS_PER_PARAM_TOKEN = 6.0
+# Dense bf16 tensor-core peak of an H100 SXM or H200 in FLOP/s (NVIDIA's datasheet, no sparsity): the default GPU
+# of the cost estimate, and the trainer's MFU reference for those GPUs.
+H100_BF16_PEAK = 989.4e12
 
 
 def flops_per_token(n_params: int, flops_per_token_override: float | None = None) -> float:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from torch.utils.flop_counter import FlopCounterMode
 
+from ff_core.flops import H100_BF16_PEAK
+
 # Dense bf16 tensor-core peaks in FLOP/s, by the vendors' datasheets (no sparsity).
 PEAK_BF16 = {
-    "H200": 989.4e12,
-    "H100 SXM": 989.4e12, "H100 80GB HBM3": 989.4e12, "H100 NVL": 835.5e12, "H100 PCIe": 756.5e12,
+    "H200": H100_BF16_PEAK,
+    "H100 SXM": H100_BF16_PEAK, "H100 80GB HBM3": H100_BF16_PEAK, "H100 NVL": 835.5e12, "H100 PCIe": 756.5e12,
     "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10G": 70e12, "RTX 4090": 165.2e12,
 }
 

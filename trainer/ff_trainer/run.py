@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ff_core import exit_codes
-from ff_core.flops import training_flops
+from ff_core.flops import flops_per_token, training_flops
 from ff_core.plan import Experiment, plan_sweep
 from ff_core.layout import checkpoint_key, result_key, trunk_checkpoint_key
 from ff_core.results import ResultRecord
@@ -194,7 +194,7 @@ def _train_step(sweep: ScalingSweep, step: Step, store: Store, world: World, plu
     try:
         measured = _measure(model, data, loss_fn, sweep, world)  # before training in every step: the same RNG use
         groups = model_plugin.param_groups(model) if hasattr(model_plugin, "param_groups") else None
-        track = {"tracker": tracker, "flops_per_token": measured or 6.0 * step.experiment.n_params}
+        track = {"tracker": tracker, "flops_per_token": measured or flops_per_token(step.experiment.n_params)}
         if step.kind == SEGMENT:
             return train(model, data, loss_fn, cfg, None, world, ckpt, groups, stop, until=step.end,
                          initial=initial, output=trunk(step.end), **track), measured

@@ -12,7 +12,7 @@ import click
 from ff_client.cli import output
 from ff_client.executor import run_plan, visible_gpus
 from ff_client.sweeps import load_resolved
-from ff_core.flops import gpu_hours
+from ff_core.flops import H100_BF16_PEAK, gpu_hours
 from ff_core.plan import Plan, plan_sweep
 from ff_core.spec import ScalingSweep
 from ff_core.steps import SEGMENT, plan_steps, steps_flops
@@ -24,7 +24,7 @@ def cost_options(fn):
     """--gpu-flops and --mfu, the assumptions of the GPU-hours estimate (plan and submit)."""
     fn = click.option("--mfu", type=click.FloatRange(0, 1, min_open=True), default=0.35,
                       help="Assumed model FLOPs utilisation, for the cost estimate.")(fn)
-    return click.option("--gpu-flops", type=float, default=989e12, envvar="FF_GPU_FLOPS",
+    return click.option("--gpu-flops", type=float, default=H100_BF16_PEAK, envvar="FF_GPU_FLOPS",
                         help="Peak FLOP/s of one GPU, for the cost estimate (default: H100/H200 dense bf16). "
                              "[env: FF_GPU_FLOPS]")(fn)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ff_client.fit.points import Exclusion, Observations, Point
 from ff_core.errors import FlopsFitError
+from ff_core.flops import training_flops
 
 REQUIRED = ("n_params", "tokens", "loss")
 OPTIONAL = ("flops", "budget", "unique_tokens")
@@ -77,7 +78,7 @@ def load_points(path: str | Path) -> Observations:
                 raise DataFileError(f"{path}: row {row}, column {column!r}: missing value")
         n, d, loss = (_number(path, row, c, values[c]) for c in REQUIRED)
         extra = {c: _number(path, row, c, values[c]) for c in OPTIONAL if values.get(c) not in (None, "")}
-        flops = extra.get("flops", 6.0 * n * d)
+        flops = extra.get("flops", training_flops(n, d))
         if (n, d, loss) in seen:
             excluded.append(Exclusion(f"row {row}", f"duplicate of row {seen[n, d, loss]}: counted once"))
             continue
