@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ff_core import exit_codes
 from ff_core.plan import Plan
-from ff_core.layout import LOGS, checkpoint_key, lock_key, plan_key, result_key, sweep_key, trunk_checkpoint_key
+from ff_core.layout import checkpoint_key, lock_key, log_key, plan_key, result_key, sweep_key, trunk_checkpoint_key
 from ff_core.spec import ScalingSweep
 from ff_core.errors import StoreError
 from ff_core.steps import SEGMENT, Step, plan_steps
@@ -133,10 +133,10 @@ def release(store: Store, sweep: str, experiment: str) -> None:
         (store.root / lock_key(sweep, experiment)).unlink(missing_ok=True)
 
 
-def log_dir(store: Store, sweep: str) -> Path:
-    """Trainer logs sit beside the results in a local store, else under ./ff-logs."""
+def log_path(store: Store, sweep: str, step_id: str) -> Path:
+    """A trainer's log sits beside the results in a local store (layout.log_key), else under ./ff-logs."""
     root = store.root if isinstance(store, FileStore) else Path("ff-logs").resolve()
-    return root / sweep / LOGS
+    return root / log_key(sweep, step_id)
 
 
 def visible_gpus() -> list[str]:
@@ -253,8 +253,6 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
     summary = RunSummary()
     store.put_json(sweep_key(sweep.folder), sweep.to_manifest())  # the current plan
     store.put_json(plan_key(sweep.folder, plan.hash), sweep.to_manifest())  # every plan that trained here
-    logs = log_dir(store, sweep.folder)
-    logs.mkdir(parents=True, exist_ok=True)
     steps = plan_steps(sweep, plan)
     done = _finished(sweep, steps, store, summary, retry_diverged, on_event, clean_checkpoints)
     queue = _needed(steps, done)
@@ -272,7 +270,8 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
                     if holder is not None:
                         summary.busy[step.id] = holder
                         continue
-                    log = logs / f"{step.id}.log"
+                    log = log_path(store, sweep.folder, step.id)
+                    log.parent.mkdir(parents=True, exist_ok=True)
                     gpu = least_used(gpus or [], running)
                     running[step.id] = (_launch(step, sweep_file, store, threads, log, gpu), step, gpu)
                     hand_over(store, sweep.folder, step.id, running[step.id][0].pid)

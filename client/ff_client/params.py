@@ -13,15 +13,13 @@ from pathlib import Path
 
 import yaml
 
+from ff_core import exit_codes
 from ff_core.errors import SpecError
 from ff_core.spec import ScalingSweep, parse_sweep
 
 
 def needs_counts(sweep: ScalingSweep) -> bool:
     return any(size.n_params is None for size in sweep.spec.sizes)
-
-
-NOT_IMPORTABLE = 5  # ff_trainer.count's exit code when a plugin's package is not installed here
 
 
 class PluginsNotHere(SpecError):
@@ -38,7 +36,7 @@ def count_params(sweep: ScalingSweep, check: bool = False) -> list[dict]:
                                *(["--check"] if check else [])], capture_output=True, text=True)
     if proc.returncode != 0:
         detail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
-        error = PluginsNotHere if proc.returncode == NOT_IMPORTABLE else SpecError
+        error = PluginsNotHere if proc.returncode == exit_codes.NOT_IMPORTABLE else SpecError
         what = "checking the sweep with its plugins" if check else "counting parameters with the model plugin"
         raise error(f"{what} failed: {detail.removeprefix('error: ')}")
     return json.loads(proc.stdout)

@@ -2,7 +2,7 @@
 as JSON; with --check, also one step of the smallest model on the data plugin's first batch (preflight).
 
 The client runs this in a subprocess to fill nParams, so it never imports torch or user code itself. Exit 0,
-3 for a configuration error, and NOT_IMPORTABLE when a plugin's package is not installed here.
+3 for a configuration error, and exit_codes.NOT_IMPORTABLE when a plugin's package is not installed here.
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ from ff_core.spec import ScalingSweep, load_sweep
 from ff_trainer.errors import ConfigError, PluginImportError
 from ff_trainer.plugins import FlopsFn, ModelPlugin, count_of, flops_of, load_plugin
 from ff_trainer.preflight import first_step
-
-NOT_IMPORTABLE = 5
-
 
 def count_sizes(sweep: ScalingSweep) -> list[dict]:
     """[{name, nParams, nonEmbeddingParams[, flopsPerToken]}] for every size, in spec order.
@@ -53,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(counts))
     except PluginImportError as error:
         print(f"error: {error}", file=sys.stderr)
-        return NOT_IMPORTABLE
+        return exit_codes.NOT_IMPORTABLE
     except (SpecError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return exit_codes.BAD_CONFIG

@@ -13,7 +13,7 @@ from ff_client.fit.laws import HUBER_DELTA
 from ff_client.fit.table import FORMATS
 from ff_client.sweeps import is_sweep_name, stored_sweep
 from ff_core.errors import FlopsFitError
-from ff_core.layout import SWEEP_FILE
+from ff_core.layout import ENDPOINT_ENV, SWEEP_FILE
 from ff_core.spec import ScalingSweep, is_sweep_name_syntax, manifest_of, parse_sweep
 from ff_core.store import open_store
 from ff_core.trackers import require
@@ -52,8 +52,7 @@ def analysis_options(fn):
                                       "knobs), fit this one [default: the current plan's]."),
         click.option("--all-recipes", is_flag=True, help="Pool every recipe in the store (refused where two share a "
                                                          "point)."),
-        click.option("--endpoint-url", envvar="FF_S3_ENDPOINT_URL",
-                     help="S3 endpoint (MinIO etc.). [env: FF_S3_ENDPOINT_URL]"),
+        click.option("--endpoint-url", envvar=ENDPOINT_ENV, help=f"S3 endpoint (MinIO etc.). [env: {ENDPOINT_ENV}]"),
         click.option("--namespace", "-n", envvar="FF_NAMESPACE",
                      help="For a sweep NAME: its namespace. [env: FF_NAMESPACE]"),
         click.option("--context", envvar="FF_CONTEXT", help="For a sweep NAME: the kubeconfig context. [env: FF_CONTEXT]"),

@@ -14,6 +14,7 @@ from ff_client.sweeps import stored_sweep
 from ff_client.text import aligned
 from ff_core.errors import FlopsFitError
 from ff_core.flops import gpu_hours
+from ff_core.layout import ENDPOINT_ENV
 from ff_core.plan import plan_sweep
 from ff_core.spec import ScalingSweep, parse_sweep
 
@@ -62,7 +63,7 @@ def grow(sweep: ScalingSweep, budgets: tuple[float, ...], points_per_budget: int
               "folder, so `ffctl run` trains only the new points (needs a store written by `ffctl run`).")
 @click.option("--bootstrap", "resamples", type=click.IntRange(20), default=200, help="Bootstrap resamples per fit.")
 @click.option("--seed", type=int, default=0)
-@click.option("--endpoint-url", envvar="FF_S3_ENDPOINT_URL", help="S3 endpoint. [env: FF_S3_ENDPOINT_URL]")
+@click.option("--endpoint-url", envvar=ENDPOINT_ENV, help=f"S3 endpoint. [env: {ENDPOINT_ENV}]")
 @cost_options
 def suggest(source, points_file, target_flops, spend, hours, approach, target_width, write_to, resamples, seed,
             endpoint_url, gpu_flops, mfu) -> None:

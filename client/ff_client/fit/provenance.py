@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ff_core.errors import FlopsFitError, StoreError
-from ff_core.layout import sweep_key
+from ff_core.layout import SWEEP_FILE, sweep_key
 from ff_core.plan import POINT_FIELDS, Plan, identity_id, plan_sweep, recipe_hash
 from ff_core.results import ResultRecord
 from ff_core.spec import parse_sweep
@@ -28,7 +28,7 @@ def recipe_of(record: ResultRecord) -> str | None:
 
 def stored_plan(store: Store, sweep: str) -> Plan | None:
     """The plan of the sweep the latest `ffctl run` wrote into the store, when there is a readable one."""
-    for key in (sweep_key(sweep), "sweep.json"):
+    for key in (sweep_key(sweep), SWEEP_FILE):
         try:
             return plan_sweep(parse_sweep(store.get_json(key), f"{store.uri}/{key}"))
         except FlopsFitError:
