@@ -44,10 +44,12 @@ SHARED_BUILDS = ("small_demo", "tracked")
 def pytest_collection_modifyitems(config, items):
     """Long tests first, as are the groups of a shared build, so the xdist processes finish together; the same
     order in every process (xdist requires it)."""
+    grouping = config.pluginmanager.hasplugin("xdist")
     for item in items:
         for name in SHARED_BUILDS:
             if name in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(name))
+                if grouping:
+                    item.add_marker(pytest.mark.xdist_group(name))
                 item.add_marker(pytest.mark.long)
     items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: collection order otherwise
 

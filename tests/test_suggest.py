@@ -51,6 +51,35 @@ def test_a_sufficient_sweep_is_said_to_be_so(small_demo):
                  "--bootstrap", "50", "--target-width", "1000")
     assert done.returncode == 0, done.stderr
     assert "already sufficient" in done.stderr and "candidate" not in done.stdout
+    as_json = ffctl("suggest", small_demo["results"], "--target-flops", "1e11", "--approach", "parametric",
+                    "--bootstrap", "50", "--target-width", "1000", "--json")
+    found = json.loads(as_json.stdout)
+    assert found["sufficient"] and found["suggested"] == [] and found["now"]["n_ratio"] <= 1000
+    assert found["approach"] == "parametric" and found["target_flops"] == 1e11
+
+
+def test_suggest_is_a_function_with_a_typed_result():
+    """The SDK under `ffctl suggest`: the same scoring, in-process, its result as rows and JSON."""
+    from suggest_value import CHINCHILLA, FAMILY, START, TARGET, optimum, start, trained
+
+    from ff_client.fit.approach import Settings
+    from ff_client.fit.approaches import APPROACHES
+    from ff_core.errors import FlopsFitError
+
+    settings = Settings(resamples=20, seed=3, workers=1)
+    isoflop = next(a for a in APPROACHES if a.name == "isoflop")
+    with pytest.raises(FlopsFitError, match="gives no interval of N_opt"):  # 2 budgets: no N_opt(C) law to narrow
+        core.suggest(start(np.random.default_rng(3)), TARGET, isoflop, settings)
+    budgets = START + (2 * START[-1],)
+    runs = [(c, n, c / (6 * n)) for c in budgets for n in core.sizes_near(FAMILY, optimum(CHINCHILLA, c)[0], 5)]
+    found = core.suggest(trained(runs, np.random.default_rng(3)), TARGET, isoflop, settings, spend=3e19)
+    assert found.scored and found.chosen and not found.sufficient and found.approach == "isoflop"
+    gains = [s.gain(found.before) for s in found.scored]
+    assert gains == sorted(gains, reverse=True)  # best narrowing per FLOP first
+    as_json = found.to_json(989.4e12, 0.35)
+    assert as_json["suggested"] == [s.candidate.name for s in found.chosen]
+    assert as_json["suggested_flops"] <= 3e19 and len(found.rows(989.4e12, 0.35)) == len(found.scored) + 1
+    json.dumps(as_json)  # plain JSON
 
 
 def test_suggest_writes_a_grown_sweep_that_trains_only_the_new_points(small_demo, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import click
 import yaml
@@ -12,8 +13,6 @@ from ff_client.cli.analyze import load_source
 from ff_client.cli.local import cost_options
 from ff_client.sweeps import stored_sweep
 from ff_client.text import aligned
-from ff_core.errors import FlopsFitError
-from ff_core.flops import gpu_hours
 from ff_core.layout import ENDPOINT_ENV
 from ff_core.plan import plan_sweep
 from ff_core.spec import ScalingSweep, parse_sweep
@@ -64,15 +63,15 @@ def grow(sweep: ScalingSweep, budgets: tuple[float, ...], points_per_budget: int
 @click.option("--bootstrap", "resamples", type=click.IntRange(20), default=200, help="Bootstrap resamples per fit.")
 @click.option("--seed", type=int, default=0)
 @click.option("--endpoint-url", envvar=ENDPOINT_ENV, help=f"S3 endpoint. [env: {ENDPOINT_ENV}]")
+@click.option("--json", "as_json", is_flag=True, help="Print the candidates and the choice as JSON.")
 @cost_options
 def suggest(source, points_file, target_flops, spend, hours, approach, target_width, write_to, resamples, seed,
-            endpoint_url, gpu_flops, mfu) -> None:
+            endpoint_url, as_json, gpu_flops, mfu) -> None:
     """Rank additions to a sweep (new budgets, more points per budget) by how much each is expected to narrow
     the interval of N_opt at --target-flops per FLOP, by simulating their runs from the current fit."""
     from ff_client.fit.approach import Settings
     from ff_client.fit.approaches import APPROACHES
-    from ff_client.fit.approaches.parametric import fit_parametric
-    from ff_client.fit import suggest as core
+    from ff_client.fit.suggest import suggest as find
 
     if bool(source) == bool(points_file):
         raise click.UsageError("give a result store (SOURCE) or --data FILE, one of them")
@@ -85,40 +84,25 @@ def suggest(source, points_file, target_flops, spend, hours, approach, target_wi
     if hours is not None:
         spend = hours * gpu_flops * mfu * 3600
     observations = load_source(points_file or source, endpoint_url, None, None, points_file=bool(points_file))
-    points = observations.points
-    settings = Settings(resamples=resamples, seed=seed, workers=1)
-    chosen_approach = next(a for a in APPROACHES if a.name == approach)
-    surface = fit_parametric(points)
-    if surface is None:
-        raise FlopsFitError("the parametric surface L(N, D) could not be fitted: nothing to simulate new runs from")
-    before = core.width(points, chosen_approach, target_flops, settings)
-    if not before.fitted:
-        raise FlopsFitError(f"approach {approach} gives no interval of N_opt at C={target_flops:.3g} from these points; "
-                            "try --approach parametric, or add budgets first")
+    found = find(observations.points, target_flops, next(a for a in APPROACHES if a.name == approach),
+                 Settings(resamples=resamples, seed=seed, workers=1), spend, target_width,
+                 planned(sweep) if sweep else None)
+    before, chosen = found.before, found.chosen
     output.say(f"now: N_opt at C={target_flops:.3g} is {before.n_opt:.3g}, its 95% interval a factor "
                f"{before.n_ratio:.3g} wide (high/low); L_opt's {before.l_range:.3g} wide")
-    if target_width is not None and before.n_ratio <= target_width:
+    if as_json:
+        click.echo(json.dumps(found.to_json(gpu_flops, mfu), indent=2))
+    if found.sufficient:
         output.say(f"the sweep is already sufficient: {before.n_ratio:.3g} <= --target-width {target_width:g}")
         return
-    place = planned(sweep) if sweep else core.near_optimum(points, surface)
-    scored = [core.score(points, c, chosen_approach, surface, target_flops, settings)
-              for c in core.candidates(points, place, fewer=sweep is None)]
-    rows = [("candidate", "runs", "FLOPs", "GPU-hours", "N_opt interval (x)", "L_opt interval", "narrowing/EFLOP")]
-    for s in sorted(scored, key=lambda s: -s.gain(before)):
-        w = s.width
-        rows.append((s.candidate.name, str(len(s.candidate.points)), f"{s.candidate.flops:.3g}",
-                     f"{gpu_hours(s.candidate.flops, gpu_flops, mfu):.3g}",
-                     f"{before.n_ratio:.3g} -> {w.n_ratio:.3g}" if w.fitted else "not fitted",
-                     f"{before.l_range:.3g} -> {w.l_range:.3g}" if w.fitted else "-", f"{s.gain(before) * 1e18:.3g}"))
-    click.echo(aligned(rows))
-    chosen = core.choose(scored, before, spend, lambda c, picked: core.score(
-        points, core.combined(c, picked), chosen_approach, surface, target_flops, settings))
+    if not as_json:
+        click.echo(aligned(found.rows(gpu_flops, mfu)))
     if not chosen:
         output.warn("no candidate narrows the interval" + (" within --budget" if spend else ""))
         return
     output.say("suggested: " + "; ".join(s.candidate.name for s in chosen) +
                f" ({sum(s.candidate.flops for s in chosen):.3g} FLOPs)")
-    if target_width is not None and not any(s.width.n_ratio <= target_width for s in chosen):
+    if not found.reaches_width:
         output.warn(f"none of the chosen additions is expected to reach --target-width {target_width:g} alone")
     if write_to:
         budgets = tuple(b for s in chosen for b in s.candidate.budgets)

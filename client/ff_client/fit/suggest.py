@@ -7,7 +7,8 @@ L(N, D) with the sweep's own noise (ff_client.fit.noise), added to the data, and
 and bootstrapped again; the expected interval is the median over the draws. Without a spending limit the
 best addition is the one that narrows most per FLOP; within one, additions are chosen one after another,
 each the affordable one whose expected interval, on top of those already chosen, is narrowest.
-Pure: no store, no click; `ffctl suggest` (cli/suggest.py) is its edge.
+`suggest` does all of it and returns a Suggestion (its text rows and its JSON). Pure: no store, no click;
+`ffctl suggest` (cli/suggest.py) is its edge.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from ff_client.fit.approach import Approach, FitData, Settings
 from ff_client.fit.bootstrap import bootstrap, numbers
 from ff_client.fit.noise import sweep_noise
 from ff_client.fit.points import Point
-from ff_core.flops import training_flops
+from ff_core.errors import FlopsFitError
+from ff_core.flops import gpu_hours, training_flops
 
 SIMULATIONS = 5  # noise draws per candidate
 
@@ -183,3 +185,78 @@ def combined(candidate: Candidate, chosen: list[Scored]) -> Candidate:
     """The candidate's runs together with those already chosen, to score what adding it would do next."""
     return Candidate(candidate.name, tuple(run for s in chosen for run in s.candidate.points) + candidate.points,
                      candidate.budgets, candidate.points_per_budget)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """What `suggest` found: the interval now, every candidate scored (best narrowing per FLOP first), the
+    additions chosen (none when the interval already meets target_width: `sufficient`)."""
+
+    target: float
+    approach: str
+    before: Width
+    scored: tuple[Scored, ...] = ()
+    chosen: tuple[Scored, ...] = ()
+    target_width: float | None = None
+
+    @property
+    def sufficient(self) -> bool:
+        return self.target_width is not None and self.before.n_ratio <= self.target_width
+
+    @property
+    def reaches_width(self) -> bool:
+        return self.target_width is None or any(s.width.n_ratio <= self.target_width for s in self.chosen)
+
+    def rows(self, gpu_flops: float, mfu: float) -> list[tuple[str, ...]]:
+        """The candidates' table, its header first."""
+        before = self.before
+        rows = [("candidate", "runs", "FLOPs", "GPU-hours", "N_opt interval (x)", "L_opt interval", "narrowing/EFLOP")]
+        for s in self.scored:
+            w = s.width
+            rows.append((s.candidate.name, str(len(s.candidate.points)), f"{s.candidate.flops:.3g}",
+                         f"{gpu_hours(s.candidate.flops, gpu_flops, mfu):.3g}",
+                         f"{before.n_ratio:.3g} -> {w.n_ratio:.3g}" if w.fitted else "not fitted",
+                         f"{before.l_range:.3g} -> {w.l_range:.3g}" if w.fitted else "-",
+                         f"{s.gain(before) * 1e18:.3g}"))
+        return rows
+
+    def to_json(self, gpu_flops: float, mfu: float) -> dict:
+        def candidate(s: Scored) -> dict:
+            return {"name": s.candidate.name, "runs": [list(run) for run in s.candidate.points],
+                    "flops": s.candidate.flops, "gpu_hours": gpu_hours(s.candidate.flops, gpu_flops, mfu),
+                    "budgets": list(s.candidate.budgets), "points_per_budget": s.candidate.points_per_budget,
+                    "n_ratio": s.width.n_ratio if s.width.fitted else None,
+                    "l_range": s.width.l_range if s.width.fitted else None,
+                    "narrowing_per_eflop": s.gain(self.before) * 1e18}
+
+        return {"target_flops": self.target, "approach": self.approach,
+                "now": {"n_opt": self.before.n_opt, "n_ratio": self.before.n_ratio, "l_range": self.before.l_range},
+                "target_width": self.target_width, "sufficient": self.sufficient,
+                "candidates": [candidate(s) for s in self.scored],
+                "suggested": [s.candidate.name for s in self.chosen],
+                "suggested_flops": sum(s.candidate.flops for s in self.chosen)}
+
+
+def suggest(points: tuple[Point, ...], target: float, approach: Approach, settings: Settings,
+            spend: float | None = None, target_width: float | None = None, place=None) -> Suggestion:
+    """Score every candidate addition and choose (within `spend` FLOPs, or the single best); `place` says
+    which runs a candidate adds (a sweep's planner; default: near the surface's optimum, with the fewer-runs
+    candidates too). Raises FlopsFitError when there is no surface to simulate from or no interval to narrow."""
+    from ff_client.fit.approaches.parametric import fit_parametric
+
+    surface = fit_parametric(points)
+    if surface is None:
+        raise FlopsFitError("the parametric surface L(N, D) could not be fitted: nothing to simulate new runs from")
+    before = width(points, approach, target, settings)
+    if not before.fitted:
+        raise FlopsFitError(f"approach {approach.name} gives no interval of N_opt at C={target:.3g} from these "
+                            "points; try --approach parametric, or add budgets first")
+    found = Suggestion(target, approach.name, before, target_width=target_width)
+    if found.sufficient:
+        return found
+    fewer = place is None
+    place = place or near_optimum(points, surface)
+    scored = [score(points, c, approach, surface, target, settings) for c in candidates(points, place, fewer=fewer)]
+    chosen = choose(scored, before, spend, lambda c, picked: score(
+        points, combined(c, picked), approach, surface, target, settings))
+    return replace(found, scored=tuple(sorted(scored, key=lambda s: -s.gain(before))), chosen=tuple(chosen))
