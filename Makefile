@@ -49,7 +49,7 @@ tools: $(TEST_STAMP) $(TOOLS)/helm
 # processes on two cores take 593 s where one took 771 s); the ten slowest tests are printed at the end, so
 # growth shows in every run.
 test: $(TEST_STAMP) $(TOOLS)/helm
-	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest -q -m "not slow" -n $(TEST_PROCESSES) --dist loadgroup --durations=10
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest -q -m "not slow" -n $(TEST_PROCESSES) --dist worksteal --durations=10
 
 slow: $(TEST_STAMP) $(TOOLS)/helm
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest -q -m slow --durations=10

@@ -35,23 +35,28 @@ TINY = {
 }
 
 
-# Session fixtures built by a minute of training: the tests that read one run in one xdist process
-# (`make test` runs --dist loadgroup), so no other process waits for the build.
+# Session fixtures built once per run by a minute of training (built_once: the other xdist process waits).
 SHARED_BUILDS = ("small_demo", "tracked")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Long tests first, as are the groups of a shared build, so the xdist processes finish together; the same
-    order in every process (xdist requires it)."""
-    grouping = config.pluginmanager.hasplugin("xdist")
-    for item in items:
-        for name in SHARED_BUILDS:
-            if name in getattr(item, "fixturenames", ()):
-                if grouping:
-                    item.add_marker(pytest.mark.xdist_group(name))
-                item.add_marker(pytest.mark.long)
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: collection order otherwise
+    """The first reader of each shared build (which builds it) and the long tests first, the other readers of a
+    shared build last, when it is long built; collection order otherwise (a stable sort: the same order in
+    every process, as xdist requires). `make test` runs --dist worksteal: each process starts on half of this
+    order and takes from the other's queue when its own runs out, so the two finish together."""
+    first: set[str] = set()
+
+    def rank(item) -> int:
+        shared = next((name for name in SHARED_BUILDS if name in getattr(item, "fixturenames", ())), None)
+        if shared is not None:
+            if shared in first:
+                return 2
+            first.add(shared)
+            return 0
+        return 0 if item.get_closest_marker("long") is not None else 1
+
+    ranks = {id(item): rank(item) for item in items}
+    items.sort(key=lambda item: ranks[id(item)])
 
 
 @pytest.fixture
