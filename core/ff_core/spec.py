@@ -19,15 +19,15 @@ KIND = "ScalingSweep"
 # Job names are <sweep>-<experiment id>-a<attempt> and must fit 63 characters.
 MAX_NAME_LENGTH = 40
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+PLUGIN_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+# A Kubernetes resource quantity (8, 500m, 64Gi, 1.5e3) and an S3 bucket name, as the API server and S3 check them.
+_QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 def is_sweep_name_syntax(name: str) -> bool:
     """Whether `name` could be a sweep's metadata.name (a DNS label of at most MAX_NAME_LENGTH characters)."""
     return bool(_DNS_LABEL.match(name)) and len(name) <= MAX_NAME_LENGTH
-PLUGIN_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-# A Kubernetes resource quantity (8, 500m, 64Gi, 1.5e3) and an S3 bucket name, as the API server and S3 check them.
-_QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 class _Model(BaseModel):
@@ -52,14 +52,13 @@ class _Model(BaseModel):
 
 
 def _takes_numbers(annotation) -> bool:
-    """int, float, their optional and list forms; not bool nor anything that takes a bool."""
+    """int, float, and their optional and list forms (not bool, nor a union that also takes something else)."""
     if annotation in (int, float):
         return True
-    args = get_args(annotation)
+    args = [a for a in get_args(annotation) if a is not type(None)]
     if get_origin(annotation) is list:
-        return bool(args) and _takes_numbers(args[0])
-    return bool(args) and bool not in args and any(_takes_numbers(a) for a in args if a is not type(None)) \
-        and all(_takes_numbers(a) or a is type(None) for a in args)
+        return len(args) == 1 and _takes_numbers(args[0])
+    return bool(args) and all(_takes_numbers(a) for a in args)
 
 
 class PluginRef(_Model):
