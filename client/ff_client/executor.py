@@ -1,5 +1,7 @@
 """The local executor: every step of the plan as its own trainer process, K at a time, resumable.
 
+Trainers are forked from a warm fork server where it can (launch.py): torch is imported once per run.
+
 A step is an experiment, or with schedule wsd a trunk segment or a branch (ff_core.steps): a step starts
 once the steps it waits for are done, and a step that failed holds back the ones that wait for it.
 """
@@ -12,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -27,6 +28,7 @@ from ff_core.spec import ScalingSweep
 from ff_core.errors import StoreError
 from ff_core.steps import SEGMENT, Step, plan_steps
 from ff_core.store import FileStore, MissingKey, Store
+from ff_client import launch
 
 GRACE_SECONDS = 30  # after Ctrl-C, how long trainers get to checkpoint before they are killed
 
@@ -159,19 +161,14 @@ def least_used(gpus: list[str], running: dict[str, tuple]) -> str | None:
     return min(gpus, key=lambda gpu: (load[gpu], gpus.index(gpu)))
 
 
-def _launch(step: Step, sweep_file: Path, store: Store, threads: int, log: Path,
-            gpu: str | None = None) -> subprocess.Popen:
+def _launch(step: Step, sweep_file: Path, store: Store, threads: int, log: Path, gpu: str | None = None):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu  # one GPU each; trainers on one GPU share it (packing)
-    cmd = [sys.executable, "-m", "ff_trainer", "--sweep", str(sweep_file), "--experiment", step.id,
-           "--store", store.uri]
-    with open(log, "ab") as handle:
-        if gpu is not None:
+        with open(log, "ab") as handle:
             handle.write(f"[ffctl] {step.id} on GPU {gpu}\n".encode())
-            handle.flush()
-        # A session of its own: Ctrl-C reaches only us, and we stop trainers gently with SIGTERM.
-        return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return launch.start("ff_trainer", ["--sweep", str(sweep_file), "--experiment", step.id, "--store", store.uri],
+                        env, log)
 
 
 def _stop_all(running: dict[str, tuple]) -> None:
@@ -250,6 +247,7 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
     failed step are not started.
     """
     began = time.monotonic()
+    launch.warm_up()
     summary = RunSummary()
     store.put_json(sweep_key(sweep.folder), sweep.to_manifest())  # the current plan
     store.put_json(plan_key(sweep.folder, plan.hash), sweep.to_manifest())  # every plan that trained here
@@ -258,7 +256,7 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
     queue = _needed(steps, done)
     failed: set[str] = set()
     threads = max(1, (os.cpu_count() or 1) // workers)
-    running: dict[str, tuple[subprocess.Popen, Step, str | None]] = {}
+    running: dict[str, tuple] = {}  # id -> (trainer, step, gpu)
     with tempfile.TemporaryDirectory() as tmp:
         sweep_file = Path(tmp) / "sweep.json"  # the resolved sweep (nParams filled), as the trainer reads it
         sweep_file.write_text(json.dumps(sweep.to_manifest()))

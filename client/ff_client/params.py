@@ -1,13 +1,13 @@
 """Fill each size's nParams from the model plugin, by running the trainer's counter in a subprocess.
 
-The client never imports torch or user code: the counter runs where the plugins are installed.
+The client never imports torch or user code: the counter runs where the plugins are installed (forked from
+the fork server when `ffctl run` started one: launch.py).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
 import tempfile
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import yaml
 from ff_core import exit_codes
 from ff_core.errors import SpecError
 from ff_core.spec import ScalingSweep, parse_sweep
+from ff_client import launch
 
 
 def needs_counts(sweep: ScalingSweep) -> bool:
@@ -30,16 +31,17 @@ def count_params(sweep: ScalingSweep, check: bool = False) -> list[dict]:
     """[{name, nParams, nonEmbeddingParams}] from `python -m ff_trainer.count`; `check` also takes one step of
     the smallest model on the data plugin's first batch (ff_trainer.preflight)."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "sweep.json"
+        path, out, err = Path(tmp) / "sweep.json", Path(tmp) / "stdout", Path(tmp) / "stderr"
         path.write_text(json.dumps(sweep.to_manifest()))
-        proc = subprocess.run([sys.executable, "-m", "ff_trainer.count", "--sweep", str(path),
-                               *(["--check"] if check else [])], capture_output=True, text=True)
-    if proc.returncode != 0:
-        detail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
-        error = PluginsNotHere if proc.returncode == exit_codes.NOT_IMPORTABLE else SpecError
+        code = launch.start("ff_trainer.count", ["--sweep", str(path), *(["--check"] if check else [])],
+                            dict(os.environ), out, err).wait()
+        stdout, stderr = out.read_text(), err.read_text()
+    if code != 0:
+        detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {code}"
+        error = PluginsNotHere if code == exit_codes.NOT_IMPORTABLE else SpecError
         what = "checking the sweep with its plugins" if check else "counting parameters with the model plugin"
         raise error(f"{what} failed: {detail.removeprefix('error: ')}")
-    return json.loads(proc.stdout)
+    return json.loads(stdout)
 
 
 def fill_params(sweep: ScalingSweep, check: bool = False) -> ScalingSweep:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ff_client import launch
 from ff_client.cli import output
 from ff_client.executor import run_plan, visible_gpus
 from ff_client.sweeps import load_resolved
@@ -84,6 +85,7 @@ def run(sweep: str, store: str | None, workers: int, pack: int | None, keep_goin
 
     Ctrl-C, SIGTERM and SIGHUP all stop it the same way: the trainers checkpoint, and the same command resumes.
     """
+    launch.warm_up()  # torch imported for the trainers while the sweep is read
     resolved = load_resolved(sweep, verify=True, say=output.say)
     require(resolved.spec.tracking)
     prepare_tracking(resolved.spec.tracking, resolved.folder)

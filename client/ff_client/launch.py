@@ -1,0 +1,155 @@
+"""How ffctl starts the trainer's programs: forked from a warm fork server, or as processes of their own.
+
+`ffctl run` calls warm_up() first: one `python -m ff_trainer.forkserver` imports torch and the trainer while
+ffctl reads the sweep, then forks a child per program (ff_trainer/forkserver.py says why, and what a child
+is); a trainer then starts in milliseconds instead of seconds. Without warm_up (`ffctl plan` counts
+parameters once: a server would cost more than it saves), on macOS (it forks badly once frameworks are
+loaded), with FF_FORKSERVER=0, or when the server cannot start (a client-only install without torch: each
+program's own output then says what is missing), every program is `python -m MODULE` as before. Both kinds
+are driven the same way: pid, poll(), wait(timeout), send_signal(), kill().
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+FORKSERVER_ENV = "FF_FORKSERVER"  # "0": a process per program
+STARTUP_SECONDS = 120  # how long the server may take to import torch before programs start as processes
+
+
+class Forked:
+    """A program forked by the server: what callers use of a Popen."""
+
+    def __init__(self, server: ForkServer, pid: int):
+        self.server, self.pid = server, pid
+
+    def poll(self) -> int | None:
+        return self.server.exit_code(self.pid)
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self.server.wait_for(self.pid, timeout):
+            raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
+        return self.poll()
+
+    def send_signal(self, signum: int) -> None:
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class ForkServer:
+    """One `python -m ff_trainer.forkserver` and what it has said: the pids it forked, their exit codes."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, "-m", "ff_trainer.forkserver"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.pids: queue.Queue = queue.Queue()
+        self.codes: dict[int, int] = {}
+        self.ended = threading.Condition()
+        self.gone = False
+        self.ready = threading.Event()
+        self.lock = threading.Lock()  # one request and its pid reply at a time
+        threading.Thread(target=self._listen, daemon=True).start()
+
+    def _listen(self) -> None:
+        for line in self.proc.stdout:
+            message = json.loads(line)
+            if "ready" in message:
+                self.ready.set()
+            elif "pid" in message:
+                self.pids.put(message["pid"])
+            else:
+                with self.ended:
+                    self.codes[message["exited"]] = message["code"]
+                    self.ended.notify_all()
+        with self.ended:
+            self.gone = True
+            self.ended.notify_all()
+        self.ready.set()
+        self.pids.put(None)
+
+    def serving(self) -> bool:
+        """Whether the server imported torch and serves (False: it failed, or took too long)."""
+        self.ready.wait(STARTUP_SECONDS)
+        return self.ready.is_set() and not self.gone
+
+    def fork(self, module: str, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path) -> Forked | None:
+        request = {"module": module, "argv": argv, "env": env, "cwd": os.getcwd(), "stdout": str(stdout),
+                   "stderr": str(stderr)}
+        with self.lock:
+            try:
+                self.proc.stdin.write((json.dumps(request) + "\n").encode())
+                self.proc.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                return None
+            pid = self.pids.get()
+        return None if pid is None else Forked(self, pid)
+
+    def exit_code(self, pid: int) -> int | None:
+        with self.ended:
+            if pid in self.codes:
+                return self.codes[pid]
+            if self.gone and not _running(pid):
+                return 1  # the server died first: the code went with it; the program's output says what happened
+            return None
+
+    def wait_for(self, pid: int, timeout: float | None) -> bool:
+        with self.ended:
+            return self.ended.wait_for(lambda: pid in self.codes or self.gone, timeout)
+
+    def close(self) -> None:
+        """End the server (one still importing is not waited for); programs still running carry on."""
+        if not self.ready.is_set():
+            self.proc.kill()
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        self.proc.wait()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_server: ForkServer | None = None
+
+
+def warm_up() -> None:
+    """Start this process's fork server (once; it imports torch while the caller goes on)."""
+    global _server
+    if _server is None and os.environ.get(FORKSERVER_ENV) != "0" and sys.platform.startswith("linux"):
+        _server = ForkServer()
+        atexit.register(_server.close)
+
+
+def start(module: str, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path | None = None):
+    """`python -m module argv` with `env`, its output appended to `stdout` (and `stderr`, default the same
+    file), in a session of its own (Ctrl-C reaches only ffctl, which stops programs with SIGTERM)."""
+    stderr = stderr or stdout
+    if _server is not None and _server.serving():
+        forked = _server.fork(module, argv, env, stdout, stderr)
+        if forked is not None:
+            return forked
+    with open(stdout, "ab") as out, open(stderr, "ab") as err:
+        return subprocess.Popen([sys.executable, "-m", module, *argv], stdout=out,
+                                stderr=subprocess.STDOUT if stderr == stdout else err, env=env,
+                                start_new_session=True)
