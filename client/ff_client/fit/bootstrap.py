@@ -52,7 +52,8 @@ def numbers(approach: Approach, fit: Any, targets: tuple[float, ...]) -> Numbers
 
 
 def _guarded(compute) -> Numbers | None:
-    """A replicate's numbers, or None when its fit breaks down numerically (it is counted as failed)."""
+    """compute()'s result (a replicate's numbers, or a chunk's fits), or None when it breaks down numerically
+    (a replicate counted as failed)."""
     try:
         with np.errstate(all="raise"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. a poorly conditioned parabola: judged by its result
@@ -72,16 +73,24 @@ class _Job:
     settings: Settings
 
 
-def _replicate(job: _Job, sample: list[Point]) -> list[Numbers | None]:
-    data = FitData(tuple(sample), tuple(job.records[p.label] for p in sample if p.label in job.records))
-    return [_guarded(lambda: numbers(approach, approach.refit(data, fit, job.settings), job.targets))
-            for approach, fit in job.central]
+def _refits(approach: Approach, fit: Any, data: list[FitData], job: _Job) -> list[Numbers | None]:
+    """One approach's numbers for each resample of a chunk: side by side where the approach can (refit_many),
+    one by one where it cannot, or where one resample's numerical failure stopped the side-by-side fit."""
+    many = getattr(approach, "refit_many", None)
+    if many is not None:
+        fits = _guarded(lambda: many(data, fit, job.settings))
+        if fits is not None:
+            return [_guarded(lambda: numbers(approach, f, job.targets)) for f in fits]
+    return [_guarded(lambda: numbers(approach, approach.refit(d, fit, job.settings), job.targets)) for d in data]
 
 
 def _chunk(job: _Job) -> list[list[Numbers | None]]:
+    """Each resample's numbers from every approach: [resample][approach]."""
     rng = np.random.default_rng(job.seed)
-    return [_replicate(job, [g[i] for g in job.groups for i in rng.integers(0, len(g), len(g))])
-            for _ in range(job.count)]
+    samples = [[g[i] for g in job.groups for i in rng.integers(0, len(g), len(g))] for _ in range(job.count)]
+    data = [FitData(tuple(s), tuple(job.records[p.label] for p in s if p.label in job.records)) for s in samples]
+    by_approach = [_refits(approach, fit, data, job) for approach, fit in job.central]
+    return [list(row) for row in zip(*by_approach)]
 
 
 @dataclass(frozen=True)

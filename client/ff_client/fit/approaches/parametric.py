@@ -88,49 +88,67 @@ def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: n
 
 
 def _residual_jacobian(theta, log_n, log_d, log_l):
-    """Residuals (predicted - observed log-loss) and their Jacobian (points, 5) in theta."""
-    a, b, e, alpha, beta = theta
-    terms = np.stack([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)])
+    """Residuals (predicted - observed log-loss) (problems, points) and their Jacobian (problems, points, 5) in
+    theta (problems, 5), for problems fitted side by side (each its own data rows, all the same length)."""
+    a, b, e, alpha, beta = (theta[:, i : i + 1] for i in range(5))
+    terms = np.stack([a - alpha * log_n, b - beta * log_d, np.broadcast_to(e, log_n.shape)])  # (3, problems, points)
     top = terms.max(axis=0)
     weights = np.exp(terms - top)
     total = weights.sum(axis=0)
     weights /= total
-    jac = np.stack([weights[0], weights[1], weights[2], -weights[0] * log_n, -weights[1] * log_d], axis=1)
+    jac = np.stack([weights[0], weights[1], weights[2], -weights[0] * log_n, -weights[1] * log_d], axis=2)
     return top + np.log(total) - log_l, jac
 
 
-def _levenberg_marquardt(theta, data: tuple, delta: float, iterations: int = 200):
-    """Minimise the Huber objective by damped Gauss-Newton on its reweighted least squares (IRLS).
+def _solve(matrix: np.ndarray, rhs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, solvable) for a stack of 5x5 systems; a singular one leaves its problem where it is."""
+    try:
+        return np.linalg.solve(matrix, rhs[..., None])[..., 0], np.ones(len(rhs), bool)
+    except np.linalg.LinAlgError:
+        steps, ok = np.zeros_like(rhs), np.ones(len(rhs), bool)
+        for i in range(len(rhs)):
+            try:
+                steps[i] = np.linalg.solve(matrix[i], rhs[i])
+            except np.linalg.LinAlgError:
+                ok[i] = False
+        return steps, ok
 
-    Each step solves (J'HJ + lambda diag(J'HJ)) s = -J'H r with H the Huber weights min(1, delta/|r|),
-    so J'H r is the exact gradient; steps are kept inside the bounds. About 1 ms for a few hundred points,
-    some 50x faster than scipy's L-BFGS-B on this problem, which makes many starts and bootstraps cheap.
+
+def _levenberg_marquardt(theta, data: tuple, delta: float, iterations: int = 200):
+    """Minimise the Huber objective by damped Gauss-Newton on its reweighted least squares (IRLS), for a stack of
+    problems at once: theta (problems, 5), data three (problems, points) arrays; (theta, values) back.
+
+    Each step solves (J'HJ + lambda diag(J'HJ)) s = -J'H r with H the Huber weights min(1, delta/|r|), so J'H r
+    is the exact gradient; steps are kept inside the bounds. Every problem keeps its own damping and stops on
+    its own (converged, or the damping past 1e8); a problem's answer does not depend on the others it is
+    stacked with. About 1 ms per problem alone, some 50x faster than scipy's L-BFGS-B; stacked (the grid's
+    best starts, a chunk of bootstrap resamples) the numpy overhead is shared: some 20x less again.
     """
     low, high = np.array([b[0] for b in _BOUNDS]), np.array([b[1] for b in _BOUNDS])
-    theta = np.clip(np.asarray(theta, float), low, high)
+    theta = np.clip(np.array(theta, float), low, high)
     residual, jac = _residual_jacobian(theta, *data)
-    value, damping = float(huber(residual, delta).sum()), 1e-3
+    value, damping = huber(residual, delta).sum(axis=1), np.full(len(theta), 1e-3)
+    active = np.arange(len(theta))
     for _ in range(iterations):
-        h = np.minimum(1.0, delta / np.maximum(np.abs(residual), 1e-300))
-        gradient = jac.T @ (h * residual)
-        hessian = jac.T @ (h[:, None] * jac)
-        try:
-            step = np.linalg.solve(hessian + damping * np.diag(np.diag(hessian) + 1e-12), -gradient)
-        except np.linalg.LinAlgError:
+        if not len(active):
             break
-        candidate = np.clip(theta + step, low, high)
-        new_residual, new_jac = _residual_jacobian(candidate, *data)
-        new_value = float(huber(new_residual, delta).sum())
-        if new_value < value:
-            converged = value - new_value <= 1e-13 * max(value, 1e-30)
-            theta, residual, jac, value = candidate, new_residual, new_jac, new_value
-            damping = max(damping / 3, 1e-12)
-            if converged:
-                break
-        else:
-            damping *= 4
-            if damping > 1e8:
-                break
+        r, j, d = residual[active], jac[active], damping[active]
+        h = np.minimum(1.0, delta / np.maximum(np.abs(r), 1e-300))
+        jt = j.transpose(0, 2, 1)
+        gradient = (jt @ (h * r)[:, :, None])[:, :, 0]
+        hessian = jt @ (h[:, :, None] * j)
+        diagonal = np.diagonal(hessian, axis1=1, axis2=2)
+        step, solvable = _solve(hessian + (d[:, None] * (diagonal + 1e-12))[:, :, None] * np.eye(5), -gradient)
+        candidate = np.clip(theta[active] + step, low, high)
+        new_residual, new_jac = _residual_jacobian(candidate, *(x[active] for x in data))
+        new_value = huber(new_residual, delta).sum(axis=1)
+        better = solvable & (new_value < value[active])
+        converged = better & (value[active] - new_value <= 1e-13 * np.maximum(value[active], 1e-30))
+        won = active[better]
+        theta[won], residual[won], jac[won], value[won] = (candidate[better], new_residual[better],
+                                                           new_jac[better], new_value[better])
+        damping[active] = np.where(better, np.maximum(d / 3, 1e-12), d * 4)
+        active = active[solvable & ~converged & (damping[active] <= 1e8)]
     return theta, value
 
 
@@ -158,11 +176,11 @@ def fit_parametric(points: list[Point] | tuple[Point, ...], delta: float = HUBER
         return None
     data = (np.log([p.n_params for p in points]), np.log([p.tokens for p in points]), np.log([p.loss for p in points]))
     if start is not None:  # bootstrap resample: one refinement from the full-data optimum
-        theta, value = _levenberg_marquardt(start, data, delta)
-        return _result(points, theta, value, True, 1, [])
+        return refit_parametric([points], start, delta)[0]
     starts, values = _grid_values(*data, delta)
-    runs = sorted((_levenberg_marquardt(s, data, delta) for s in starts[np.argsort(values)[:LOCAL_RUNS]]),
-                  key=lambda run: run[1])
+    best = starts[np.argsort(values)[:LOCAL_RUNS]]
+    thetas, values = _levenberg_marquardt(best, tuple(np.broadcast_to(x, (len(best), len(x))) for x in data), delta)
+    runs = sorted(zip(thetas, values.tolist()), key=lambda run: run[1])
     # A gradient-based polish (L-BFGS-B, analytic gradient) from the best run, kept only if it improves.
     polish = _local(runs[0][0], data, delta)
     best = (polish.x, float(polish.fun)) if polish.fun < runs[0][1] else runs[0]
@@ -171,6 +189,15 @@ def fit_parametric(points: list[Point] | tuple[Point, ...], delta: float = HUBER
     if not converged:
         warnings.append("parametric fit: the best local runs disagree; treat its parameters with caution")
     return _result(points, best[0], best[1], converged, len(starts), warnings)
+
+
+def refit_parametric(samples: list, start: tuple[float, ...], delta: float = HUBER_DELTA) -> list[ParametricFit]:
+    """One refinement from `start` (the full-data optimum) for each sample of points, all of one length (the
+    resamples of a stratified bootstrap), fitted side by side."""
+    data = tuple(np.log([[getattr(p, field) for p in points] for points in samples])
+                 for field in ("n_params", "tokens", "loss"))
+    thetas, values = _levenberg_marquardt(np.tile(np.asarray(start, float), (len(samples), 1)), data, delta)
+    return [_result(points, theta, float(value), True, 1, []) for points, theta, value in zip(samples, thetas, values)]
 
 
 def _result(points, theta, value: float, converged: bool, starts: int, warnings: list[str]) -> ParametricFit:
@@ -232,8 +259,14 @@ class Parametric:
         return fit_parametric(data.points, settings.delta)
 
     def refit(self, data: FitData, central: ParametricFit, settings: Settings) -> ParametricFit | None:
-        fit = fit_parametric(data.points, settings.delta, central.theta)
-        return None if fit is None else replace(fit, resample=True)
+        return self.refit_many([data], central, settings)[0]
+
+    def refit_many(self, data: list[FitData], central: ParametricFit, settings: Settings) -> list[ParametricFit | None]:
+        """The resamples of one bootstrap chunk (all of one length), refined side by side."""
+        if len(data[0].points) < 6:
+            return [None] * len(data)
+        fits = refit_parametric([d.points for d in data], central.theta, settings.delta)
+        return [replace(fit, resample=True) for fit in fits]
 
     def parameters(self, fit: ParametricFit) -> dict[str, float]:
         return surface_parameters(fit) | {"a": fit.a, "b": fit.b}
