@@ -5,6 +5,12 @@ the container's command on this machine (torchrun as `python -m torch.distribute
 plus its envFrom Secrets, cwd a scratch folder), serves the output as the pod's log, and marks the Job
 Complete, or Failed (reason PodFailurePolicy for the trainer's permanent exit codes 3 and 4, as the Job's
 podFailurePolicy says). `workers` Jobs run at once.
+
+With `warm` (the default) a one-process command (`torchrun --standalone --nproc_per_node=1 -m M ...`, or
+`python -m M ...`) is forked from ffctl's fork server (ff_core.launch) instead: M runs with the environment
+torchrun gives its one worker, and a failure is exit 1 as torchrun reports any failed worker; the trainer's
+start-up (torch, 4.5 s of CPU, and torchrun's own 2 s) is paid once per test. The tests about torchrun
+itself (test_jobs, test_distributed) and the end-to-end flow (test_cluster_flow) run it for real.
 """
 
 from __future__ import annotations
@@ -19,14 +25,28 @@ from pathlib import Path
 
 import kubernetes
 
+from ff_core import launch
 from ff_core.crd import LABEL_SWEEP
 
 PERMANENT = {3, 4}
+ONE_WORKER = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1", "GROUP_RANK": "0",
+              "ROLE_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}  # torchrun's, for 1 process
+
+
+def one_process(command: list[str]) -> tuple[str, list[str], dict[str, str]] | None:
+    """(module, argv, environment torchrun adds) for a command that runs one Python module in one process."""
+    if command[:4] == ["torchrun", "--standalone", "--nproc_per_node=1", "-m"]:
+        return command[4], command[5:], ONE_WORKER
+    if command[:2] == ["python", "-m"]:
+        return command[2], command[3:], {}
+    return None
 
 
 class Kubelet:
-    def __init__(self, cluster, namespace: str, scratch: Path, workers: int = 2):
-        self.cluster, self.namespace, self.scratch = cluster, namespace, scratch
+    def __init__(self, cluster, namespace: str, scratch: Path, workers: int = 2, warm: bool = True):
+        self.cluster, self.namespace, self.scratch, self.warm = cluster, namespace, scratch, warm
+        if warm:
+            launch.warm_up()
         self.batch, self.core = kubernetes.client.BatchV1Api(), kubernetes.client.CoreV1Api()
         self.pool = ThreadPoolExecutor(workers)
         self.seen: set[str] = set()
@@ -66,25 +86,37 @@ class Kubelet:
             "name": pod_name, "namespace": self.namespace, "labels": labels, "annotations": annotations},
             "spec": {"containers": [{"name": "trainer", "image": job.spec.template.spec.containers[0].image}]}})
         container = job.spec.template.spec.containers[0]
-        command = container.command
-        if command[0] == "torchrun":
-            command = [sys.executable, "-m", "torch.distributed.run", *command[1:]]
-        elif command[0] == "python":
-            command = [sys.executable, *command[1:]]
         workdir = self.scratch / job.metadata.name
         workdir.mkdir(parents=True, exist_ok=True)
         termination = workdir / "termination-log"  # the kubelet's /dev/termination-log
         termination.write_text("")
-        done = subprocess.run(command, cwd=workdir, env=self._env(container) | {"FF_TERMINATION_LOG": str(termination)},
-                              capture_output=True, text=True, timeout=600)
-        self.cluster.logs[self.namespace, pod_name] = done.stdout + done.stderr
-        terminated = {"exitCode": done.returncode, "message": termination.read_text()}
+        env = self._env(container) | {"FF_TERMINATION_LOG": str(termination)}
+        code, output = self._execute(container.command, env, workdir)
+        self.cluster.logs[self.namespace, pod_name] = output
+        terminated = {"exitCode": code, "message": termination.read_text()}
         self.core.patch_namespaced_pod_status(pod_name, self.namespace, {"status": {"containerStatuses": [
             {"name": "trainer", "image": container.image, "imageID": "", "ready": False, "restartCount": 0,
              "state": {"terminated": terminated}}]}})
-        if done.returncode == 0:
+        if code == 0:
             condition = {"type": "Complete", "status": "True"}
         else:
-            reason = "PodFailurePolicy" if done.returncode in PERMANENT else "BackoffLimitExceeded"
+            reason = "PodFailurePolicy" if code in PERMANENT else "BackoffLimitExceeded"
             condition = {"type": "Failed", "status": "True", "reason": reason}
         self.batch.patch_namespaced_job_status(job.metadata.name, self.namespace, {"status": {"conditions": [condition]}})
+
+    def _execute(self, command: list[str], env: dict[str, str], workdir: Path) -> tuple[int, str]:
+        """(exit code, output) of the container's command."""
+        warm = one_process(command) if self.warm else None
+        if warm is not None:
+            module, argv, added = warm
+            out, err = workdir / "stdout", workdir / "stderr"
+            code = launch.start(module, argv, env | added, out, err, cwd=workdir).wait(timeout=600)
+            if command[0] == "torchrun" and code != 0:
+                code = 1  # torchrun ends with exit 1 whatever its failed worker's code (ChildFailedError)
+            return code, out.read_text() + err.read_text()
+        if command[0] == "torchrun":
+            command = [sys.executable, "-m", "torch.distributed.run", *command[1:]]
+        elif command[0] == "python":
+            command = [sys.executable, *command[1:]]
+        done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+        return done.returncode, done.stdout + done.stderr

@@ -23,7 +23,7 @@ def test_submit_to_analysis_through_the_operator_and_a_local_kubelet(cluster, s3
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}})
     monkeypatch.setenv("KUBECONFIG", kubeconfig(tmp_path / "kubeconfig", c.url))
     s3 = {"here": s3_endpoint, "cluster": s3_endpoint, "secret": "s3-creds"}
-    with Kubelet(c, NS, tmp_path / "node") as kubelet:
+    with Kubelet(c, NS, tmp_path / "node", warm=False) as kubelet:  # torchrun for real: the flow as deployed
         sweep_to_analysis(tmp_path, "flops-fit/trainer:local", NS, s3, poll=0.5)
     wait_for(lambda: jobs("e2e-tiny") == [], "the sweep's Jobs deleted with it")
     assert len(kubelet.seen) == 6 and all(name.endswith("-a1") for name in kubelet.seen)  # one Job each, no retry

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ff_client import launch
+from ff_core import launch
 from ff_core.plan import plan_sweep
 from ff_core.spec import parse_sweep
 

@@ -1,6 +1,6 @@
 """The local executor: every step of the plan as its own trainer process, K at a time, resumable.
 
-Trainers are forked from a warm fork server where it can (launch.py): torch is imported once per run.
+Trainers are forked from a warm fork server where it can (ff_core.launch): torch is imported once per run.
 
 A step is an experiment, or with schedule wsd a trunk segment or a branch (ff_core.steps): a step starts
 once the steps it waits for are done, and a step that failed holds back the ones that wait for it.
@@ -21,14 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ff_core import exit_codes
+from ff_core import exit_codes, launch
 from ff_core.plan import Plan
 from ff_core.layout import checkpoint_key, lock_key, log_key, plan_key, result_key, sweep_key, trunk_checkpoint_key
 from ff_core.spec import ScalingSweep
 from ff_core.errors import StoreError
 from ff_core.steps import SEGMENT, Step, plan_steps
 from ff_core.store import FileStore, MissingKey, Store
-from ff_client import launch
 
 GRACE_SECONDS = 30  # after Ctrl-C, how long trainers get to checkpoint before they are killed
 

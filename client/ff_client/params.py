@@ -1,7 +1,7 @@
 """Fill each size's nParams from the model plugin, by running the trainer's counter in a subprocess.
 
 The client never imports torch or user code: the counter runs where the plugins are installed (forked from
-the fork server when `ffctl run` started one: launch.py).
+the fork server when `ffctl run` started one: ff_core.launch).
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from ff_core import exit_codes
+from ff_core import exit_codes, launch
 from ff_core.errors import SpecError
 from ff_core.spec import ScalingSweep, parse_sweep
-from ff_client import launch
 
 
 def needs_counts(sweep: ScalingSweep) -> bool:

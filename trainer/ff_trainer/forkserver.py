@@ -1,4 +1,4 @@
-"""`python -m ff_trainer.forkserver`: trainers forked from one process that has imported torch once.
+"""`python -m ff_trainer.forkserver REQUESTS REPLIES`: trainers forked from one process that imported torch once.
 
 A `python -m ff_trainer` process spends about 4.5 s of CPU before its first step here: 2.5 s importing torch
 and the trainer, and 2 s more when PyTorch's FLOP counter first dispatches (it imports torch._dynamo). On a
@@ -7,14 +7,15 @@ trainer imports, then forks one child per request, and the child runs the traine
 would have. Forking `ffctl` itself would not be safe (it has threads); this process has none of ours and
 does no tensor work before it forks (no OpenMP thread team, no CUDA context to inherit).
 
-Protocol, one JSON object per line. Requests on stdin: {"module": M, "argv": [...], "env": {...}, "cwd": DIR,
-"stdout": FILE, "stderr": FILE}. Replies on stdout: {"ready": true} once imported, then {"pid": N} for each
-request in order, and {"exited": N, "code": C} when child N ends (C as subprocess reports it: negative for a
-signal). End of stdin ends the server; children still running carry on (each has a session of its own, like
-the executor's processes).
+Protocol (ff_core.launch is the other end), one JSON object per line, on the two pipe descriptors given.
+Requests: {"module": M, "argv": [...], "env": {...}, "cwd": DIR, "stdout": FILE or null, "stderr": FILE or
+null}. Replies: {"ready": true} once imported, then {"pid": N} for each request in order, and {"exited": N,
+"code": C} when child N ends (C as subprocess reports it: negative for a signal). The end of the requests
+ends the server; children still running carry on (each has a session of its own, like the executor's
+processes).
 
 The child is `python -m M ARGV` run in a warm interpreter: a session of its own; stdin /dev/null, stdout
-and stderr appended to the files given; the environment given (torch's thread count from its
+and stderr appended to the files given (or the server's own, inherited, for null); the environment given (torch's thread count from its
 OMP_NUM_THREADS, since the OpenMP runtime read the variable when torch was imported); the working directory
 first on sys.path as `python -m` puts it, then PYTHONPATH's entries; the default signal handlers; M run by
 runpy as `-m` runs it, and the interpreter's normal shutdown (its exit status is M's exit code).
@@ -40,9 +41,11 @@ _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 _SIGINT = signal.default_int_handler  # SIGINT's handler as this server inherited it
 
 
+_PIPES: dict[str, int] = {}  # "requests" and "replies": the descriptors of the protocol
+
+
 def _reply(message: dict) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
+    os.write(_PIPES["replies"], (json.dumps(message) + "\n").encode())
 
 
 def _reap(children: set[int]) -> None:
@@ -66,11 +69,11 @@ def serve() -> dict | None:
     children: set[int] = set()
     pending = b""
     while True:
-        readable, _, _ = select.select([0], [], [], 0.05)
+        readable, _, _ = select.select([_PIPES["requests"]], [], [], 0.05)
         _reap(children)
         if not readable:
             continue
-        chunk = os.read(0, 65536)
+        chunk = os.read(_PIPES["requests"], 65536)
         if not chunk:
             return None
         pending += chunk
@@ -87,11 +90,14 @@ def serve() -> dict | None:
 def _become(request: dict) -> None:
     """Turn this fresh fork into the process `python -m ff_trainer` would have been."""
     os.setsid()
-    for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, request["stdout"], _APPEND),
-                            (2, request["stderr"], _APPEND)):
-        opened = os.open(path, flags, 0o644)
-        os.dup2(opened, fd)
-        os.close(opened)
+    for fd in _PIPES.values():  # the server's alone: its end is seen when it ends, not when its children do
+        os.close(fd)
+    for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, request.get("stdout"), _APPEND),
+                            (2, request.get("stderr"), _APPEND)):
+        if path is not None:
+            opened = os.open(path, flags, 0o644)
+            os.dup2(opened, fd)
+            os.close(opened)
     # As a new interpreter would: Python's handler, unless SIGINT came ignored (a job started with `&`)
     signal.signal(signal.SIGINT, signal.SIG_IGN if _SIGINT == signal.SIG_IGN else signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -106,6 +112,7 @@ def _become(request: dict) -> None:
 
 
 def main() -> int:
+    _PIPES["requests"], _PIPES["replies"] = (int(fd) for fd in sys.argv[1:3])
     request = serve()
     if request is None:
         return 0

@@ -1,7 +1,8 @@
 """`python -m ff_trainer.pack --sweep SRC --steps ID,ID,...`: several experiments sharing one GPU (a packed Job).
 
-One trainer process per step (`python -m ff_trainer`), all at once on the same device: each trains and writes
-its own result, so one that fails leaves the others alone. When all have ended, their exit codes go to the
+One trainer process per step (`python -m ff_trainer`, forked from a warm fork server where it can, as
+`ffctl run` does: ff_core.launch; torch is imported once per pod), all at once on the same device: each
+trains and writes its own result, so one that fails leaves the others alone. When all have ended, their exit codes go to the
 termination log as JSON {"exit": {step: code}} (Kubernetes puts it in the pod's status, where the operator
 reads each experiment's outcome) and the pack exits 0, whatever the codes. A SIGTERM (preemption, deletion)
 is passed to every trainer, which checkpoint, and the pack exits as interrupted: the retry resumes them.
@@ -13,10 +14,9 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 
-from ff_core import exit_codes
+from ff_core import exit_codes, launch
 
 TERMINATION_LOG_ENV = "FF_TERMINATION_LOG"
 TERMINATION_LOG = "/dev/termination-log"  # Kubernetes' default terminationMessagePath
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // len(steps))))  # the pod's cores, shared
     extra = ["--store", args.store] if args.store else []
-    procs: dict[str, subprocess.Popen] = {}
+    procs: dict = {}  # step -> its trainer
     stopped = []
 
     def stop_all() -> None:
@@ -54,11 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         stop_all()
 
     signal.signal(signal.SIGTERM, forward)  # before the trainers start: a SIGTERM never orphans one
+    launch.warm_up(quiet=False)  # the members' output is the pod's log, as ours is
     for step in steps:
         if stopped:  # stopped while starting them: the rest are not started (their retry trains them)
             break
-        procs[step] = subprocess.Popen([sys.executable, "-m", "ff_trainer", "--sweep", args.sweep, "--experiment",
-                                        step, *extra], env=env)
+        procs[step] = launch.start("ff_trainer", ["--sweep", args.sweep, "--experiment", step, *extra], env, None)
     if stopped:
         stop_all()  # one started while the signal was being handled
     codes = {step: procs[step].wait() if step in procs else exit_codes.INTERRUPTED for step in steps}

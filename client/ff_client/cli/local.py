@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
-from ff_client import launch
 from ff_client.cli import output
 from ff_client.executor import run_plan, visible_gpus
 from ff_client.sweeps import load_resolved
+from ff_core import launch
 from ff_core.flops import H100_BF16_PEAK, gpu_hours
 from ff_core.plan import Plan, plan_sweep
 from ff_core.spec import ScalingSweep

@@ -1,4 +1,4 @@
-"""How ffctl starts the trainer's programs: forked from a warm fork server, or as processes of their own.
+"""How the trainer's programs start: forked from a warm fork server, or as processes of their own.
 
 `ffctl run` calls warm_up() first: one `python -m ff_trainer.forkserver` imports torch and the trainer while
 ffctl reads the sweep, then forks a child per program (ff_trainer/forkserver.py says why, and what a child
@@ -6,7 +6,8 @@ is); a trainer then starts in milliseconds instead of seconds. Without warm_up (
 parameters once: a server would cost more than it saves), on macOS (it forks badly once frameworks are
 loaded), with FF_FORKSERVER=0, or when the server cannot start (a client-only install without torch: each
 program's own output then says what is missing), every program is `python -m MODULE` as before. Both kinds
-are driven the same way: pid, poll(), wait(timeout), send_signal(), kill().
+are driven the same way: pid, poll(), wait(timeout), send_signal(), kill(). The pack launcher
+(ff_trainer.pack) forks its members the same way. Standard library only: the client and the trainer use it.
 """
 
 from __future__ import annotations
@@ -52,9 +53,16 @@ class Forked:
 class ForkServer:
     """One `python -m ff_trainer.forkserver` and what it has said: the pids it forked, their exit codes."""
 
-    def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, "-m", "ff_trainer.forkserver"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    def __init__(self, quiet: bool):
+        requests, self.requests = os.pipe()
+        self.replies, replies = os.pipe()
+        # `quiet`: the server's own output (an import's warning, its traceback when torch is missing) is dropped
+        self.proc = subprocess.Popen([sys.executable, "-m", "ff_trainer.forkserver", str(requests), str(replies)],
+                                     pass_fds=(requests, replies), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL if quiet else None,
+                                     stderr=subprocess.DEVNULL if quiet else None)
+        os.close(requests)
+        os.close(replies)
         self.pids: queue.Queue = queue.Queue()
         self.codes: dict[int, int] = {}
         self.ended = threading.Condition()
@@ -64,7 +72,7 @@ class ForkServer:
         threading.Thread(target=self._listen, daemon=True).start()
 
     def _listen(self) -> None:
-        for line in self.proc.stdout:
+        for line in os.fdopen(self.replies, "rb"):
             message = json.loads(line)
             if "ready" in message:
                 self.ready.set()
@@ -85,14 +93,14 @@ class ForkServer:
         self.ready.wait(STARTUP_SECONDS)
         return self.ready.is_set() and not self.gone
 
-    def fork(self, module: str, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path) -> Forked | None:
-        request = {"module": module, "argv": argv, "env": env, "cwd": os.getcwd(), "stdout": str(stdout),
-                   "stderr": str(stderr)}
+    def fork(self, module: str, argv: list[str], env: dict[str, str], stdout: Path | None, stderr: Path | None,
+             cwd: Path) -> Forked | None:
+        request = {"module": module, "argv": argv, "env": env, "cwd": str(cwd),
+                   "stdout": stdout and str(stdout), "stderr": stderr and str(stderr)}
         with self.lock:
             try:
-                self.proc.stdin.write((json.dumps(request) + "\n").encode())
-                self.proc.stdin.flush()
-            except (BrokenPipeError, ValueError):
+                os.write(self.requests, (json.dumps(request) + "\n").encode())
+            except OSError:  # the server has gone
                 return None
             pid = self.pids.get()
         return None if pid is None else Forked(self, pid)
@@ -113,10 +121,9 @@ class ForkServer:
         """End the server (one still importing is not waited for); programs still running carry on."""
         if not self.ready.is_set():
             self.proc.kill()
-        try:
-            self.proc.stdin.close()
-        except BrokenPipeError:
-            pass
+        if self.requests >= 0:
+            os.close(self.requests)
+            self.requests = -1
         self.proc.wait()
 
 
@@ -133,23 +140,28 @@ def _running(pid: int) -> bool:
 _server: ForkServer | None = None
 
 
-def warm_up() -> None:
-    """Start this process's fork server (once; it imports torch while the caller goes on)."""
+def warm_up(quiet: bool = True) -> None:
+    """Start this process's fork server (once; it imports torch while the caller goes on). Not `quiet`: the
+    server's output, and so that of programs started with stdout=None, is this process's own."""
     global _server
     if _server is None and os.environ.get(FORKSERVER_ENV) != "0" and sys.platform.startswith("linux"):
-        _server = ForkServer()
+        _server = ForkServer(quiet)
         atexit.register(_server.close)
 
 
-def start(module: str, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path | None = None):
-    """`python -m module argv` with `env`, its output appended to `stdout` (and `stderr`, default the same
-    file), in a session of its own (Ctrl-C reaches only ffctl, which stops programs with SIGTERM)."""
-    stderr = stderr or stdout
+def start(module: str, argv: list[str], env: dict[str, str], stdout: Path | None, stderr: Path | None = None,
+          cwd: Path | None = None):
+    """`python -m module argv` with `env` in `cwd` (default ours), its output appended to `stdout` (and
+    `stderr`, default the same file; None for both: this process's own), in a session of its own (Ctrl-C
+    reaches only ffctl, which stops programs with SIGTERM; the pack launcher passes SIGTERM on itself)."""
+    stderr, cwd = stderr or stdout, cwd or Path.cwd()
     if _server is not None and _server.serving():
-        forked = _server.fork(module, argv, env, stdout, stderr)
+        forked = _server.fork(module, argv, env, stdout, stderr, cwd)
         if forked is not None:
             return forked
+    command = [sys.executable, "-m", module, *argv]
+    if stdout is None:
+        return subprocess.Popen(command, env=env, cwd=cwd, start_new_session=True)
     with open(stdout, "ab") as out, open(stderr, "ab") as err:
-        return subprocess.Popen([sys.executable, "-m", module, *argv], stdout=out,
-                                stderr=subprocess.STDOUT if stderr == stdout else err, env=env,
-                                start_new_session=True)
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT if stderr == stdout else err, env=env,
+                                cwd=cwd, start_new_session=True)
