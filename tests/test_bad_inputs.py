@@ -265,6 +265,8 @@ def test_spreadsheet_csv_dialects_read_the_same_points(case, transform, tmp_path
 
 PREFLIGHT = [  # plugin mistakes that would fail every experiment, caught by `ffctl plan` in one step
     ("numpy batches", "spec.data", {"plugin": "helper_plugins:NumpyBatches"}, "not torch tensors; convert them"),
+    ("a training stream that ends", "spec.data", {"plugin": "helper_plugins:FiniteData"},
+     "the 'train' stream ended after 3 batch(es); batches() must not end"),
     ("an empty eval split", "spec.data", {"plugin": "helper_plugins:NoEvalData"}, "the 'eval' split yields no batch"),
     ("a loss that is not a scalar", "spec.loss", {"plugin": "helper_plugins:per_token_loss"}, "not a scalar tensor"),
     ("cross-entropy on a regression target", "spec.data", {"plugin": "helper_plugins:RegressionTargets"},
@@ -349,16 +351,27 @@ def test_quantities_kubernetes_accepts_are_accepted(tmp_path):
         assert CliRunner().invoke(main, ["plan", str(sweep)]).exit_code == 0, (cpu, memory)
 
 
-def test_an_endpoint_that_is_not_s3_is_named_as_such(tmp_path):
+@pytest.mark.parametrize("answer", ["a web page", "an empty 404"])
+def test_an_endpoint_that_is_not_s3_is_named_as_such(answer, tmp_path):
     import http.server
     import threading
 
     class Page(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
+            if answer == "an empty 404":  # e.g. a reverse proxy with no route for the path
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
             self.end_headers()
             self.wfile.write(b"<html><body>MinIO Console</body></html>")
+
+        def do_HEAD(self):
+            if answer == "an empty 404":
+                return self.do_GET()
+            self.send_error(501)  # http.server's answer to a method it does not serve
 
         def log_message(self, *args):
             pass

@@ -156,6 +156,10 @@ class S3Store:
                               "(or an AWS profile)")
         if isinstance(error, ClientError):
             code = error.response.get("Error", {}).get("Code", "")
+            if code in ("404", "NotFound") and what != "head":
+                # S3 names what is missing (NoSuchKey, NoSuchBucket) in every answer but a HEAD's; a bare 404
+                # to a GET or a listing comes from something else (a web server, a proxy, a wrong path prefix)
+                return self._not_s3(where, what)
             if code in ("NoSuchKey", "404", "NotFound"):
                 return MissingKey(f"{where} does not exist")
             if code == "NoSuchBucket":

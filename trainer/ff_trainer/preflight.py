@@ -5,7 +5,8 @@ sweep fails here, in a second, with one line that says what to change.
 The common plugin mistakes each get their explanation: batches that are not (inputs, targets) tensors (numpy
 arrays, lists), an empty split, a loss that is not a scalar, a classification loss on a regression target, a
 non-finite first loss, a regression target whose shape differs from the output's (the loss would broadcast
-it), a count_params that disagrees with the model build() makes.
+it), a count_params that disagrees with the model build() makes, a training stream that ends (an epoch with
+no loop around it: STREAM_PROBE batches are drawn).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from ff_core.spec import ScalingSweep
 from ff_trainer import readout
 from ff_trainer.errors import ConfigError
 from ff_trainer.plugins import DataPlugin, LossFn, ModelPlugin, count_of, load_plugin
+
+STREAM_PROBE = 16  # training batches drawn to show the stream goes on (every experiment takes more)
 
 
 def _first_batch(data: Any, split: str, sweep: ScalingSweep, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,6 +45,21 @@ def _first_batch(data: Any, split: str, sweep: ScalingSweep, micro: int) -> tupl
     return batch[0][:micro], batch[1][:micro]
 
 
+def _stream_goes_on(data: Any, sweep: ScalingSweep) -> None:
+    cfg, path = sweep.spec.training, sweep.spec.data.plugin
+    stream = iter(data.batches("train", sequence_length=cfg.sequence_length, batch_size=cfg.global_batch_sequences,
+                               rank=0, world_size=1, seed=cfg.seed))
+    for drawn in range(STREAM_PROBE):
+        try:
+            next(stream)
+        except StopIteration:
+            raise ConfigError(f"data plugin {path!r}: the 'train' stream ended after {drawn} batch(es); batches() "
+                              "must not end (cycle over the data, as the built-in plugins do)") from None
+        except Exception as error:  # noqa: BLE001
+            raise ConfigError(f"data plugin {path!r}: drawing 'train' batch {drawn + 1} failed: "
+                              f"{type(error).__name__}: {error}") from None
+
+
 def first_step(sweep: ScalingSweep) -> None:
     """Load the plugins, draw a batch of each split, and take the smallest model's loss on the first one."""
     spec = sweep.spec
@@ -51,6 +69,7 @@ def first_step(sweep: ScalingSweep) -> None:
     micro, _ = spec.training.batch_split(1)
     inputs, targets = _first_batch(data, "train", sweep, micro)
     _first_batch(data, "eval", sweep, micro)
+    _stream_goes_on(data, sweep)
     smallest = min(spec.sizes, key=lambda s: s.n_params or 0)
     try:
         model = model_plugin.build(smallest.knobs, spec.training.sequence_length)
