@@ -90,6 +90,11 @@ def test_suggest_writes_a_grown_sweep_that_trains_only_the_new_points(small_demo
     shutil.copytree(small_demo["folder"] / "results", tmp_path / "results")
     store, results = f"file://{tmp_path / 'results'}", f"file://{tmp_path / 'results' / 'tiny'}"
     grown_file = tmp_path / "grown.yaml"
+    trained_from = tmp_path / "tiny.yaml"
+    shutil.copy(small_demo["sweep"], trained_from)
+    kept = ffctl("suggest", results, "--target-flops", "1e12", "--write", str(trained_from))
+    assert kept.returncode == 2 and "that file is sweep 'tiny', which the store was trained from" in kept.stderr
+    assert trained_from.read_text() == small_demo["sweep"].read_text()  # not overwritten
     out = ffctl("suggest", results, "--target-flops", "1e12", "--approach", "parametric", "--bootstrap", "50",
                 "--budget", "2e10", "--write", str(grown_file))  # room for the cheapest addition only
     assert out.returncode == 0, out.stderr

@@ -214,6 +214,44 @@ def test_failing_backends_are_warnings_never_failed_experiments(tiny_manifest, t
         assert proc.stderr.count(f"warning: tracking: {name} could not open run unit/{experiment}") == 1, proc.stderr
 
 
+def test_an_mlflow_server_that_never_answers_costs_its_probe_not_mlflow_timeouts(tiny_manifest, tmp_path):
+    """A server that accepts connections and never answers: the run goes on without it after the /health probe
+    (ff_core.trackers.PROBE_SECONDS), said in one warning, instead of waiting out MLflow's timeout and retry."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # the kernel accepts connections; nobody reads or answers them
+    try:
+        tiny_manifest["spec"]["tracking"] = {"mlflow": {"trackingURI": f"http://127.0.0.1:{listener.getsockname()[1]}"}}
+        sweep = tmp_path / "sweep.json"
+        sweep.write_text(json.dumps(tiny_manifest))
+        experiment = plan_sweep(parse_sweep(tiny_manifest)).experiments[0].id
+        proc = subprocess.run([sys.executable, "-m", "ff_trainer", "--sweep", str(sweep), "--experiment", experiment,
+                               "--store", f"file://{tmp_path / 'store'}"], env=env_for(tmp_path), cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        listener.close()
+    assert proc.returncode == exit_codes.DONE, proc.stderr[-2000:]
+    assert proc.stderr.count("warning: tracking: mlflow") == 1, proc.stderr
+    assert "did not answer within 3 s" in proc.stderr, proc.stderr
+
+
+def test_ffctl_run_says_once_on_its_own_output_that_a_backend_failed(tiny_manifest, write_sweep, tmp_path):
+    """The trainers' warnings are in their logs; `ffctl run` says so once, with the count, the first and its log."""
+    (tmp_path / "file").write_text("")
+    tiny_manifest["spec"]["budgets"] = [6.0e8]
+    tiny_manifest["spec"]["tracking"] = {"tensorboard": {"logDir": str(tmp_path / "file" / "tb")}}
+    experiments = plan_sweep(parse_sweep(tiny_manifest)).experiments
+    proc = subprocess.run([sys.executable, "-m", "ff_client.cli", "run", str(write_sweep(tiny_manifest)), "--store",
+                           f"file://{tmp_path / 'store'}", "--workers", "2"], env=dict(os.environ, NO_COLOR="1"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr.count("tracking:") == 1, proc.stderr
+    assert f"warning: tracking: {len(experiments)} step(s) trained without a tracking backend; the first" in proc.stderr
+    assert "tensorboard could not open run unit/" in proc.stderr and "(its log: " in proc.stderr
+
+
 class _Flaky:
     """A backend whose server goes away after its first point."""
 

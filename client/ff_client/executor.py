@@ -27,6 +27,7 @@ from ff_core.layout import checkpoint_key, lock_key, log_key, plan_key, result_k
 from ff_core.spec import ScalingSweep
 from ff_core.errors import StoreError
 from ff_core.steps import SEGMENT, Step, plan_steps
+from ff_core.tracking import LOG_PREFIX
 from ff_core.store import FileStore, MissingKey, Store
 
 GRACE_SECONDS = 30  # after Ctrl-C, how long trainers get to checkpoint before they are killed
@@ -49,6 +50,7 @@ class RunSummary:
     busy: dict[str, str] = field(default_factory=dict)  # id -> who trains it now (another ffctl)
     diverged: list[str] = field(default_factory=list)  # recorded as diverged, not rerun (no --retry-diverged)
     logs: dict[str, Path] = field(default_factory=dict)
+    tracking: dict[str, str] = field(default_factory=dict)  # id -> the first tracking warning in its log
     seconds: float = 0.0
 
 
@@ -64,6 +66,15 @@ def failure(code: int, log: Path | None) -> str:
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     first = next((line for line in lines if line.startswith("error:")), lines[-1] if lines else "")
     return f"{how}: {first}" if first else how
+
+
+def tracking_warning(log: Path) -> str | None:
+    """The first tracking warning in a trainer's log, without its prefix."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((line[len(LOG_PREFIX):] for line in lines if line.startswith(LOG_PREFIX)), None)
 
 
 def _running(pid) -> bool:
@@ -280,6 +291,8 @@ def run_plan(sweep: ScalingSweep, plan: Plan, store: Store, workers: int,
                         continue
                     del running[step_id]
                     release(store, sweep.folder, step_id)
+                    if (warned := tracking_warning(summary.logs[step_id])) is not None:
+                        summary.tracking[step_id] = warned
                     if code == exit_codes.DONE:
                         done.add(step_id)
                         if step.kind != SEGMENT:

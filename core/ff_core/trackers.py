@@ -37,9 +37,31 @@ def _stamp() -> str:
 
 # --- MLflow --------------------------------------------------------------------------------------------------
 
+PROBE_SECONDS = 3.0  # how long an MLflow server gets to answer its /health before a run goes on without it
+
+
+def _answers(uri: str | None) -> None:
+    """An http(s) tracking server answers within PROBE_SECONDS, or ConnectionError. One that accepts connections
+    and never answers would hold the run's first request for MLflow's timeout and retry: 20 s a run."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri.startswith(("http://", "https://")):
+        return  # a local folder or database: nothing to wait for
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_SECONDS).close()
+    except urllib.error.HTTPError:
+        return  # it answered (a proxy asking for credentials, a server without /health): MLflow will tell
+    except (OSError, ValueError) as error:
+        raise ConnectionError(f"the MLflow server at {uri} did not answer within {PROBE_SECONDS:g} s "
+                              f"({getattr(error, 'reason', error)})") from None
+
+
 def _mlflow_client(cfg: MlflowTracking):
     # A server that is down costs a few seconds per call, not MLflow's default of minutes of retries; after the
     # first failure the Tracker drops the backend.
+    _answers(cfg.tracking_uri)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     from mlflow.tracking import MlflowClient

@@ -46,6 +46,9 @@ class Backend(Protocol):
     def pause(self) -> None: ...  # interrupted (SIGTERM): left to be resumed
 
 
+LOG_PREFIX = "warning: tracking: "  # how a backend's failure starts in a trainer's log (ffctl run reads it back)
+
+
 def warning(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 

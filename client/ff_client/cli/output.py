@@ -102,6 +102,10 @@ def run_outcome(summary) -> None:
     """What a finished `ffctl run` left undone, as warnings; failures end it with an error (exit 1)."""
     for exp_id, holder in summary.busy.items():
         warn(f"{exp_id} is being trained by {holder}; not started here (rerun when it is done)")
+    if summary.tracking:  # said once here, not only in each trainer's log
+        step, first = next(iter(summary.tracking.items()))
+        warn(f"tracking: {len(summary.tracking)} step(s) trained without a tracking backend; the first, {step}: "
+             f"{first} (its log: {summary.logs[step]})")
     if summary.diverged:
         warn(f"{len(summary.diverged)} experiment(s) are recorded as diverged and were not rerun; "
              "`ffctl run --retry-diverged` trains them again")

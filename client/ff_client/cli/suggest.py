@@ -81,6 +81,9 @@ def suggest(source, points_file, target_flops, spend, hours, approach, target_wi
     if write_to and sweep is None:
         raise click.UsageError("--write needs a result store written by `ffctl run` (its sweep.json says what to "
                                "grow); a points file or a store without one cannot be grown")
+    if write_to and _names(write_to) == sweep.name:
+        raise click.UsageError(f"--write {write_to}: that file is sweep {sweep.name!r}, which the store was trained "
+                               "from; write the grown sweep to a new file (it shares the results folder)")
     if hours is not None:
         spend = hours * gpu_flops * mfu * 3600
     observations = load_source(points_file or source, endpoint_url, None, None, points_file=bool(points_file))
@@ -113,6 +116,15 @@ def suggest(source, points_file, target_flops, spend, hours, approach, target_wi
         output.say(f"wrote {write_to}: {sweep.name} plus {', '.join(s.candidate.name for s in chosen)}, results in "
                    f"the same folder ({sweep.folder})")
         output.next_step(f"ffctl run {write_to} --store {source.rstrip('/').rsplit('/', 1)[0]}")
+
+
+def _names(path: str) -> str | None:
+    """The metadata.name of the sweep file at `path`, if there is one there."""
+    try:
+        with open(path) as handle:
+            return (yaml.safe_load(handle) or {}).get("metadata", {}).get("name")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
 
 
 COMMANDS = (suggest,)
