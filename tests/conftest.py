@@ -40,23 +40,20 @@ SHARED_BUILDS = ("small_demo", "tracked")
 
 
 def pytest_collection_modifyitems(config, items):
-    """The first reader of each shared build (which builds it) first, then the long tests, the other readers of a
+    """The first reader of each shared build (which builds it) and the long tests first, the other readers of a
     shared build last, when it is long built; collection order otherwise (a stable sort: the same order in
     every process, as xdist requires). `make test` runs --dist worksteal: each process starts on half of this
-    order and takes from the other's queue when its own runs out, so the two finish together. The builders
-    come before the long tests so that a build is done before the other process reaches its readers (a
-    reader that gets there first waits for the build, idle: 35 s of one process measured when the tracked
-    build came after the long tests)."""
+    order and takes from the other's queue when its own runs out, so the two finish together."""
     first: set[str] = set()
 
     def rank(item) -> int:
         shared = next((name for name in SHARED_BUILDS if name in getattr(item, "fixturenames", ())), None)
         if shared is not None:
             if shared in first:
-                return 3
+                return 2
             first.add(shared)
             return 0
-        return 1 if item.get_closest_marker("long") is not None else 2
+        return 0 if item.get_closest_marker("long") is not None else 1
 
     ranks = {id(item): rank(item) for item in items}
     items.sort(key=lambda item: ranks[id(item)])

@@ -36,7 +36,6 @@ import torch._dynamo  # noqa: F401  imported by PyTorch's FLOP counter on first 
 import ff_trainer.count  # noqa: F401  what every warm child imports anyway
 import ff_trainer.run  # noqa: F401
 
-
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 _SIGINT = signal.default_int_handler  # SIGINT's handler as this server inherited it
 
@@ -62,9 +61,9 @@ def _reap(children: set[int]) -> None:
 
 
 def serve() -> dict | None:
-    """Fork a child per request until stdin ends (then None); in a child, return its request."""
+    """Fork a child per request until the requests end (then None); in a child, return its request."""
     global _SIGINT
-    _SIGINT = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for ffctl, which then closes our stdin
+    _SIGINT = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for ffctl, which then ends the requests
     _reply({"ready": True})
     children: set[int] = set()
     pending = b""
@@ -88,7 +87,7 @@ def serve() -> dict | None:
 
 
 def _become(request: dict) -> None:
-    """Turn this fresh fork into the process `python -m ff_trainer` would have been."""
+    """Turn this fresh fork into the process `python -m MODULE` would have been."""
     os.setsid()
     for fd in _PIPES.values():  # the server's alone: its end is seen when it ends, not when its children do
         os.close(fd)
