@@ -47,7 +47,7 @@ tools: $(TEST_STAMP) $(TOOLS)/helm
 # Everything but the scenarios marked slow (each also runs elsewhere: the demo in `make bench`), in
 # TEST_PROCESSES pytest-xdist processes that steal work from each other at the end (tests/conftest.py puts the
 # long tests first); the ten slowest tests are printed at the end, so growth shows in every run. A fresh clone
-# took 15m17s on 2 cores, 799 s of it tests, 27.5 of its 30.5 core-minutes busy: the suite is CPU-bound now.
+# took 11m26s on 2 cores, 595 s of it tests, user 17m57s of 22m52s core time: the suite is CPU-bound.
 test: $(TEST_STAMP) $(TOOLS)/helm
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest -q -m "not slow" -n $(TEST_PROCESSES) --dist worksteal --durations=10
 
