@@ -77,26 +77,16 @@ def tracking_warning(log: Path) -> str | None:
     return next((line[len(LOG_PREFIX):] for line in lines if line.startswith(LOG_PREFIX)), None)
 
 
-def _running(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, TypeError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _alive(owner: dict) -> bool:
     """Is the ffctl that wrote a lock, or the trainer it handed the lock to, still running? Another host's is
     taken to be (it cannot be checked)."""
     if owner.get("host") != socket.gethostname():
         return True
-    return _running(owner.get("pid")) or ("trainer" in owner and _running(owner["trainer"]))
+    return launch.running(owner.get("pid")) or ("trainer" in owner and launch.running(owner["trainer"]))
 
 
 def _holder(owner: dict, path: Path) -> str:
-    if owner.get("host") == socket.gethostname() and not _running(owner.get("pid")):
+    if owner.get("host") == socket.gethostname() and not launch.running(owner.get("pid")):
         return (f"trainer pid {owner.get('trainer')}, left running by an ffctl that has gone (pid {owner.get('pid')}); "
                 f"it is still training: wait for it, or stop it (kill {owner.get('trainer')}) and run again "
                 f"(its lock: {path})")

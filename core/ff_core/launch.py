@@ -109,7 +109,7 @@ class ForkServer:
         with self.ended:
             if pid in self.codes:
                 return self.codes[pid]
-            if self.gone and not _running(pid):
+            if self.gone and not running(pid):
                 return 1  # the server died first: the code went with it; the program's output says what happened
             return None
 
@@ -127,10 +127,11 @@ class ForkServer:
         self.proc.wait()
 
 
-def _running(pid: int) -> bool:
+def running(pid) -> bool:
+    """Whether a process of this machine with that pid (an int, or as a lock file wrote it) is alive."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, TypeError, ValueError):
         return False
     except PermissionError:
         return True
