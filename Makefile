@@ -47,7 +47,8 @@ tools: $(TEST_STAMP) $(TOOLS)/helm
 # Everything but the scenarios marked slow (each also runs elsewhere: the demo in `make bench`), in
 # TEST_PROCESSES pytest-xdist processes that steal work from each other at the end (tests/conftest.py puts the
 # long tests first); the ten slowest tests are printed at the end, so growth shows in every run. A fresh clone
-# took 11m26s on 2 cores, 595 s of it tests, user 17m57s of 22m52s core time: the suite is CPU-bound.
+# of 00a90e1 took 9m06s on 2 cores, 463 s of it tests, user 13m57s + sys 1m49s of 18m13s core time: the suite
+# is CPU-bound (the same commit measured 9m52s once, and 553 s in CI).
 test: $(TEST_STAMP) $(TOOLS)/helm
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest -q -m "not slow" -n $(TEST_PROCESSES) --dist worksteal --durations=10
 
