@@ -85,7 +85,7 @@ def test_a_status_patch_racing_the_sweeps_deletion_is_not_an_error(cluster):  # 
     reconcile_sweep(NS, "unit", [], [])  # no exception
 
 
-def test_a_failed_job_create_is_retried_in_place(cluster):  # noqa: F811
+def test_a_failed_job_create_is_retried_soon(cluster):  # noqa: F811
     """kopf does not retry low-level event handlers: a 500 on create must not leave a slot idle until the
     30 s resync. The emulator answers the next two Job creates 500 (unapplied); the Jobs still appear."""
     from ff_operator.handlers import RESYNC_SECONDS
@@ -97,6 +97,29 @@ def test_a_failed_job_create_is_retried_in_place(cluster):  # noqa: F811
     # before the first resync could create them (its initial delay is RESYNC_SECONDS): no duration is asserted,
     # only that the Jobs did not wait for the resync
     wait_for(lambda: len(jobs()) == 2, "two Jobs despite two failed creates", timeout=RESYNC_SECONDS - 5)
+    assert c.emulator.faults["create", "jobs"] == 0
+    # the retry ran in kopf's context: its events were posted
+    wait_for(lambda: "JobsCreated" in {e.reason for e in kubernetes.client.CoreV1Api().list_namespaced_event(NS).items
+                                       if e.involved_object.name == "unit"}, "the JobsCreated event")
+
+
+def test_a_failed_create_is_retried_outside_the_sweeps_lock(cluster):  # noqa: F811
+    """A reconcile whose creates the API server failed returns at once, with the sweep's lock free (its other
+    events go on), and is done again from a timer: the Jobs appear and the status counts them. Until then no
+    status is written: it would count Jobs that do not exist."""
+    from ff_operator import handlers
+    from test_operator import GROUP, NS, PLURAL, VERSION, jobs, status, sweep_body, wait_for
+
+    c, operator = cluster
+    operator.stop()  # reconcile by hand; the retries come from the handlers' own timer
+    kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, sweep_body())
+    c.emulator.faults["create", "jobs"] = 3  # round 1: both creates fail; round 2: one; round 3: none
+    key = (NS, "unit")
+    handlers.sync_by_name(NS, "unit", {}, {}, {})
+    assert not handlers._locks[key].locked() and key in handlers._retry_pending
+    assert status() == {} and c.emulator.faults["create", "jobs"] == 1
+    wait_for(lambda: len(jobs()) == 2 and status().get("running") == 2, "two Jobs, counted in the status")
+    wait_for(lambda: key not in handlers._retry_pending and key not in handlers._retries, "the retries to end")
     assert c.emulator.faults["create", "jobs"] == 0
 
 

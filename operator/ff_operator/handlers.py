@@ -5,16 +5,18 @@ Run with `kopf run -m ff_operator.handlers --all-namespaces` (in cluster: in-clu
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import functools
 import json
+import logging
 import threading
-import time
 from collections import defaultdict
 from typing import Any
 
 import kopf
 import kubernetes
+import urllib3
 
 from ff_core.errors import FlopsFitError
 from ff_core.plan import Plan, plan_sweep
@@ -71,39 +73,63 @@ def sync(body: dict[str, Any], jobs: list[ObservedJob], disrupted: list[tuple[st
     batch = kubernetes.client.BatchV1Api()
     actions = reconcile(plan, sweep.spec.execution, jobs, previous, generation, _now(), disrupted, meta.get("uid"),
                         steps, exits)
+    failed: list[Transient] = []  # a create that failed does not stop the others; the status waits for all
     for experiment, attempt in actions.create:
         job = build_job(sweep, experiment, attempt, meta["uid"])
-        uid = _create(lambda: batch.create_namespaced_job(namespace, job).metadata.uid, "a Job")
-        if sweep.spec.execution.nodes_per_experiment > 1:
-            uid = uid or batch.read_namespaced_job(job["metadata"]["name"], namespace).metadata.uid
-            core = kubernetes.client.CoreV1Api()
-            _create(lambda: core.create_namespaced_service(namespace, build_service(job, uid)), "a Service")
+        try:
+            created = _create("a Job", batch.create_namespaced_job, namespace, job)
+            if sweep.spec.execution.nodes_per_experiment > 1:
+                created = created or batch.read_namespaced_job(job["metadata"]["name"], namespace)
+                service = build_service(job, created.metadata.uid)
+                _create("a Service", kubernetes.client.CoreV1Api().create_namespaced_service, namespace, service)
+        except Transient as error:
+            failed.append(error)
     for members in actions.packs:
         job = build_pack_job(sweep, members, meta["uid"])
-        _create(lambda: batch.create_namespaced_job(namespace, job), "a packed Job")
+        try:
+            _create("a packed Job", batch.create_namespaced_job, namespace, job)
+        except Transient as error:
+            failed.append(error)
     for name in actions.delete:
         batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+    if failed:  # not written: the status would count Jobs that do not exist (the retry writes it)
+        raise Transient(f"{failed[0]}" + (f" (and {len(failed) - 1} more creates)" if len(failed) > 1 else ""))
     return actions.status, actions.events
 
 
-CREATE_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)  # seconds before each retry of a create the API server failed
+RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0, 4.0)  # seconds before each retry of a reconcile the API server failed
 
 
-def _create(call, what: str) -> Any:
-    """Create; "already exists" is success (names are deterministic) and gives None.
+class Transient(Exception):
+    """The API server failed a write it may take next time (429, 5xx, a conflict): reconcile again soon."""
 
-    A transient failure (429, 5xx) is retried here, briefly: kopf does not retry the Job and pod event
-    handlers this also runs in, so a failed create there would leave a slot idle until the next resync.
+
+def _transient(error: Exception) -> bool:
+    if isinstance(error, Transient):
+        return True
+    if isinstance(error, kubernetes.client.ApiException):
+        return error.status in (409, 429) or (error.status or 0) >= 500
+    return isinstance(error, urllib3.exceptions.HTTPError)  # refused, reset, timed out
+
+
+def _create(what: str, call, *args: Any) -> Any:
+    """call(*args), a create; "already exists" is success (names are deterministic) and gives None.
+
+    A transient failure raises Transient at once, with no sleep: the sweep's lock is held here, and the retry
+    (sync_by_name's, a moment later) must not keep the sweep's other events waiting.
     """
-    for delay in (*CREATE_RETRY_DELAYS, None):
-        try:
-            return call()
-        except kubernetes.client.ApiException as error:
-            if error.status == 409:
-                return None
-            if delay is None or not (error.status == 429 or error.status >= 500):
-                raise kopf.TemporaryError(f"creating {what} failed: {error.status} {error.reason}", delay=10) from None
-            time.sleep(delay)
+    try:
+        return call(*args)
+    except kubernetes.client.ApiException as error:
+        if error.status == 409:
+            return None
+        if _transient(error):
+            raise Transient(f"creating {what} failed: {error.status} {error.reason}") from None
+        raise kopf.TemporaryError(f"creating {what} failed: {error.status} {error.reason}", delay=10) from None
+
+
+_retries: dict[tuple[str, str], int] = defaultdict(int)  # failed reconciles in a row, per sweep
+_retry_pending: set[tuple[str, str]] = set()
 
 
 def sync_by_name(namespace: str, name: str, jobs: kopf.Index, pods: kopf.Index, exits: kopf.Index) -> None:
@@ -112,6 +138,10 @@ def sync_by_name(namespace: str, name: str, jobs: kopf.Index, pods: kopf.Index, 
     Each call takes a ticket; a reconcile that starts after a ticket was taken sees that event (indexes are
     updated before handlers run), so a call whose ticket is already covered returns at once: 1,000 Jobs
     completing together cost a handful of reconciles, not 1,000.
+
+    A reconcile the API server failed (a create or the status write answered 429, 5xx or a conflict, or no
+    answer) is done again 0.25-4 s later from a timer, outside the lock: kopf does not retry the Job and pod
+    event handlers this runs in, and sleeping in the lock would hold up the sweep's other events.
     """
     key = (namespace, name)
     with _tickets_lock:
@@ -123,8 +153,39 @@ def sync_by_name(namespace: str, name: str, jobs: kopf.Index, pods: kopf.Index, 
         with _tickets_lock:
             upto = _tickets[key]
         disrupted = [pair for pod in pods.get(key, []) for pair in pod]
-        reconcile_sweep(namespace, name, list(jobs.get(key, [])), disrupted, dict(exits.get(key, [])))
+        try:
+            reconcile_sweep(namespace, name, list(jobs.get(key, [])), disrupted, dict(exits.get(key, [])))
+        except Exception as error:
+            if not _transient(error):
+                raise
+            _retry_soon(key, jobs, pods, exits, error)
+            return
         _covered[key] = upto
+        _retries.pop(key, None)
+
+
+def _retry_soon(key: tuple[str, str], jobs: kopf.Index, pods: kopf.Index, exits: kopf.Index,
+                error: Exception) -> None:
+    """Reconcile the sweep again after a back-off (one timer per sweep at a time)."""
+    with _tickets_lock:
+        if key in _retry_pending:
+            return
+        _retry_pending.add(key)
+        delay = RETRY_DELAYS[min(_retries[key], len(RETRY_DELAYS) - 1)]
+        _retries[key] += 1
+    logging.getLogger(__name__).warning("%s/%s: %s; reconciling again in %.2g s", *key, error, delay)
+
+    def again() -> None:
+        with _tickets_lock:
+            _retry_pending.discard(key)
+        try:
+            sync_by_name(*key, jobs, pods, exits)
+        except Exception:  # not transient (those schedule the next try): the next event or resync tries again
+            logging.getLogger(__name__).exception("%s/%s: reconciling again failed", *key)
+
+    timer = threading.Timer(delay, contextvars.copy_context().run, (again,))  # in kopf's context: events post
+    timer.daemon = True
+    timer.start()
 
 
 def reconcile_sweep(namespace: str, name: str, jobs: list[ObservedJob], disrupted: list[tuple[str, str]],
@@ -146,7 +207,10 @@ def reconcile_sweep(namespace: str, name: str, jobs: list[ObservedJob], disrupte
                 return  # deleted since it was read: nothing left to report on
             raise
     for reason, message in events:
-        kopf.info(sweep, reason=reason, message=message)
+        try:
+            kopf.info(sweep, reason=reason, message=message)
+        except LookupError:  # outside kopf's context (a reconcile called by hand): logged, not posted
+            logging.getLogger(__name__).info("%s/%s: %s: %s", namespace, name, reason, message)
 
 
 @kopf.index("batch", "v1", "jobs", labels={LABEL_SWEEP: kopf.PRESENT})
