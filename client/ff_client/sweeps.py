@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from ff_client.params import PluginsNotHere, fill_params, needs_counts, write_sweep
-from ff_core.errors import FlopsFitError
-from ff_core.layout import SWEEP_FILE
-from ff_core.spec import ScalingSweep, load_sweep, parse_sweep
-from ff_core.store import open_store
-
-
-def is_sweep_name(source: str) -> bool:
-    """A cluster sweep NAME, not a store (a URI, or a folder: one that exists, or a path)."""
-    return "://" not in source and not os.path.exists(source) and "/" not in source and not source.startswith(".")
-
-
-def stored_sweep(source: str, endpoint_url: str | None) -> ScalingSweep | None:
-    """The sweep the latest `ffctl run` wrote beside the results (a store folder's sweep.json), if any; None
-    for a cluster sweep NAME (its manifest is on the cluster) and for a store without a readable one."""
-    if is_sweep_name(source):
-        return None
-    try:
-        return parse_sweep(open_store(source, endpoint_url).get_json(SWEEP_FILE), f"{source}/{SWEEP_FILE}")
-    except FlopsFitError:  # StoreError (missing, unreachable) or SpecError (unreadable)
-        return None
+from ff_core.spec import ScalingSweep, load_sweep
 
 
 def load_resolved(path: str, write: bool = False, verify: bool = False,

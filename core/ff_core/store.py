@@ -227,6 +227,11 @@ def anchored(uri: str, folder: str | Path) -> str:
     return f"file://{(Path(folder) / uri[len('file://'):]).resolve()}"
 
 
+def within(uri: str, folder: str) -> str:
+    """The URI of `folder` inside the store at `uri` (a sweep's results folder under its storage URI)."""
+    return f"{uri.rstrip('/')}/{folder}"
+
+
 def open_store(uri: str, endpoint_url: str | None = None, spec_endpoint: str | None = None) -> Store:
     """A store for `file://path`, a plain path, or `s3://bucket/prefix`.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 
 import click
@@ -11,15 +10,11 @@ import click
 from ff_client.cli import output
 from ff_client.fit.laws import HUBER_DELTA
 from ff_client.fit.table import FORMATS
-from ff_client.sweeps import is_sweep_name, stored_sweep
+from ff_client.source import Source, resolve
 from ff_core.errors import FlopsFitError
 from ff_core.layout import ENDPOINT_ENV, SWEEP_FILE
-from ff_core.spec import ScalingSweep, is_sweep_name_syntax, manifest_of, parse_sweep
-from ff_core.store import open_store
+from ff_core.spec import ScalingSweep
 from ff_core.trackers import require
-
-POINTS_FILES = (".csv", ".json")
-
 
 def _csv_choice(allowed: tuple[str, ...]):
     def convert(ctx, param, value: str) -> tuple[str, ...]:
@@ -55,7 +50,8 @@ def analysis_options(fn):
         click.option("--endpoint-url", envvar=ENDPOINT_ENV, help=f"S3 endpoint (MinIO etc.). [env: {ENDPOINT_ENV}]"),
         click.option("--namespace", "-n", envvar="FF_NAMESPACE",
                      help="For a sweep NAME: its namespace. [env: FF_NAMESPACE]"),
-        click.option("--context", envvar="FF_CONTEXT", help="For a sweep NAME: the kubeconfig context. [env: FF_CONTEXT]"),
+        click.option("--context", envvar="FF_CONTEXT",
+                     help="For a sweep NAME: the kubeconfig context. [env: FF_CONTEXT]"),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -70,40 +66,7 @@ def settings_of(targets, resamples, seed, workers, delta, exclude_outliers, keep
     return Settings(tuple(targets), resamples, seed, workers, exclude_outliers, delta)
 
 
-def load_source(source: str, endpoint_url: str | None, namespace: str | None, context: str | None,
-                points_file: bool = False, recipe: str | None = None, all_recipes: bool = False, **_):
-    """The observations of a points file (`points_file`, or a name ending .csv/.json), a result store (a URI,
-    or a folder), or a sweep NAME on the cluster (anything else without a '/')."""
-    from ff_client.fit.datafile import load_points
-    from ff_client.fit.points import load_observations
-
-    if points_file or (source.endswith(POINTS_FILES) and "://" not in source):
-        if not os.path.isfile(source):
-            raise FlopsFitError(f"{source}: no such points file")
-        return load_points(source)
-    if os.path.isfile(source):
-        raise FlopsFitError(f"{source} is a file, not a result store (a folder); a points file is read with --data "
-                            f"and ends in {' or '.join(POINTS_FILES)}")
-    no_folder = f"{source}: no such folder (a result store is a folder, file://DIR or s3://bucket/prefix)"
-    if source.startswith("file://") and not os.path.isdir(source[len("file://"):]):
-        raise FlopsFitError(no_folder)
-    if "://" in source or os.path.exists(source):
-        return load_observations(open_store(source, endpoint_url), recipe, all_recipes)
-    if "/" in source or source.startswith(".") or not is_sweep_name_syntax(source):
-        raise FlopsFitError(no_folder)
-    from ff_client.cluster.connection import ClusterError, connect, sweep_store
-
-    try:
-        connection = connect(context, namespace)
-    except ClusterError as error:  # most likely a mistyped folder: say both readings
-        raise FlopsFitError(f"{source}: no such folder here, nor a cluster to look for a sweep of that name on "
-                            f"({error})") from None
-    uri, spec_endpoint = sweep_store(connection, source)
-    output.say(f"analysing {uri}")
-    return load_observations(open_store(uri, endpoint_url, spec_endpoint), recipe, all_recipes)
-
-
-def check_against_pilot(source: str, observations, endpoint_url: str | None, sweep: ScalingSweep | None) -> None:
+def check_against_pilot(source: Source, observations, sweep: ScalingSweep | None) -> None:
     """Where the store holds the sweep's transfer pilot beside it (<name>-transfer, from `ffctl transfer`), say
     whether the sweep's learning rate (`sweep`'s, the store's sweep.json) lies in each pilot size's basin, and
     warn for each size where it does not."""
@@ -115,8 +78,7 @@ def check_against_pilot(source: str, observations, endpoint_url: str | None, swe
     else:  # no sweep.json: the records' own learning rate, when they agree on one
         rates = {((r.identity or {}).get("training") or {}).get("learning_rate") for r in observations.records}
         name, lr = observations.sweep, (rates.pop() if len(rates) == 1 else None)
-    uri = open_store(source, endpoint_url).uri.rstrip("/")
-    pilot = open_store(f"{uri[: uri.rfind('/')]}/{pilot_folder(name)}", endpoint_url)
+    pilot = source.beside(pilot_folder(name))
     runs, left = pilot_runs(pilot)
     if not runs or lr is None:
         return
@@ -135,21 +97,14 @@ def check_against_pilot(source: str, observations, endpoint_url: str | None, swe
                    f"{', '.join(inside)}")
 
 
-def tracked_sweep(source: str | None, data_file: str | None, stored: ScalingSweep | None, namespace: str | None,
-                  context: str | None) -> ScalingSweep:
-    """The sweep whose spec.tracking `--track` logs to: the store's sweep.json (`stored`), or the cluster's
-    ScalingSweep."""
-    if data_file is not None:
+def tracked_sweep(source: Source) -> ScalingSweep:
+    """The sweep whose spec.tracking `--track` logs to: the store's sweep.json, or the cluster's ScalingSweep."""
+    if source.kind == "points":
         raise click.UsageError("--track logs to the sweep's spec.tracking: analyze a store or a sweep NAME, not --data")
-    if not is_sweep_name(source):
-        if stored is None:
-            raise FlopsFitError(f"{source} has no readable {SWEEP_FILE} (the sweep `ffctl run` writes), so it names "
-                                "no tracking; analyze without --track")
-        sweep = stored
-    else:
-        from ff_client.cluster.connection import connect, get_sweep
-
-        sweep = parse_sweep(manifest_of(get_sweep(connect(context, namespace), source)), f"sweep {source}")
+    sweep = source.sweep()
+    if sweep is None:
+        raise FlopsFitError(f"{source.given} has no readable {SWEEP_FILE} (the sweep `ffctl run` writes), so it names "
+                            "no tracking; analyze without --track")
     if sweep.spec.tracking is None or not sweep.spec.tracking.backends:
         raise FlopsFitError(f"sweep {sweep.name} has no spec.tracking; add mlflow, wandb or tensorboard to it, or "
                             "analyze without --track")
@@ -178,11 +133,12 @@ def analyze(store_uri, data_file, out, as_json, formats, plot_formats, track, en
     if (store_uri is None) == (data_file is None):
         raise click.UsageError("give a STORE_URI, a sweep NAME or --data FILE (one of them)")
     settings = settings_of(**analysis)
-    stored = stored_sweep(store_uri, endpoint_url) if data_file is None else None
-    tracked = tracked_sweep(store_uri, data_file, stored, namespace, context) if track else None
-    observations = load_source(data_file or store_uri, endpoint_url, namespace, context, bool(data_file), **analysis)
-    if data_file is None and not is_sweep_name(store_uri):
-        check_against_pilot(store_uri, observations, endpoint_url, stored)
+    source = resolve(data_file or store_uri, endpoint_url, namespace, context, bool(data_file), output.say)
+    stored = source.sweep() if source.kind == "store" else None
+    tracked = tracked_sweep(source) if track else None
+    observations = source.observations(analysis.get("recipe"), analysis.get("all_recipes", False))
+    if source.kind == "store":
+        check_against_pilot(source, observations, stored)
     with tempfile.TemporaryDirectory(prefix="ff-fit-") as scratch:  # --track without --out: files for the tracker
         report = finish(run_analysis(observations, settings), out or (scratch if track else None), formats=formats,
                         plot_formats=plot_formats)

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from ff_client.cli import output
-from ff_client.cli.analyze import analysis_options, load_source, settings_of
+from ff_client.cli.analyze import analysis_options, settings_of
+from ff_client.source import resolve
 
 
 @click.command()
@@ -35,7 +36,9 @@ def compare(a: str, b: str, approach: str, out: str | None, as_json: bool, endpo
     from ff_client.fit.plots import plot_compare
 
     settings = settings_of(**analysis)
-    sides = [analyze(load_source(s, endpoint_url, namespace, context, **analysis), settings) for s in (a, b)]
+    recipe, every = analysis.get("recipe"), analysis.get("all_recipes", False)
+    sides = [analyze(resolve(s, endpoint_url, namespace, context, say=output.say).observations(recipe, every), settings)
+             for s in (a, b)]
     try:
         result = run_compare(*sides, approach, settings.targets)
     except ValueError as error:

@@ -9,9 +9,8 @@ import click
 import yaml
 
 from ff_client.cli import output
-from ff_client.cli.analyze import load_source
 from ff_client.cli.local import cost_options
-from ff_client.sweeps import stored_sweep
+from ff_client.source import resolve
 from ff_client.text import aligned
 from ff_core.layout import ENDPOINT_ENV
 from ff_core.plan import plan_sweep
@@ -77,7 +76,8 @@ def suggest(source, points_file, target_flops, spend, hours, approach, target_wi
         raise click.UsageError("give a result store (SOURCE) or --data FILE, one of them")
     if spend is not None and hours is not None:
         raise click.UsageError("give --budget or --gpu-hours, not both")
-    sweep = stored_sweep(source, endpoint_url) if source else None
+    given = resolve(points_file or source, endpoint_url, points_file=bool(points_file))
+    sweep = given.sweep() if given.kind == "store" else None
     if write_to and sweep is None:
         raise click.UsageError("--write needs a result store written by `ffctl run` (its sweep.json says what to "
                                "grow); a points file or a store without one cannot be grown")
@@ -86,7 +86,7 @@ def suggest(source, points_file, target_flops, spend, hours, approach, target_wi
                                "from; write the grown sweep to a new file (it shares the results folder)")
     if hours is not None:
         spend = hours * gpu_flops * mfu * 3600
-    observations = load_source(points_file or source, endpoint_url, None, None, points_file=bool(points_file))
+    observations = given.observations()
     found = find(observations.points, target_flops, next(a for a in APPROACHES if a.name == approach),
                  Settings(resamples=resamples, seed=seed, workers=1), spend, target_width,
                  planned(sweep) if sweep else None)
@@ -115,7 +115,7 @@ def suggest(source, points_file, target_flops, spend, hours, approach, target_wi
             yaml.safe_dump(grown.to_manifest(only_set=True), handle, sort_keys=False)
         output.say(f"wrote {write_to}: {sweep.name} plus {', '.join(s.candidate.name for s in chosen)}, results in "
                    f"the same folder ({sweep.folder})")
-        output.next_step(f"ffctl run {write_to} --store {source.rstrip('/').rsplit('/', 1)[0]}")
+        output.next_step(f"ffctl run {write_to} --store {given.root}")
 
 
 def _names(path: str) -> str | None:

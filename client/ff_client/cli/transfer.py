@@ -14,7 +14,7 @@ from ff_client.sweeps import load_resolved
 from ff_client.text import aligned
 from ff_core.errors import FlopsFitError
 from ff_core.plan import plan_sweep
-from ff_core.store import anchored, open_store
+from ff_core.store import anchored, open_store, within
 
 
 @click.command()
@@ -57,7 +57,7 @@ def transfer(sweep, sizes, lr_grid, tokens_per_param, store, workers, write_only
         summary = run_plan(pilot, plan_sweep(pilot), target, workers)
         if summary.failed:
             output.warn(f"{pilot.name}: {len(summary.failed)} run(s) failed; logs under {target.uri}/{pilot.folder}/logs")
-    folder_uri = f"{target.uri.rstrip('/')}/{pilots[0].folder}"
+    folder_uri = within(target.uri, pilots[0].folder)
     runs, left = pilot_runs(open_store(folder_uri, spec_endpoint=resolved.spec.storage.endpoint_url))
     for reason in left:
         output.warn(f"left out: {reason}")
