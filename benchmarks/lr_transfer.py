@@ -83,14 +83,13 @@ def measure_fixed_steps(steps: int, workers: int) -> dict:
     """Both parameterizations at `steps` steps for every width: the transfer analysis of each, as JSON."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from ff_client.cli.transfer import transfer_json
     from ff_client.fit.transfer import analyze_transfer
 
     grid = [3e-3 * 2.0**k for k in range(-3, 5)]  # one step higher than the pilot's: short runs like larger rates
     jobs = [(p, w, lr, steps) for p in ("standard", "mup") for w in WIDTHS for lr in grid]
     with ProcessPoolExecutor(workers) as pool:
         runs = list(pool.map(_fixed_steps_run, jobs))
-    return {p: transfer_json(analyze_transfer([r[1:] for r in runs if r[0] == p and r[4] == r[4]], 3e-3), "-")
+    return {p: analyze_transfer([r[1:] for r in runs if r[0] == p and r[4] == r[4]], 3e-3).to_json() | {"plot": "-"}
             for p in ("standard", "mup")}
 
 

@@ -63,6 +63,23 @@ def test_the_client_rooms_keep_to_themselves():
     assert not offences, offences
 
 
+def test_commands_call_the_sdk_not_each_other():
+    """A cli/ command imports from cli/ only output and options (terminal output, options several commands
+    take); the SDK beneath (api, source, planview) imports neither click nor anything of cli/."""
+    offences = []
+    for path in sorted((ROOMS / "cli").glob("*.py")):
+        bad = {m for m in _imported_modules(path) if m.startswith("ff_client.cli.")} - {
+            "ff_client.cli.output", "ff_client.cli.options"}
+        if bad:
+            offences.append(f"{path.relative_to(REPO)} imports {sorted(bad)}")
+    for name in ("api", "source", "planview"):
+        path = ROOMS / f"{name}.py"
+        bad = {m for m in _imported_modules(path) if m.split(".")[0] == "click" or m.startswith("ff_client.cli")}
+        if bad:
+            offences.append(f"{path.relative_to(REPO)} imports {sorted(bad)}")
+    assert not offences, offences
+
+
 def _imported_modules(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):

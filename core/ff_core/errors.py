@@ -11,3 +11,7 @@ class SpecError(FlopsFitError):
 
 class StoreError(FlopsFitError):
     """A result store cannot be reached, or holds something unreadable."""
+
+
+class UsageError(FlopsFitError):
+    """Options that contradict each other or do not apply to the input (ffctl: a usage error, exit 2)."""

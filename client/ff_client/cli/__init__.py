@@ -1,7 +1,8 @@
 """ffctl: a thin click layer over ff_client's API; messages go to stderr, data to stdout.
 
-The only package of ours that imports click: local.py (plan, run), analyze.py, compare.py, cluster.py (submit,
-status, logs, delete), output.py (terminal output).
+The only package of ours that imports click: local.py (plan, run), analyze.py, compare.py, suggest.py,
+transfer.py, cluster.py (submit, status, logs, delete), options.py (options several commands take), output.py
+(terminal output). What the commands do is ff_client.api's.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import click
 
 from ff_client.cli import analyze, cluster, compare, local, output, suggest, transfer
-from ff_core.errors import FlopsFitError
+from ff_core.errors import FlopsFitError, UsageError
 
 
 class _Group(click.Group):
@@ -18,6 +19,8 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except UsageError as error:
+            raise click.UsageError(str(error)) from None
         except FlopsFitError as error:
             raise click.ClickException(str(error)) from None
 
@@ -29,5 +32,6 @@ def main() -> None:
     output.route_warnings()
 
 
-for _command in (*local.COMMANDS, *analyze.COMMANDS, *compare.COMMANDS, *suggest.COMMANDS, *transfer.COMMANDS, *cluster.COMMANDS):
-    main.add_command(_command)
+for _module in (local, analyze, compare, suggest, transfer, cluster):
+    for _command in _module.COMMANDS:
+        main.add_command(_command)

@@ -10,12 +10,12 @@ import time
 import click
 import yaml
 
+from ff_client import api
 from ff_client.cli import output
-from ff_client.cli.local import cost_options, show_plan
+from ff_client.cli.options import cost_options
 from ff_client.cluster import connection as cluster, views
 from ff_client.cluster.validate import validate
 from ff_client.sweeps import load_resolved
-from ff_core.plan import plan_sweep
 from ff_core.status import TERMINAL_PHASES
 
 
@@ -38,11 +38,10 @@ def cluster_options(fn):
 def submit(sweep: str, dry_run: bool, gpu_flops: float, mfu: float, conn) -> None:
     """Fill nParams, validate, show the plan and its cost, and apply SWEEP to the cluster."""
     resolved = load_resolved(sweep, say=output.say)
-    the_plan = plan_sweep(resolved)
     manifest = resolved.to_manifest(only_set=True)  # defaults stay the cluster's to fill, as with kubectl apply
     connection = None if dry_run else conn()
     validate(manifest, cluster.crd_schema(connection) if connection else None)
-    show_plan(resolved, the_plan, gpu_flops, mfu)
+    output.show_plan(api.view_of(resolved, gpu_flops, mfu))
     if dry_run:
         click.echo(yaml.safe_dump(manifest, sort_keys=False))
         output.next_step(f"ffctl submit {sweep}")

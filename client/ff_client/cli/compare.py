@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
+from ff_client import api
 from ff_client.cli import output
-from ff_client.cli.analyze import analysis_options, settings_of
-from ff_client.source import resolve
+from ff_client.cli.options import analysis_options, settings_of
 
 
 @click.command()
@@ -31,29 +30,12 @@ def compare(a: str, b: str, approach: str, out: str | None, as_json: bool, endpo
     (no law); beyond them the --approach law, and the row says how far it extrapolates. A crossover (the
     better recipe changing with C) is reported.
     """
-    from ff_client.fit.analysis import analyze
-    from ff_client.fit.compare import compare as run_compare
-    from ff_client.fit.plots import plot_compare
-
-    settings = settings_of(**analysis)
-    recipe, every = analysis.get("recipe"), analysis.get("all_recipes", False)
-    sides = [analyze(resolve(s, endpoint_url, namespace, context, say=output.say).observations(recipe, every), settings)
-             for s in (a, b)]
-    try:
-        result = run_compare(*sides, approach, settings.targets)
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
+    result = api.compare(a, b, approach, settings_of(**analysis), out, analysis["recipe"], analysis["all_recipes"],
+                         endpoint_url, namespace, context, say=output.say)
     click.echo(json.dumps(result.to_json(), indent=1) if as_json else result.text())
     if as_json:
         for warning in result.warnings:
             output.warn(warning)
-    if out:
-        folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "compare.md").write_text(result.text() + "\n")
-        (folder / "compare.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
-        plot_compare(result, folder / "compare.png")
-        output.say(f"wrote: {folder / 'compare.md'}, {folder / 'compare.json'}, {folder / 'compare.png'}")
 
 
 COMMANDS = (compare,)

@@ -2,48 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from pathlib import Path
 
 import click
 
+from ff_client import api
 from ff_client.cli import output
+from ff_client.cli.options import cost_options
 from ff_client.executor import run_plan, visible_gpus
 from ff_client.sweeps import load_resolved
 from ff_core import launch
-from ff_core.flops import H100_BF16_PEAK, gpu_hours
-from ff_core.plan import Plan, plan_sweep
-from ff_core.spec import ScalingSweep
-from ff_core.steps import SEGMENT, plan_steps, steps_flops
+from ff_core.plan import plan_sweep
+from ff_core.steps import plan_steps
 from ff_core.store import anchored, open_store
-from ff_core.trackers import install_hint, missing_packages, prepare as prepare_tracking, require
-
-
-def cost_options(fn):
-    """--gpu-flops and --mfu, the assumptions of the GPU-hours estimate (plan and submit)."""
-    fn = click.option("--mfu", type=click.FloatRange(0, 1, min_open=True), default=0.35,
-                      help="Assumed model FLOPs utilisation, for the cost estimate.")(fn)
-    return click.option("--gpu-flops", type=float, default=H100_BF16_PEAK, envvar="FF_GPU_FLOPS",
-                        help="Peak FLOP/s of one GPU, for the cost estimate (default: H100/H200 dense bf16). "
-                             "[env: FF_GPU_FLOPS]")(fn)
-
-
-def show_plan(sweep: ScalingSweep, the_plan: Plan, gpu_flops: float, mfu: float, as_json: bool = False) -> None:
-    """The plan as a table (or JSON) with its cost on stdout, and its notes as warnings; a WSD sweep's trunks."""
-    steps = plan_steps(sweep, the_plan)
-    if as_json:
-        data = output.plan_json(the_plan, steps) | {"gpuHours": gpu_hours(steps_flops(steps), gpu_flops, mfu),
-                                                      "assumed": {"gpuFlops": gpu_flops, "mfu": mfu}}
-        click.echo(json.dumps(data, indent=1))
-    else:
-        click.echo(output.plan_table(the_plan))
-        if any(s.kind == SEGMENT for s in steps):
-            click.echo(output.trunk_table(steps))
-        click.echo(output.plan_cost(the_plan, steps, gpu_flops, mfu))
-    for note in the_plan.notes:
-        output.warn(note)
+from ff_core.trackers import prepare as prepare_tracking, require
 
 
 @click.command()
@@ -53,13 +27,7 @@ def show_plan(sweep: ScalingSweep, the_plan: Plan, gpu_flops: float, mfu: float,
 @cost_options
 def plan(sweep: str, as_json: bool, write: bool, gpu_flops: float, mfu: float) -> None:
     """Show the experiments SWEEP expands to (id, budget, size, N, D, FLOPs, D/N) and what they cost."""
-    resolved = load_resolved(sweep, write=write, say=output.say)
-    missing = missing_packages(resolved.spec.tracking)
-    if missing:  # a plan may be for a cluster, whose trainer image is what needs them
-        output.warn(f"spec.tracking: {', '.join(missing)} not installed here; `ffctl run` needs "
-                    f"{install_hint(missing)}, a cluster's trainer image needs them built in (Dockerfile.trainer, "
-                    "--build-arg TRACKING)")
-    show_plan(resolved, plan_sweep(resolved), gpu_flops, mfu, as_json)
+    output.show_plan(api.plan(sweep, write, gpu_flops, mfu, output.say, output.warn), as_json)
     output.next_step(f"ffctl run {sweep}")
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ff_client.fit.approach import Approach, FitData, Settings
 from ff_client.fit.bootstrap import bootstrap, numbers
+from ff_client.fit.estimate import LEVEL
 from ff_client.fit.noise import sweep_noise
 from ff_client.fit.points import Point
 from ff_core.errors import FlopsFitError
@@ -206,6 +207,12 @@ class Suggestion:
     @property
     def reaches_width(self) -> bool:
         return self.target_width is None or any(s.width.n_ratio <= self.target_width for s in self.chosen)
+
+    def now(self) -> str:
+        """The interval the sweep gives today, in one line."""
+        b = self.before
+        return (f"now: N_opt at C={self.target:.3g} is {b.n_opt:.3g}, its {LEVEL:.0%} interval a factor "
+                f"{b.n_ratio:.3g} wide (high/low); L_opt's {b.l_range:.3g} wide")
 
     def rows(self, gpu_flops: float, mfu: float) -> list[tuple[str, ...]]:
         """The candidates' table, its header first."""

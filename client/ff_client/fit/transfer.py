@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ff_client.fit.estimate import Estimate, percentile_estimate
+from ff_client.text import aligned
 from ff_core.errors import FlopsFitError, StoreError
 from ff_core.layout import is_result_key
 from ff_core.plan import POINT_FIELDS
@@ -65,6 +66,23 @@ class Transfer:
             + (f" off, costing {s.cost_of_sweep_lr:.4f} in loss" if s.cost_of_sweep_lr is not None else " off")
             for s in self.sizes)
         return f"does not transfer: {drift}. {far}"
+
+    def text(self) -> str:
+        """A row per size (LR* with its interval, the basin, what the sweep's rate costs), then the verdict."""
+        rows = [("size", "N", "LR*", "95% interval", "basin (within 1%)", "sweep LR costs")]
+        for s in self.sizes:
+            interval = f"[{s.lr.low:.3g}, {s.lr.high:.3g}]" if s.lr.low is not None else "at the grid's edge"
+            cost = f"{s.cost_of_sweep_lr:.4f}" if s.cost_of_sweep_lr is not None else "-"
+            rows.append((s.size, f"{s.n_params:.3g}", f"{s.lr.value:.3g}", interval,
+                         f"{s.basin[0]:.3g} - {s.basin[1]:.3g}", cost))
+        return aligned(rows) + "\n" + self.verdict()
+
+    def to_json(self) -> dict:
+        return {"transfers": self.transfers, "verdict": self.verdict(), "sweepLearningRate": self.sweep_lr,
+                "slope": self.slope.to_json(),
+                "sizes": [{"size": s.size, "nParams": s.n_params, "lrOpt": s.lr.to_json(),
+                           "basin": list(s.basin), "atEdge": s.at_edge, "sweepLrCost": s.cost_of_sweep_lr,
+                           "curve": [list(p) for p in s.curve]} for s in self.sizes]}
 
 
 def _parabola(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:

@@ -1,0 +1,264 @@
+"""The SDK under ffctl: one function per command, each returning a typed result with text() and to_json().
+
+A notebook calls these without click; the commands in ff_client.cli are options in, one call, print. Progress
+and advice go to `say` and `warn` (each takes one line; by default they are dropped), results come back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from ff_client.planview import DEFAULT_MFU, PlanView
+from ff_client.source import Source, resolve
+from ff_client.sweeps import grow, load_resolved, planned
+from ff_core.errors import FlopsFitError, UsageError
+from ff_core.flops import H100_BF16_PEAK
+from ff_core.layout import SWEEP_FILE
+from ff_core.plan import plan_sweep
+from ff_core.spec import ScalingSweep
+from ff_core.steps import plan_steps
+from ff_core.store import anchored, open_store, within
+from ff_core.trackers import install_hint, missing_packages, require
+
+Say = Callable[[str], None]
+PLOT_FORMATS = ("png", "svg", "pdf")
+
+
+def _quiet(message: str) -> None:
+    """The default `say` and `warn`: a notebook asks for results, not chatter."""
+
+
+def plan(sweep: str, write: bool = False, gpu_flops: float = H100_BF16_PEAK, mfu: float = DEFAULT_MFU,
+         say: Say = _quiet, warn: Say = _quiet) -> PlanView:
+    """The experiments the sweep file expands to and what they cost; `write` saves counted nParams into it."""
+    resolved = load_resolved(sweep, write=write, say=say)
+    missing = missing_packages(resolved.spec.tracking)
+    if missing:  # a plan may be for a cluster, whose trainer image is what needs them
+        warn(f"spec.tracking: {', '.join(missing)} not installed here; `ffctl run` needs {install_hint(missing)}, a "
+             "cluster's trainer image needs them built in (Dockerfile.trainer, --build-arg TRACKING)")
+    return view_of(resolved, gpu_flops, mfu)
+
+
+def view_of(sweep: ScalingSweep, gpu_flops: float = H100_BF16_PEAK, mfu: float = DEFAULT_MFU) -> PlanView:
+    the_plan = plan_sweep(sweep)
+    return PlanView(sweep, the_plan, plan_steps(sweep, the_plan), gpu_flops, mfu)
+
+
+def analyze(source: str | Source, settings=None, out: str | Path | None = None, formats: tuple[str, ...] | None = None,
+            plot_formats: tuple[str, ...] = ("png",), track: bool = False, recipe: str | None = None,
+            all_recipes: bool = False, endpoint_url: str | None = None, namespace: str | None = None,
+            context: str | None = None, say: Say = _quiet, warn: Say = _quiet):
+    """Fit a store, a cluster sweep NAME or a points file (ff_client.fit.analysis.Analysis: text(), to_json(), files);
+    `out` writes the tables, report and plots; `track` logs the fit to the sweep's spec.tracking."""
+    from ff_client.fit.analysis import Settings, analyze as run_analysis, finish  # scipy, matplotlib: only here
+    from ff_client.fit.table import FORMATS
+
+    source = source if isinstance(source, Source) else resolve(str(source), endpoint_url, namespace, context, say=say)
+    stored = source.sweep() if source.kind == "store" else None
+    tracked = tracked_sweep(source) if track else None
+    observations = source.observations(recipe, all_recipes)
+    if source.kind == "store":
+        check_against_pilot(source, observations, stored, say, warn)
+    with tempfile.TemporaryDirectory(prefix="ff-fit-") as scratch:  # --track without --out: files for the tracker
+        report = finish(run_analysis(observations, settings or Settings()), out or (scratch if track else None),
+                        formats=formats or FORMATS, plot_formats=plot_formats)
+        if tracked is not None:
+            from ff_client.fit.tracked import track_fit
+
+            spec = tracked.spec
+            took = track_fit(spec.tracking, report, endpoint_url or spec.storage.endpoint_url, warn)
+            say(f"tracked the fit in {', '.join(took)}" if took else "the fit was not tracked (see above)")
+        if not out:
+            report.files.clear()  # they were in the scratch folder, which is gone
+    return report
+
+
+def tracked_sweep(source: Source) -> ScalingSweep:
+    """The sweep whose spec.tracking `track` logs to: the store's sweep.json, or the cluster's ScalingSweep."""
+    if source.kind == "points":
+        raise UsageError("--track logs to the sweep's spec.tracking: analyze a store or a sweep NAME, not --data")
+    sweep = source.sweep()
+    if sweep is None:
+        raise FlopsFitError(f"{source.given} has no readable {SWEEP_FILE} (the sweep `ffctl run` writes), so it names "
+                            "no tracking; analyze without --track")
+    if sweep.spec.tracking is None or not sweep.spec.tracking.backends:
+        raise FlopsFitError(f"sweep {sweep.name} has no spec.tracking; add mlflow, wandb or tensorboard to it, or "
+                            "analyze without --track")
+    require(sweep.spec.tracking)
+    return sweep
+
+
+def check_against_pilot(source: Source, observations, sweep: ScalingSweep | None, say: Say = _quiet,
+                        warn: Say = _quiet) -> None:
+    """Where the store holds the sweep's transfer pilot beside it (<name>-transfer, from `ffctl transfer`), say
+    whether the sweep's learning rate (`sweep`'s, the store's sweep.json) lies in each pilot size's basin, and
+    warn for each size where it does not."""
+    from ff_client.fit.transfer import analyze_transfer, basin_check, pilot_runs
+    from ff_client.pilot import pilot_folder
+
+    if sweep is not None:
+        name, lr = sweep.name, sweep.spec.training.learning_rate
+    else:  # no sweep.json: the records' own learning rate, when they agree on one
+        rates = {((r.identity or {}).get("training") or {}).get("learning_rate") for r in observations.records}
+        name, lr = observations.sweep, (rates.pop() if len(rates) == 1 else None)
+    pilot = source.beside(pilot_folder(name))
+    runs, left = pilot_runs(pilot)
+    if not runs or lr is None:
+        return
+    if left:
+        warn(f"the transfer pilot at {pilot.uri}: {len(left)} run(s) left out, e.g. {left[0]}")
+    try:
+        result = analyze_transfer(runs, float(lr))
+    except FlopsFitError as error:
+        warn(f"the transfer pilot at {pilot.uri} was not used: {error}")
+        return
+    inside, warnings = basin_check(result)
+    for warning in warnings:
+        warn(warning)
+    if inside:
+        say(f"transfer pilot ({pilot.uri}): the sweep's learning rate {float(lr):.3g} is within the basin of "
+            f"{', '.join(inside)}")
+
+
+def compare(a: str | Source, b: str | Source, approach: str = "parametric", settings=None,
+            out: str | Path | None = None, recipe: str | None = None, all_recipes: bool = False,
+            endpoint_url: str | None = None, namespace: str | None = None, context: str | None = None,
+            say: Say = _quiet):
+    """How much more compute recipe A needs to reach recipe B's loss (ff_client.fit.compare.Comparison);
+    `out` writes compare.md, compare.json and compare.png."""
+    import json
+
+    from ff_client.fit.analysis import Settings, analyze as run_analysis
+    from ff_client.fit.compare import compare as run_compare
+    from ff_client.fit.plots import plot_compare
+
+    settings = settings or Settings()
+    sides = []
+    for side in (a, b):
+        side = side if isinstance(side, Source) else resolve(str(side), endpoint_url, namespace, context, say=say)
+        sides.append(run_analysis(side.observations(recipe, all_recipes), settings))
+    try:
+        result = run_compare(*sides, approach, settings.targets)
+    except ValueError as error:
+        raise FlopsFitError(str(error)) from None
+    if out:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "compare.md").write_text(result.text() + "\n")
+        (folder / "compare.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
+        plot_compare(result, folder / "compare.png")
+        say(f"wrote: {folder / 'compare.md'}, {folder / 'compare.json'}, {folder / 'compare.png'}")
+    return result
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferRun:
+    """`ffctl transfer`'s outcome: the analysis (ff_client.fit.transfer.Transfer) and its plot."""
+
+    result: object
+    plot: Path
+
+    def text(self) -> str:
+        return self.result.text()
+
+    def to_json(self) -> dict:
+        return self.result.to_json() | {"plot": str(self.plot)}
+
+
+def transfer_pilots(sweep: str, sizes: list[str] | None = None, lr_grid: str | None = None,
+                    tokens_per_param: float = 20.0, verify: bool = True, say: Say = _quiet):
+    """(the sweep, its pilot sweeps: one per learning rate, over a few of its sizes at D/N `tokens_per_param`)."""
+    from ff_client.pilot import grid_of, pilot_sizes, pilot_sweeps
+
+    resolved = load_resolved(sweep, verify=verify, say=say)
+    pilots = pilot_sweeps(resolved, pilot_sizes(resolved, sizes), grid_of(lr_grid, resolved), tokens_per_param)
+    cost = sum(plan_sweep(p).total_flops for p in pilots)
+    say(f"transfer pilot: {len(pilots)} learning rates x {len(pilots[0].spec.budgets)} sizes at D/N "
+        f"{tokens_per_param:g}, {cost:.3g} FLOPs ({cost / plan_sweep(resolved).total_flops:.1%} of the sweep)")
+    return resolved, pilots
+
+
+def write_pilots(pilots, folder: str | Path) -> list[Path]:
+    """Each pilot sweep as <name>.yaml in `folder`, for `ffctl submit`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for pilot in pilots:
+        written.append(folder / f"{pilot.name}.yaml")
+        written[-1].write_text(yaml.safe_dump(pilot.to_manifest(), sort_keys=False))
+    return written
+
+
+def transfer(sweep: str, sizes: list[str] | None = None, lr_grid: str | None = None, tokens_per_param: float = 20.0,
+             store: str | None = None, workers: int = 1, out: str | Path = "transfer-out", seed: int = 0,
+             say: Say = _quiet, warn: Say = _quiet) -> TransferRun:
+    """Train the pilot grid here (a rerun trains only what is missing), then say whether the sweep's learning
+    rate is right for all its sizes: each size's optimum with an interval, and its drift with ln N."""
+    from ff_client.executor import run_plan
+    from ff_client.fit.plots import plot_transfer
+    from ff_client.fit.transfer import analyze_transfer, pilot_runs
+
+    resolved, pilots = transfer_pilots(sweep, sizes, lr_grid, tokens_per_param, say=say)
+    uri = store or anchored(resolved.spec.storage.uri, Path(sweep).parent)
+    target = open_store(uri, spec_endpoint=resolved.spec.storage.endpoint_url)
+    for pilot in pilots:
+        summary = run_plan(pilot, plan_sweep(pilot), target, workers)
+        if summary.failed:
+            warn(f"{pilot.name}: {len(summary.failed)} run(s) failed; logs under {target.uri}/{pilot.folder}/logs")
+    folder_uri = within(target.uri, pilots[0].folder)
+    runs, left = pilot_runs(open_store(folder_uri, spec_endpoint=resolved.spec.storage.endpoint_url))
+    for reason in left:
+        warn(f"left out: {reason}")
+    if not runs:
+        raise FlopsFitError(f"{folder_uri}: no finished pilot runs to analyse")
+    result = analyze_transfer(runs, resolved.spec.training.learning_rate, seed)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return TransferRun(result, plot_transfer(result, Path(out) / "transfer.png"))
+
+
+def suggest(source: str | Source, target_flops: float, approach: str = "isoflop", spend: float | None = None,
+            target_width: float | None = None, resamples: int = 200, seed: int = 0, grow_into: str | None = None,
+            endpoint_url: str | None = None):
+    """Rank additions to the sweep by how much each narrows N_opt's interval at `target_flops` per FLOP
+    (ff_client.fit.suggest.Suggestion); `grow_into`, a sweep file to write the grown sweep to, is checked first."""
+    from ff_client.fit.approach import Settings
+    from ff_client.fit.approaches import APPROACHES
+    from ff_client.fit.suggest import suggest as find
+
+    source = source if isinstance(source, Source) else resolve(str(source), endpoint_url)
+    sweep = source.sweep() if source.kind == "store" else None
+    if grow_into and sweep is None:
+        raise UsageError("--write needs a result store written by `ffctl run` (its sweep.json says what to grow); a "
+                         "points file or a store without one cannot be grown")
+    if grow_into and _sweep_name_in(grow_into) == sweep.name:
+        raise UsageError(f"--write {grow_into}: that file is sweep {sweep.name!r}, which the store was trained from; "
+                         "write the grown sweep to a new file (it shares the results folder)")
+    return find(source.observations().points, target_flops, next(a for a in APPROACHES if a.name == approach),
+                Settings(resamples=resamples, seed=seed, workers=1), spend, target_width,
+                planned(sweep) if sweep else None)
+
+
+def write_grown(source: Source, found, path: str | Path) -> tuple[ScalingSweep, ScalingSweep]:
+    """Write the store's sweep plus the chosen additions to `path` (results in the same folder, so `ffctl run`
+    trains only the new points); (the sweep, the grown sweep)."""
+    sweep = source.sweep()
+    budgets = tuple(b for s in found.chosen for b in s.candidate.budgets)
+    per_budget = max((s.candidate.points_per_budget or 0 for s in found.chosen), default=0) or None
+    grown = grow(sweep, budgets, per_budget, name=f"{sweep.name}-grown"[:40])
+    with open(path, "w") as handle:
+        yaml.safe_dump(grown.to_manifest(only_set=True), handle, sort_keys=False)
+    return sweep, grown
+
+
+def _sweep_name_in(path: str) -> str | None:
+    """The metadata.name of the sweep file at `path`, if there is one there."""
+    try:
+        with open(path) as handle:
+            return (yaml.safe_load(handle) or {}).get("metadata", {}).get("name")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
