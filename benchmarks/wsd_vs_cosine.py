@@ -87,7 +87,8 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         results = [measure(name, manifest, work) for name, manifest in sweeps(args.budgets, args.ratio).items()]
     cosine, wsd = results
-    print("| sweep | points | training FLOPs | wall s | a (parametric) | a (isoflop) | L_opt at largest C (parametric) |")
+    print("| sweep | points | training FLOPs | wall s | a (parametric) | a (isoflop) "
+          "| L_opt at largest C (parametric) |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['name']} | {r['points']} | {r['flops']:.3g} | {r['wall']:.0f} | "

@@ -123,7 +123,7 @@ def test_the_multi_node_command_trains_across_two_launchers(tiny_manifest, tmp_p
     procs = []
     for rank in (0, 1):
         command = [a.replace("$(FF_NODE_RANK)", str(rank)) for a in container["command"][1:]]
-        command = [f"--master_addr=127.0.0.1" if a.startswith("--master_addr=") else a for a in command]
+        command = ["--master_addr=127.0.0.1" if a.startswith("--master_addr=") else a for a in command]
         command = [f"--master_port={29500 + os.getpid() % 1000}" if a.startswith("--master_port=") else a
                    for a in command]
         procs.append(subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *command], cwd=tmp_path,

@@ -1,4 +1,4 @@
-"""The fork server: a trainer forked from it trains exactly as `python -m ff_trainer` does, and is driven the same way."""
+"""The fork server: a trainer forked from it trains exactly as `python -m ff_trainer` does, driven the same way."""
 
 from __future__ import annotations
 

@@ -134,7 +134,7 @@ def test_random_histories_respect_parallelism_and_lose_nothing(outcomes, paralle
     jobs: dict[str, ObservedJob] = {}
     status: dict = {}
     created_names: list[str] = []
-    for step, (pick, outcome) in enumerate(outcomes + [(0, "succeeded")] * 60):
+    for pick, outcome in outcomes + [(0, "succeeded")] * 60:
         actions = reconcile(plan, execution, list(jobs.values()), status, 1, NOW)
         status = actions.status
         for e, attempt in actions.create:

@@ -54,8 +54,8 @@ def pilot_sweeps(sweep: ScalingSweep, sizes: list[SizeEntry], grid: list[float],
         manifest["metadata"]["name"] = f"{sweep.name[:33]}-lr{k}"
         spec = manifest["spec"]
         spec["training"]["learningRate"] = float(lr)
-        spec["budgets"] = [float(f"{flops_per_token(s.n_params, s.flops_per_token) * tokens_per_param * s.n_params:.6g}")
-                           for s in sizes]
+        budgets = (flops_per_token(s.n_params, s.flops_per_token) * tokens_per_param * s.n_params for s in sizes)
+        spec["budgets"] = [float(f"{b:.6g}") for b in budgets]
         # a narrow D/N window: at each budget only the size it was made for fits (the family's sizes differ by
         # more than 1.2x in N, so a neighbour's D/N is off by more than 1.4x)
         spec["tokensPerParam"] = {"min": tokens_per_param / 1.4, "max": tokens_per_param * 1.4}

@@ -38,7 +38,8 @@ class ResultRecord(BaseModel):
     identity: dict[str, Any] | None = Field(default=None, description="everything the experiment id hashes "
                                             "(ff_core.plan.experiment_identity): its point and its recipe")
     untrained_loss: float | None = Field(default=None, description="the loss of a model that learned nothing (uniform "
-                                         "over the data's alphabet, e.g. ln 256 for bytes), where the data plugin knows it")
+                                         "over the data's alphabet, e.g. ln 256 for bytes), where the data plugin "
+                                         "knows it")
     flops: dict[str, float] = Field(description="training FLOPs by counting method, e.g. {'6nd': ...}")
     branch_tokens: int | None = Field(default=None, description="schedule wsd: the tokens at which this run left its "
                                       "trunk (constant learning rate) to cool down; the trunk's training is shared")

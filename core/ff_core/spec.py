@@ -123,7 +123,8 @@ class Training(_Model):
     min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
     cooldown_fraction: float = Field(default=0.2, gt=0, lt=1, description=(
         "schedule wsd: the share of each run's steps spent cooling the learning rate down to 0"))
-    cooldown_shape: Literal["linear", "1-sqrt"] = Field(default="1-sqrt", description="schedule wsd: the cooldown's shape")
+    cooldown_shape: Literal["linear", "1-sqrt"] = Field(default="1-sqrt",
+                                                        description="schedule wsd: the cooldown's shape")
     weight_decay: float = Field(default=0.1, ge=0)
     grad_clip: float | None = Field(default=1.0, gt=0)
     seed: int = Field(default=0, ge=0)

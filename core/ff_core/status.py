@@ -23,8 +23,8 @@ COMPLETE, SUSPENDED_CONDITION = "Complete", "Suspended"
 FAILURE_BUDGET_EXCEEDED, PLAN_CHANGED, VALID = "FailureBudgetExceeded", "PlanChanged", "Valid"
 TRUNK_FAILED = "TrunkFailed"  # a WSD trunk segment failed for good: the steps that start from it cannot run
 # (type, status) pairs that `ffctl status` shows: the ones a user should act on
-NOTEWORTHY = {(VALID, "False"), (FAILURE_BUDGET_EXCEEDED, "True"), (SUSPENDED_CONDITION, "True"), (PLAN_CHANGED, "True"),
-              (TRUNK_FAILED, "True")}
+NOTEWORTHY = {(VALID, "False"), (FAILURE_BUDGET_EXCEEDED, "True"), (SUSPENDED_CONDITION, "True"),
+              (PLAN_CHANGED, "True"), (TRUNK_FAILED, "True")}
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ class Tracker:
 
     def artifacts(self, paths: list[Path]) -> None:
         for path in paths:
-            self._each(f"store {Path(path).name}", lambda b: b.artifact(Path(path)))
+            self._each(f"store {Path(path).name}", lambda b: b.artifact(Path(path)))  # noqa: B023  (called at once)
 
     def finish(self, summary: dict[str, float | None], status: str) -> None:
         clean = {k: float(v) for k, v in summary.items() if v is not None}

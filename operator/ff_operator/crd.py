@@ -16,7 +16,7 @@ import yaml
 from ff_core.crd import GROUP, IMMUTABLE, MAX_EXPERIMENTS, PLURAL, crd_manifest, spec_schema  # noqa: F401
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / f"{PLURAL}.{GROUP}.yaml"
-CHART_CRD_PATH = Path(__file__).resolve().parents[2] / "helm" / "flops-fit" / "files" / CRD_PATH.name  # the chart's copy
+CHART_CRD_PATH = Path(__file__).resolve().parents[2] / "helm" / "flops-fit" / "files" / CRD_PATH.name  # its copy
 
 
 class _NoAliases(yaml.SafeDumper):

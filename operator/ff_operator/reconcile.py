@@ -79,7 +79,8 @@ def observe(job: dict[str, Any]) -> ObservedJob:
         state, permanent = "failed", conditions["Failed"].get("reason") == "PodFailurePolicy"
     else:
         state, permanent = "active", False
-    owner = next((ref.get("uid") for ref in job["metadata"].get("ownerReferences") or [] if ref.get("controller")), None)
+    references = job["metadata"].get("ownerReferences") or []
+    owner = next((ref.get("uid") for ref in references if ref.get("controller")), None)
     members = parse_pack((job["metadata"].get("annotations") or {}).get(ANNOTATION_PACK, ""))
     return ObservedJob(job["metadata"]["name"], labels[LABEL_EXPERIMENT], int(labels[LABEL_ATTEMPT]), state, permanent,
                        owner, members)
@@ -215,11 +216,12 @@ def _plan_changed(previous: dict[str, Any], generation: int, now: str) -> Action
     """The spec now plans other experiments (the CRD's CEL rules forbid it; an API server without them may not):
     keep the recorded status, create and delete nothing, and say how to get out."""
     message = ("the plan-defining fields of spec changed after creation, so the experiment ids no longer match the "
-               "running ones; revert spec to the original (planHash " + previous["planHash"] + ") or create a new sweep")
+               f"running ones; revert spec to the original (planHash {previous['planHash']}) or create a new sweep")
     conditions = [c for c in previous.get("conditions", []) if c["type"] != PLAN_CHANGED]
     conditions.append(_condition(previous, PLAN_CHANGED, True, "ImmutableFieldChanged", message, now))
     status = previous | {"observedGeneration": generation, "conditions": conditions}
-    events = () if any(c["type"] == PLAN_CHANGED for c in previous.get("conditions", [])) else ((PLAN_CHANGED, message),)
+    told = any(c["type"] == PLAN_CHANGED for c in previous.get("conditions", []))
+    events = () if told else ((PLAN_CHANGED, message),)
     return Actions((), (), status, events)
 
 
@@ -249,7 +251,8 @@ def _trunk_failed(steps: tuple[Step, ...], states: dict, previous: dict, now: st
     named = ", ".join(f"{s.id} (trunk {s.trunk} of {s.size}, steps {s.start}-{s.end})" for s in failed[:3])
     message = (f"segment {named} failed: {blocked} step(s) that start from it cannot run; see its Job's logs, fix, "
                "and create the sweep again (finished steps are kept in the store)") if failed else ""
-    return _condition(previous, TRUNK_FAILED, bool(failed), "SegmentFailed" if failed else "TrunksHealthy", message, now)
+    reason = "SegmentFailed" if failed else "TrunksHealthy"
+    return _condition(previous, TRUNK_FAILED, bool(failed), reason, message, now)
 
 
 def summarize(plan: Plan, execution: Execution, states: dict, previous: dict, generation: int, now: str,
@@ -276,7 +279,8 @@ def summarize(plan: Plan, execution: Execution, states: dict, previous: dict, ge
             _condition(previous, COMPLETE, done == total, phase, f"{done}/{total} {unit} finished", now),
             _condition(previous, SUSPENDED_CONDITION, execution.suspend, "Suspend" if execution.suspend else "Active",
                        "spec.execution.suspend is true: no Jobs are created" if execution.suspend else "", now),
-            _condition(previous, FAILURE_BUDGET_EXCEEDED, stopped, "MaxFailedExperiments" if stopped else "WithinBudget",
+            _condition(previous, FAILURE_BUDGET_EXCEEDED, stopped,
+                       "MaxFailedExperiments" if stopped else "WithinBudget",
                        f"{counts[FAILED]} failed {unit}, budget {execution.max_failed_experiments}", now),
         ] + ([_trunk_failed(steps, states, previous, now)] if unit == "steps" else []),
         # compact: a short row per experiment (id, one state word, attempts) stays small for 1,000 experiments

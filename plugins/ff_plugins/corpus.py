@@ -13,7 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
-_ONSETS = ["b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "br", "st", "tr", "sh", "ch", "pl"]
+_ONSETS = ["b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z",
+           "br", "st", "tr", "sh", "ch", "pl"]
 _VOWELS = ["a", "e", "i", "o", "u", "ai", "ou", "ee"]
 _CODAS = ["", "", "", "n", "r", "s", "t", "l", "m", "nd", "rk"]
 
@@ -24,7 +25,8 @@ def _words(rng: np.random.Generator, count: int, syllables: tuple[int, int]) -> 
     while len(ordered) < count:
         n = int(rng.integers(syllables[0], syllables[1] + 1))
         word = "".join(
-            _ONSETS[rng.integers(len(_ONSETS))] + _VOWELS[rng.integers(len(_VOWELS))] + _CODAS[rng.integers(len(_CODAS))]
+            _ONSETS[rng.integers(len(_ONSETS))] + _VOWELS[rng.integers(len(_VOWELS))]
+            + _CODAS[rng.integers(len(_CODAS))]
             for _ in range(n)
         )
         if word not in words:

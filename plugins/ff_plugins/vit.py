@@ -67,7 +67,8 @@ class ViT:
         with shapes_only():
             module = self.build(knobs, sequence_length)
         total = sum(p.numel() for p in module.parameters())
-        embedding = sum(p.numel() for p in module.patch_embed.parameters()) + module.pos_emb.numel() + module.cls.numel()
+        patches = sum(p.numel() for p in module.patch_embed.parameters())
+        embedding = patches + module.pos_emb.numel() + module.cls.numel()
         return total, total - embedding
 
     def flops_per_token(self, knobs: Mapping[str, Any], sequence_length: int) -> float:

@@ -15,10 +15,11 @@ ends the server; children still running carry on (each has a session of its own,
 processes).
 
 The child is `python -m M ARGV` run in a warm interpreter: a session of its own; stdin /dev/null, stdout
-and stderr appended to the files given (or the server's own, inherited, for null); the environment given (torch's thread count from its
-OMP_NUM_THREADS, since the OpenMP runtime read the variable when torch was imported); the working directory
-first on sys.path as `python -m` puts it, then PYTHONPATH's entries; the default signal handlers; M run by
-runpy as `-m` runs it, and the interpreter's normal shutdown (its exit status is M's exit code).
+and stderr appended to the files given (or the server's own, inherited, for null); the environment given
+(torch's thread count from its OMP_NUM_THREADS, since the OpenMP runtime read the variable when torch was
+imported); the working directory first on sys.path as `python -m` puts it, then PYTHONPATH's entries; the
+default signal handlers; M run by runpy as `-m` runs it, and the interpreter's normal shutdown (its exit
+status is M's exit code).
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 One trainer process per step (`python -m ff_trainer`, forked from a warm fork server where it can, as
 `ffctl run` does: ff_core.launch; torch is imported once per pod), all at once on the same device: each
-trains and writes its own result, so one that fails leaves the others alone. When all have ended, their exit codes go to the
-termination log as JSON {"exit": {step: code}} (Kubernetes puts it in the pod's status, where the operator
-reads each experiment's outcome) and the pack exits 0, whatever the codes. A SIGTERM (preemption, deletion)
-is passed to every trainer, which checkpoint, and the pack exits as interrupted: the retry resumes them.
+trains and writes its own result, so one that fails leaves the others alone. When all have ended, their exit
+codes go to the termination log as JSON {"exit": {step: code}} (Kubernetes puts it in the pod's status,
+where the operator reads each experiment's outcome) and the pack exits 0, whatever the codes. A SIGTERM
+(preemption, deletion) is passed to every trainer, which checkpoint, and the pack exits as interrupted: the
+retry resumes them.
 """
 
 from __future__ import annotations

@@ -76,7 +76,8 @@ def load_object(path: str) -> Any:
             "is the package installed in this environment?"
         ) from None
     except Exception as error:  # the user's module raised while importing: report, don't crash deep inside
-        raise PluginError(f"plugin {path!r}: importing {module_name!r} failed: {type(error).__name__}: {error}") from None
+        raise PluginError(f"plugin {path!r}: importing {module_name!r} failed: "
+                          f"{type(error).__name__}: {error}") from None
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)

@@ -90,8 +90,8 @@ def first_step(sweep: ScalingSweep) -> None:
         hint = (" (targets are floating point: a regression target wants a regression loss such as "
                 "ff_plugins.losses:mse)" if targets.is_floating_point() else "")
         raise ConfigError(f"loss plugin {spec.loss.plugin!r}: failed on the model's output {tuple(output.shape)} and "
-                          f"the targets {tuple(targets.shape)} {targets.dtype}{hint}: {type(error).__name__}: {error}") \
-            from None
+                          f"the targets {tuple(targets.shape)} {targets.dtype}{hint}: "
+                          f"{type(error).__name__}: {error}") from None
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
         raise ConfigError(f"loss plugin {spec.loss.plugin!r}: returns {shape}, not a scalar tensor; reduce it "

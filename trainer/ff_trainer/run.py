@@ -188,7 +188,10 @@ def _train_step(sweep: ScalingSweep, step: Step, store: Store, world: World, plu
     model_plugin, data, loss_fn = plugins
     cfg = sweep.spec.training
     ckpt = Checkpointer(store, checkpoint_key(sweep.folder, step.id), world.is_main)
-    trunk = (lambda at: Checkpointer(store, trunk_checkpoint_key(sweep.folder, step.trunk, at), world.is_main))
+
+    def trunk(at: int) -> Checkpointer:
+        return Checkpointer(store, trunk_checkpoint_key(sweep.folder, step.trunk, at), world.is_main)
+
     initial = trunk(step.start) if step.kind in (SEGMENT, BRANCH) and step.start > 0 else None
     model.to(world.device)
     try:

@@ -60,7 +60,8 @@ def run_outcome(summary) -> None:
              "`ffctl run --retry-diverged` trains them again")
     if summary.failed:
         held = (f"; {len(summary.not_started)} not started (--keep-going starts those held back by a configuration "
-                "error; those waiting for a failed trunk segment start once it succeeds)" if summary.not_started else "")
+                "error; those waiting for a failed trunk segment start once it succeeds)"
+                if summary.not_started else "")
         raise click.ClickException(f"{len(summary.failed)} step(s) failed{held}; see the errors above, fix, "
                                    "and rerun")
 

@@ -155,7 +155,8 @@ def apply_sweep(conn: Connection, manifest: dict[str, Any]) -> str:
 
 
 def list_sweeps(conn: Connection) -> list[dict[str, Any]]:
-    got = _call(conn, "listing sweeps", _custom(conn).list_namespaced_custom_object, GROUP, VERSION, conn.namespace, PLURAL)
+    got = _call(conn, "listing sweeps", _custom(conn).list_namespaced_custom_object, GROUP, VERSION, conn.namespace,
+                PLURAL)
     return sorted(got.get("items", []), key=lambda s: s["metadata"]["name"])
 
 

@@ -84,7 +84,8 @@ def _finite(prediction: dict[str, Estimate]) -> bool:
     return all(math.isfinite(e.value) and e.value > 0 for e in prediction.values())
 
 
-def _rows(name: str, budgets: list[tuple[float, str]], predictions: dict[float, dict[str, Estimate]]) -> tuple[Row, ...]:
+def _rows(name: str, budgets: list[tuple[float, str]],
+          predictions: dict[float, dict[str, Estimate]]) -> tuple[Row, ...]:
     """Table rows of an approach; a prediction that is not a finite positive number never reaches a table."""
     largest = max(c for c, kind in budgets if kind == "sweep")
     return tuple(Row(name, c, p["n_opt"], p["d_opt"], p["l_opt"], kind, max(c / largest, 1.0))
@@ -165,8 +166,8 @@ def analyze(observations: Observations, settings: Settings = Settings(),
     warnings += _unsupported(results, spread, settings)
     warnings += _disagreements(results)
     rows = tuple(row for r in results.values() for row in r.rows)
-    return Analysis(observations.sweep, points, results, rows, settings, excluded, backtest(points, settings), tuple(flags),
-                    tuple(warnings), schedule=schedule_of(observations.records))
+    return Analysis(observations.sweep, points, results, rows, settings, excluded, backtest(points, settings),
+                    tuple(flags), tuple(warnings), schedule=schedule_of(observations.records))
 
 
 def write_outputs(analysis: Analysis, out_dir: str | Path, formats=tuple(WRITERS), plot_formats=("png",)) -> list[Path]:

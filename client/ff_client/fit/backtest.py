@@ -35,7 +35,8 @@ def backtest(points: tuple[Point, ...], settings: Settings = Settings(resamples=
     data = FitData(tuple(p for p in points if p.budget != held))
     observed = fit_curve(held, [p for p in points if p.budget == held], curve_tolerance(points), measured_noise(points))
     if not observed.interior:
-        return {"held_out": held, "problem": f"no backtest: the held-out budget's minimum is not located ({observed.problem})"}
+        return {"held_out": held,
+                "problem": f"no backtest: the held-out budget's minimum is not located ({observed.problem})"}
     result = {"held_out": held, "observed": {"n_opt": observed.n_opt, "l_opt": observed.l_opt}}
     central = {}
     for a in PREDICTORS:

@@ -51,13 +51,13 @@ def numbers(approach: Approach, fit: Any, targets: tuple[float, ...]) -> Numbers
     return Numbers(parameters, predictions)
 
 
-def _guarded(compute) -> Numbers | None:
-    """compute()'s result (a replicate's numbers, or a chunk's fits), or None when it breaks down numerically
-    (a replicate counted as failed)."""
+def _guarded(compute, *args) -> Numbers | None:
+    """compute(*args)'s result (a replicate's numbers, or a chunk's fits), or None when it breaks down
+    numerically (a replicate counted as failed)."""
     try:
         with np.errstate(all="raise"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. a poorly conditioned parabola: judged by its result
-            return compute()
+            return compute(*args)
     except (FloatingPointError, ZeroDivisionError, OverflowError, ValueError, np.linalg.LinAlgError):
         return None
 
@@ -78,10 +78,10 @@ def _refits(approach: Approach, fit: Any, data: list[FitData], job: _Job) -> lis
     one by one where it cannot, or where one resample's numerical failure stopped the side-by-side fit."""
     many = getattr(approach, "refit_many", None)
     if many is not None:
-        fits = _guarded(lambda: many(data, fit, job.settings))
+        fits = _guarded(many, data, fit, job.settings)
         if fits is not None:
-            return [_guarded(lambda: numbers(approach, f, job.targets)) for f in fits]
-    return [_guarded(lambda: numbers(approach, approach.refit(d, fit, job.settings), job.targets)) for d in data]
+            return [_guarded(numbers, approach, f, job.targets) for f in fits]
+    return [_guarded(lambda d: numbers(approach, approach.refit(d, fit, job.settings), job.targets), d) for d in data]
 
 
 def _chunk(job: _Job) -> list[list[Numbers | None]]:

@@ -161,7 +161,8 @@ def compare(a: Analysis, b: Analysis, approach: str = "parametric", targets: tup
     replicated = [(_l_opt(approach, ra, ratios[0]), _l_opt(approach, rb, ratios[1])) for ra, rb in pairs]
     fronts = tuple(measured_frontier(s.fit("isoflop")) for s in (a, b))
     resamples, seed = a.settings.resamples, a.settings.seed
-    paired = list(zip(*[frontier_replicates(s.points, f, resamples, seed) if f else [] for s, f in zip((a, b), fronts)]))
+    paired = list(zip(*[frontier_replicates(s.points, f, resamples, seed) if f else []
+                        for s, f in zip((a, b), fronts)]))
     mult, gap, basis, reach = {}, {}, {}, {}
     for c in targets:
         measured = _measured(fronts, c)

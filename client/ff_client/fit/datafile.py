@@ -50,7 +50,8 @@ def _rows(path: Path) -> list[dict]:
     reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
     missing = [c for c in REQUIRED if c not in reader.fieldnames]
     if missing:
-        raise DataFileError(f"{path}: missing column(s) {', '.join(missing)}; the header must name {', '.join(REQUIRED)}")
+        raise DataFileError(f"{path}: missing column(s) {', '.join(missing)}; the header must name "
+                            f"{', '.join(REQUIRED)}")
     return list(reader)
 
 
@@ -86,7 +87,8 @@ def load_points(path: str | Path) -> Observations:
         budget = extra.get("budget", _budget_of(flops))
         if not 0.5 <= flops / budget <= 2:
             notes.append(f"{path.name} row {row}: budget {budget:.3g} but the point's FLOPs are {flops:.3g} "
-                         "(the flops column, or 6 n_params tokens): it is fitted on an isoFLOP curve it does not lie on")
+                         "(the flops column, or 6 n_params tokens): it is fitted on an isoFLOP curve it does not "
+                         "lie on")
         points.append(Point(n, d, loss, budget, flops, f"row {row}", extra.get("unique_tokens")))
     if not points:
         raise DataFileError(f"{path}: no rows")

@@ -51,7 +51,8 @@ def flag_outliers(points: tuple[Point, ...], fit: ParametricFit) -> list[tuple[P
     """(point, modified z) for each point the rule flags (none below MIN_POINTS points)."""
     if len(points) < MIN_POINTS:
         return []
-    residual = np.log([p.loss for p in points]) - np.log(fit.loss([p.n_params for p in points], [p.tokens for p in points]))
+    predicted = fit.loss([p.n_params for p in points], [p.tokens for p in points])
+    residual = np.log([p.loss for p in points]) - np.log(predicted)
     centre = np.median(residual)
     mad = max(float(np.median(np.abs(residual - centre))), MAD_FLOOR)
     z = 0.6745 * (residual - centre) / mad

@@ -42,7 +42,8 @@ def plot_isoflop(fit: IsoflopFit, path: Path) -> Path:
                 ax.plot(grid, curve.loss_at(grid), color=color, lw=1.4)
             if curve.n_opt is not None:
                 if curve.interior:
-                    ax.scatter([curve.n_opt], [curve.l_opt], marker="*", s=140, color=color, edgecolor="black", zorder=4)
+                    ax.scatter([curve.n_opt], [curve.l_opt], marker="*", s=140, color=color, edgecolor="black",
+                               zorder=4)
                 else:  # not located (an edge, or too flat): drawn where the cubic puts it, as a cross
                     ax.scatter([curve.n_opt], [curve.l_opt], marker="x", s=80, color=color, zorder=4)
         ax.set_xscale("log")
@@ -143,7 +144,8 @@ def plot_residuals(analysis, path: Path) -> Path:
         fig, ax = plt.subplots(figsize=(6, 3.4))
         for budget, color in zip(budgets, _budget_colors(len(budgets))):
             pts = [p for p in analysis.points if p.budget == budget]
-            residual = np.log([p.loss for p in pts]) - np.log(fit.loss([p.n_params for p in pts], [p.tokens for p in pts]))
+            predicted = fit.loss([p.n_params for p in pts], [p.tokens for p in pts])
+            residual = np.log([p.loss for p in pts]) - np.log(predicted)
             ax.scatter([p.n_params for p in pts], residual, color=color, s=20, label=f"C = {budget:.1e}")
         flagged = [f.point for f in analysis.outliers if not f.excluded]
         if flagged:  # kept, but far off the fit: ringed
@@ -182,7 +184,8 @@ def plot_compare(comparison, path: Path) -> Path:
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
         for side, (name, law, color) in enumerate(((comparison.a.sweep, comparison.laws[0], "C0"),
                                                    (comparison.b.sweep, comparison.laws[1], "C3"))):
-            left.plot(compute, [law(c) for c in compute], color=color, lw=1.5, label=f"{name} ({comparison.approach} law)")
+            left.plot(compute, [law(c) for c in compute], color=color, lw=1.5,
+                      label=f"{name} ({comparison.approach} law)")
             front = comparison.frontiers[side]
             if front is not None:  # the measured frontier: what the rows inside the budgets compare
                 left.plot(front.compute, front.loss, "o:", color=color, ms=4, lw=1, label=f"{name} (measured minima)")
@@ -220,8 +223,8 @@ def plot_transfer(transfer, path: Path) -> Path:
             ax.plot(lrs, losses, "o-", color=color, lw=1.2, ms=4, label=f"{size.size} (N={size.n_params:.3g})")
             best = min(losses)
             if size.lr.low is not None:
-                ax.errorbar([size.lr.value], [best], xerr=[[size.lr.value - size.lr.low], [size.lr.high - size.lr.value]],
-                            fmt="*", color=color, ms=10, capsize=3)
+                spread = [[size.lr.value - size.lr.low], [size.lr.high - size.lr.value]]
+                ax.errorbar([size.lr.value], [best], xerr=spread, fmt="*", color=color, ms=10, capsize=3)
             else:
                 ax.plot([size.lr.value], [best], "*", color=color, ms=10)
         ax.axvline(transfer.sweep_lr, color="grey", lw=0.8, ls=":")

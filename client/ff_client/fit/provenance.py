@@ -54,7 +54,8 @@ def missing_results(store: Store, sweep: str, records: list[ResultRecord]) -> st
     first = absent[0]
     return (f"{len(absent)} of the {len(plan.experiments)} experiments the stored plan holds have no result (not "
             f"trained yet, still running, or failed), e.g. {first.id} (C={first.budget:.3g}, N={first.n_params:.3g}): "
-            f"the fit sees {len(plan.experiments) - len(absent)} of them; `ffctl run` the sweep again to train the rest")
+            f"the fit sees {len(plan.experiments) - len(absent)} of them; `ffctl run` the sweep again to train the "
+            "rest")
 
 
 def _flat(value, prefix: str = "") -> dict[str, object]:
@@ -81,7 +82,8 @@ def select(records: list[ResultRecord], store: Store, sweep: str, recipe: str | 
         groups[recipe_of(r)].append(r)
     known = [g for g in groups if g is not None]
     if recipe is not None and recipe not in groups:
-        raise StoreError(f"{store.uri}: no records of recipe {recipe}; its recipes: {', '.join(known) or 'none recorded'}")
+        raise StoreError(f"{store.uri}: no records of recipe {recipe}; its recipes: "
+                         f"{', '.join(known) or 'none recorded'}")
     if len(known) <= 1 and recipe is None:
         return records, set_aside
     if all_recipes:

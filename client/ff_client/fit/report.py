@@ -41,7 +41,8 @@ def _backtest_section(bt: dict | None) -> list[str]:
     lines = ["## Backtest (largest budget held out)"]
     if "observed" not in bt:
         return lines + [f"  C {bt['held_out']:.3g}: {bt['problem']}"]
-    lines.append(f"  C {bt['held_out']:.3g}: observed N_opt {bt['observed']['n_opt']:.3g}, L_opt {bt['observed']['l_opt']:.4f}")
+    lines.append(f"  C {bt['held_out']:.3g}: observed N_opt {bt['observed']['n_opt']:.3g}, "
+                 f"L_opt {bt['observed']['l_opt']:.4f}")
     for approach in ("isoflop", "parametric"):
         if approach in bt:
             r = bt[approach]
@@ -57,7 +58,8 @@ def _backtest_section(bt: dict | None) -> list[str]:
 def report_text(analysis) -> str:
     """Table first, then per approach its fit statistics and parameters with intervals, backtest, exclusions."""
     s = analysis.settings
-    ci = f"{int(LEVEL * 100)}% bootstrap intervals, {s.resamples} resamples, seed {s.seed}" if s.resamples else "no intervals"
+    ci = (f"{int(LEVEL * 100)}% bootstrap intervals, {s.resamples} resamples, seed {s.seed}" if s.resamples
+          else "no intervals")
     budgets = len({p.budget for p in analysis.points})
     lines = [f"# {analysis.sweep}: {len(analysis.points)} points, {budgets} budgets ({ci})", ""]
     if analysis.schedule:

@@ -79,10 +79,10 @@ def width(points: tuple[Point, ...], approach: Approach, target: float, settings
     if central is None or target not in central.predictions:
         return Width(None, None)
     spread = bootstrap(data, {approach.name: (approach, fit, central)}, (target,), settings)[approach.name]
-    n, l = spread.predictions[target]["n_opt"], spread.predictions[target]["l_opt"]
-    if n.low is None or l.low is None or n.low <= 0:
+    n, loss = spread.predictions[target]["n_opt"], spread.predictions[target]["l_opt"]
+    if n.low is None or loss.low is None or n.low <= 0:
         return Width(None, None, n.value)
-    return Width(n.high / n.low, l.high - l.low, n.value, (n.low, n.high))
+    return Width(n.high / n.low, loss.high - loss.low, n.value, (n.low, n.high))
 
 
 def sizes_near(sizes: list[float], n_opt: float, count: int) -> list[float]:
@@ -118,9 +118,9 @@ def near_optimum(points: tuple[Point, ...], surface, sizes: list[float] | None =
 
 def candidates(points: tuple[Point, ...], place, fewer: bool = False) -> list[Candidate]:
     """New budgets above the largest (x1.5, x2, x4, x10), below the smallest (/2, /4) and between neighbouring
-    ones, and two more points per budget; `place(budgets, points_per_budget[, count])` says which runs each adds (near_optimum, or a sweep's
-    plan). With `fewer` (placement near the optimum only: a sweep's plan puts pointsPerBudget runs in every
-    budget), also new budgets x2 to x10 with 3 runs each: fewer points further out."""
+    ones, and two more points per budget; `place(budgets, points_per_budget[, count])` says which runs each adds
+    (near_optimum, or a sweep's plan). With `fewer` (placement near the optimum only: a sweep's plan puts
+    pointsPerBudget runs in every budget), also new budgets x2 to x10 with 3 runs each: fewer points further out."""
     budgets = sorted({p.budget for p in points})
     per_budget = Counter(p.budget for p in points).most_common(1)[0][1]
     out = [Candidate(f"budget {c:.3g} (x{c / budgets[-1]:g} the largest)", place((c,), None), budgets=(c,))

@@ -34,7 +34,8 @@ def effective_tokens(tokens: float, unique: float, r_star: float) -> float:
     return unique + unique * r_star * (1 - np.exp(-repetitions / r_star))
 
 
-def fit_data_constrained(points, delta: float = HUBER_DELTA, start: ConstrainedFit | None = None) -> ConstrainedFit | None:
+def fit_data_constrained(points, delta: float = HUBER_DELTA,
+                         start: ConstrainedFit | None = None) -> ConstrainedFit | None:
     """None unless some points repeat their data (unique_tokens < tokens) and there are 6 or more points.
 
     `start` (the full-data fit, for bootstrap resamples) narrows the profile to 0.5x..2x its R*_D and

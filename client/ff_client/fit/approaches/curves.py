@@ -54,7 +54,8 @@ def fit_training_curves(records: tuple[ResultRecord, ...]) -> EnvelopeFit | None
     need = min(3, len({n for n, *_ in curves}))
     minima = []
     for log_c in np.linspace(low, high, GRID + 2)[1:-1]:  # inside the range: the ends are covered by few curves
-        covering = [(float(np.interp(log_c, c, loss)), n, ratio) for n, ratio, c, loss in curves if c[0] <= log_c <= c[-1]]
+        covering = [(float(np.interp(log_c, c, loss)), n, ratio) for n, ratio, c, loss in curves
+                    if c[0] <= log_c <= c[-1]]
         if len({n for _, n, _ in covering}) >= need:  # an envelope of one or two sizes says little
             value, n, ratio = min(covering)
             minima.append((np.exp(log_c), n, np.exp(log_c) / (ratio * n), value))
@@ -64,7 +65,8 @@ def fit_training_curves(records: tuple[ResultRecord, ...]) -> EnvelopeFit | None
     n_law = fit_power_law("n_opt", compute, n_opt)
     if n_law.r2 < MIN_R2:
         return None
-    return EnvelopeFit(n_law, fit_power_law("d_opt", compute, d_opt), fit_power_law("l_opt", compute, l_opt), len(minima))
+    return EnvelopeFit(n_law, fit_power_law("d_opt", compute, d_opt), fit_power_law("l_opt", compute, l_opt),
+                       len(minima))
 
 
 class TrainingCurves:

@@ -249,7 +249,8 @@ class Isoflop:
             where = f"N_opt {curve.n_opt:.3g}, L_opt {curve.l_opt:.4f}" if curve.n_opt else "no minimum"
             flag = "" if curve.interior else "  (left out of the laws)"
             used = sum(curve.window[0] <= p.n_params <= curve.window[1] for p in curve.points) if curve.window else 0
-            lines.append(f"  C {curve.budget:.3g}: {used} of {len(curve.points)} points in the local cubic, {where}{flag}")
+            lines.append(f"  C {curve.budget:.3g}: {used} of {len(curve.points)} points in the local cubic, "
+                         f"{where}{flag}")
         return lines + law_lines(result.fit.laws()) + result.parameter_lines()
 
     def to_json(self, result: Result) -> dict:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ff_client.fit.approach import FitData, Result, Settings
-from ff_client.fit.approaches.isoflop import MIN_BUDGETS, by_budget, curve_tolerance, flops_per_param_token, local_window
+from ff_client.fit.approaches.isoflop import (MIN_BUDGETS, by_budget, curve_tolerance, flops_per_param_token,
+                                              local_window)
 from ff_client.fit.laws import PowerLaw, fit_power_law, law_lines
 from ff_client.fit.points import Point
 
@@ -57,7 +58,8 @@ def fit_parabola(budget: float, points: list[Point], tolerance: float) -> Parabo
     points = sorted(points, key=lambda p: p.n_params)
     sizes = len({p.n_params for p in points})
     if sizes < 3:
-        return Parabola(budget, tuple(points), None, None, None, None, False, f"{sizes} distinct size(s); a parabola needs 3")
+        return Parabola(budget, tuple(points), None, None, None, None, False,
+                        f"{sizes} distinct size(s); a parabola needs 3")
     x = np.log([p.n_params for p in points])
     y = np.array([p.loss for p in points])
     lo, hi = local_window(x, np.log(y), tolerance, 2)
@@ -125,9 +127,10 @@ class LocalParabola:
             if ours is None or theirs is None or ours.low is None or theirs.low is None:
                 continue
             if ours.high < theirs.low or theirs.high < ours.low:
-                found.append(f"Approach 2: the exponent {name} of the local cubics' minima ({theirs.text()}) and of the "
-                             f"local parabolas ({ours.text()}) disagree beyond both intervals: the isoFLOP curves are "
-                             "skewed in ln N, which moves a parabola's vertex; the cubic's value is the headline")
+                found.append(f"Approach 2: the exponent {name} of the local cubics' minima ({theirs.text()}) "
+                             f"and of the local parabolas ({ours.text()}) disagree beyond both intervals: the "
+                             "isoFLOP curves are skewed in ln N, which moves a parabola's vertex; the cubic's value "
+                             "is the headline")
         return found
 
     def section(self, result: Result) -> list[str]:
@@ -135,7 +138,8 @@ class LocalParabola:
         for curve in result.fit.curves:
             where = f"N_opt {curve.n_opt:.3g}, L_opt {curve.l_opt:.4f}" if curve.n_opt else "no minimum"
             flag = "" if curve.interior else f"  (left out: {curve.problem})"
-            lines.append(f"  C {curve.budget:.3g}: {curve.used} of {len(curve.points)} points in the parabola, {where}{flag}")
+            lines.append(f"  C {curve.budget:.3g}: {curve.used} of {len(curve.points)} points in the parabola, "
+                         f"{where}{flag}")
         return lines + law_lines(result.fit.laws()) + result.parameter_lines()
 
     def to_json(self, result: Result) -> dict:

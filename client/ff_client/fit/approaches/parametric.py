@@ -49,7 +49,8 @@ class ParametricFit:
     resample: bool = False  # a bootstrap replicate: it predicts wherever its full-data fit does
 
     def loss(self, n_params, tokens):
-        return self.E + self.A / np.asarray(n_params, float) ** self.alpha + self.B / np.asarray(tokens, float) ** self.beta
+        n, d = np.asarray(n_params, float), np.asarray(tokens, float)
+        return self.E + self.A / n**self.alpha + self.B / d**self.beta
 
     @property
     def a(self) -> float:
