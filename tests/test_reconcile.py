@@ -41,6 +41,22 @@ def test_fresh_sweep_starts_parallelism_jobs(plan):
     assert ("JobsCreated", actions.events[0][1]) == actions.events[0]
 
 
+def test_the_status_is_a_sweep_status_and_the_crd_columns_read_it(plan):
+    """reconcile writes ff_core.status.SweepStatus as JSON: it reads back to the same JSON, and each of the
+    CRD's printer columns names one of its keys."""
+    from ff_core.crd import crd_manifest
+    from ff_core.status import SweepStatus
+
+    status = reconcile(plan, ex(), [job(plan, 0, 1, "succeeded"), job(plan, 1, 1, "active")], {}, 1, NOW).status
+    typed = SweepStatus.from_json(status)
+    assert typed.to_json() == status and typed.done == 1 and typed.total == 6 and typed.running == 2
+    assert typed.experiments[0].state == "Succeeded" and typed.experiments[0].attempts == 1
+    columns = crd_manifest()["spec"]["versions"][0]["additionalPrinterColumns"]
+    shown = [c["jsonPath"].removeprefix(".status.") for c in columns if c["jsonPath"].startswith(".status.")]
+    assert shown and all(key in status for key in shown)
+    assert SweepStatus.from_json(None).total is None and SweepStatus.from_json({}).phase is None  # not reconciled
+
+
 def test_running_jobs_fill_slots_only(plan):
     actions = reconcile(plan, ex(), [job(plan, 0, 1, "active")], {}, 1, NOW)
     assert created(actions) == [(1, 1)] and actions.status["running"] == 2  # the status after the action

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ff_core.spec import API_VERSION, KIND, PLUGIN_PATH, SweepSpec
+from ff_core.status import PRINTER_COLUMNS
 
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL, SINGULAR, SHORT = "scalingsweeps", "scalingsweep", "sweep"
@@ -90,9 +91,8 @@ def spec_schema() -> dict[str, Any]:
 
 
 def crd_manifest() -> dict[str, Any]:
-    columns = [("Phase", "string", ".status.phase"), ("Done", "integer", ".status.succeeded"),
-               ("Total", "integer", ".status.total"), ("Running", "integer", ".status.running"),
-               ("Failed", "integer", ".status.failed"), ("Age", "date", ".metadata.creationTimestamp")]
+    columns = [(name, kind, f".status.{key}") for name, kind, key in PRINTER_COLUMNS] + [
+        ("Age", "date", ".metadata.creationTimestamp")]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

@@ -1,8 +1,8 @@
-"""The ScalingSweep's status: sweep phases, condition types and the per-experiment row.
+"""The ScalingSweep's status: sweep phases, condition types, the status itself (SweepStatus) and its rows.
 
-The operator's reconcile writes it; `ffctl status` reads it. A row is compact ({"id", "s", "a"} plus "p"
-and "dp" when there were preemptions, "k" for a WSD sweep's segments and branches) so that the status of a
-1,000-experiment sweep stays small.
+The operator's reconcile writes it; `ffctl status` and the CRD's printer columns read it. A row is compact
+({"id", "s", "a"} plus "p" and "dp" when there were preemptions, "k" for a WSD sweep's segments and branches)
+so that the status of a 1,000-experiment sweep stays small.
 """
 
 from __future__ import annotations
@@ -59,4 +59,48 @@ class ExperimentRow:
 
 def experiment_rows(status: dict[str, Any] | None) -> dict[str, ExperimentRow]:
     """The rows of a sweep's status, by experiment id."""
-    return {row["id"]: ExperimentRow.from_json(row) for row in (status or {}).get("experiments", [])}
+    return {row.id: row for row in SweepStatus.from_json(status).experiments}
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    """.status of a reconciled sweep, as the operator writes it (to_json) and `ffctl status` reads it
+    (from_json: a sweep not reconciled yet has no phase and no total)."""
+
+    phase: str | None = None
+    observed_generation: int | None = None
+    plan_hash: str | None = None
+    total: int | None = None
+    succeeded: int = 0
+    failed: int = 0
+    running: int = 0
+    pending: int = 0
+    preempted: int = 0  # a lower bound: a preempted pod deleted while the operator was down is not seen
+    conditions: tuple[dict[str, Any], ...] = ()
+    experiments: tuple[ExperimentRow, ...] = ()
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed
+
+    def counts(self) -> dict[str, int | None]:
+        return {key: getattr(self, key) for key in COUNTS}
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"phase": self.phase, "observedGeneration": self.observed_generation,
+                                "planHash": self.plan_hash}
+        return {k: v for k, v in data.items() if v is not None} | self.counts() | {
+            "conditions": list(self.conditions), "experiments": [row.to_json() for row in self.experiments]}
+
+    @classmethod
+    def from_json(cls, status: dict[str, Any] | None) -> SweepStatus:
+        status = status or {}
+        return cls(status.get("phase"), status.get("observedGeneration"), status.get("planHash"), status.get("total"),
+                   *(status.get(key, 0) for key in COUNTS[1:]), tuple(status.get("conditions", [])),
+                   tuple(ExperimentRow.from_json(row) for row in status.get("experiments", [])))
+
+
+COUNTS = ("total", "succeeded", "failed", "running", "pending", "preempted")  # SweepStatus's counts, as JSON keys
+# The CRD's printer columns (kubectl get scalingsweeps): (name, type, the SweepStatus JSON key shown)
+PRINTER_COLUMNS = (("Phase", "string", "phase"), ("Done", "integer", "succeeded"), ("Total", "integer", "total"),
+                   ("Running", "integer", "running"), ("Failed", "integer", "failed"))

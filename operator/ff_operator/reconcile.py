@@ -29,7 +29,7 @@ from ff_core.plan import Plan
 from ff_core.spec import Execution
 from ff_core.status import (COMPLETE, FAILED, FAILURE_BUDGET_EXCEEDED, PENDING, PLAN_CHANGED, RETRYING, RUNNING,
                             STOPPED, SUCCEEDED, SUSPENDED, SUSPENDED_CONDITION, TERMINAL_STATES as TERMINAL,
-                            TRUNK_FAILED, ExperimentRow, experiment_rows)
+                            TRUNK_FAILED, ExperimentRow, SweepStatus, experiment_rows)
 from ff_core.steps import RUN, SEGMENT, Step, one_step_each
 from ff_operator.jobs import pack_id
 
@@ -268,27 +268,23 @@ def summarize(plan: Plan, execution: Execution, states: dict, previous: dict, ge
     unit = "experiments" if all(s.kind == RUN for s in steps) else "steps"
     phase = _phase(counts, total, execution.suspend, stopped)
     done = counts[SUCCEEDED] + counts[FAILED]
-    return {
-        "phase": phase,
-        "observedGeneration": generation,
-        "planHash": plan.hash,
-        "total": total, "succeeded": counts[SUCCEEDED], "failed": counts[FAILED], "running": counts[RUNNING],
-        "pending": counts[PENDING] + counts[RETRYING],
-        "preempted": sum(count for count, _ in preempted.values()),
-        "conditions": [
+    return SweepStatus(
+        phase, generation, plan.hash, total, counts[SUCCEEDED], counts[FAILED], counts[RUNNING],
+        counts[PENDING] + counts[RETRYING], sum(count for count, _ in preempted.values()),
+        (
             _condition(previous, COMPLETE, done == total, phase, f"{done}/{total} {unit} finished", now),
             _condition(previous, SUSPENDED_CONDITION, execution.suspend, "Suspend" if execution.suspend else "Active",
                        "spec.execution.suspend is true: no Jobs are created" if execution.suspend else "", now),
             _condition(previous, FAILURE_BUDGET_EXCEEDED, stopped,
                        "MaxFailedExperiments" if stopped else "WithinBudget",
                        f"{counts[FAILED]} failed {unit}, budget {execution.max_failed_experiments}", now),
-        ] + ([_trunk_failed(steps, states, previous, now)] if unit == "steps" else []),
+        ) + ((_trunk_failed(steps, states, previous, now),) if unit == "steps" else ()),
         # compact: a short row per experiment (id, one state word, attempts) stays small for 1,000 experiments
-        "experiments": [ExperimentRow(e.id, RUNNING if states[e.id][0] == UNSEEN else states[e.id][0], states[e.id][1],
-                                      *preempted.get(e.id, (0, ())), "" if e.kind == RUN else e.kind,
-                                      packs.get(e.id, "") if states[e.id][0] in (RUNNING, UNSEEN) else "").to_json()
-                        for e in steps],
-    }
+        tuple(ExperimentRow(e.id, RUNNING if states[e.id][0] == UNSEEN else states[e.id][0], states[e.id][1],
+                            *preempted.get(e.id, (0, ())), "" if e.kind == RUN else e.kind,
+                            packs.get(e.id, "") if states[e.id][0] in (RUNNING, UNSEEN) else "")
+              for e in steps),
+    ).to_json()
 
 
 def _events(previous: dict, status: dict, create: list, packs: list = ()) -> tuple[tuple[str, str], ...]:

@@ -16,7 +16,7 @@ from ff_client.cli.options import cost_options
 from ff_client.cluster import connection as cluster, views
 from ff_client.cluster.validate import validate
 from ff_client.sweeps import load_resolved
-from ff_core.status import TERMINAL_PHASES
+from ff_core.status import TERMINAL_PHASES, SweepStatus
 
 
 def cluster_options(fn):
@@ -79,10 +79,10 @@ def _render(connection, name: str | None, as_json: bool) -> tuple[str, bool]:
         sweeps = cluster.list_sweeps(connection)
         text = json.dumps([views.sweep_json(s) for s in sweeps], indent=1) if as_json else \
             views.sweeps_table(sweeps, now)
-        return text, all((s.get("status") or {}).get("phase") in TERMINAL_PHASES for s in sweeps)
+        return text, all(SweepStatus.from_json(s.get("status")).phase in TERMINAL_PHASES for s in sweeps)
     sweep = cluster.get_sweep(connection, name)
     text = json.dumps(views.sweep_json(sweep), indent=1) if as_json else views.sweep_detail(sweep, now)
-    return text, (sweep.get("status") or {}).get("phase") in TERMINAL_PHASES
+    return text, SweepStatus.from_json(sweep.get("status")).phase in TERMINAL_PHASES
 
 
 @click.command()

@@ -13,7 +13,7 @@ from ff_client.text import aligned, human
 from ff_core.errors import FlopsFitError
 from ff_core.plan import plan_sweep
 from ff_core.spec import manifest_of, parse_sweep
-from ff_core.status import NOTEWORTHY, ExperimentRow, experiment_rows as status_rows
+from ff_core.status import NOTEWORTHY, ExperimentRow, SweepStatus, experiment_rows as status_rows
 from ff_core.steps import RUN, SEGMENT, plan_steps
 
 
@@ -32,10 +32,9 @@ def sweeps_table(sweeps: list[dict[str, Any]], now: datetime.datetime) -> str:
     """All sweeps: NAME PHASE DONE/TOTAL RUNNING FAILED PREEMPTED AGE."""
     rows = [("NAME", "PHASE", "DONE", "RUNNING", "FAILED", "PREEMPTED", "AGE")]
     for s in sweeps:
-        st = s.get("status") or {}
-        done = st.get("succeeded", 0) + st.get("failed", 0)
-        rows.append((s["metadata"]["name"], st.get("phase", "-"), f"{done}/{st.get('total', '?')}",
-                     str(st.get("running", 0)), str(st.get("failed", 0)), str(st.get("preempted", 0)),
+        st = SweepStatus.from_json(s.get("status"))
+        rows.append((s["metadata"]["name"], st.phase or "-", f"{st.done}/{'?' if st.total is None else st.total}",
+                     str(st.running), str(st.failed), str(st.preempted),
                      age(s["metadata"].get("creationTimestamp"), now)))
     return aligned(rows) if sweeps else "no sweeps in this namespace"
 
@@ -58,14 +57,14 @@ def experiment_rows(sweep: dict[str, Any]) -> list[dict[str, Any]]:
 
 def sweep_detail(sweep: dict[str, Any], now: datetime.datetime) -> str:
     """One sweep: its phase and counts, its conditions that are not fine, and a line per experiment."""
-    st = sweep.get("status") or {}
+    st = SweepStatus.from_json(sweep.get("status"))
     meta = sweep["metadata"]
-    lines = [f"sweep {meta['name']} ({meta.get('namespace', '')}): {st.get('phase', 'not reconciled yet')}, "
-             f"{st.get('succeeded', 0)} succeeded, {st.get('failed', 0)} failed, {st.get('running', 0)} running, "
-             f"{st.get('pending', 0)} pending of {st.get('total', '?')}; at least {st.get('preempted', 0)} preemptions "
+    lines = [f"sweep {meta['name']} ({meta.get('namespace', '')}): {st.phase or 'not reconciled yet'}, "
+             f"{st.succeeded} succeeded, {st.failed} failed, {st.running} running, "
+             f"{st.pending} pending of {'?' if st.total is None else st.total}; at least {st.preempted} preemptions "
              "(a preempted pod deleted while the operator was down is not seen); "
              f"age {age(meta.get('creationTimestamp'), now)}"]
-    for c in st.get("conditions", []):
+    for c in st.conditions:
         if (c["type"], c["status"]) in NOTEWORTHY:
             lines.append(f"  {c['type']}={c['status']} ({c.get('reason', '')}): {c.get('message', '')}")
     listed = experiment_rows(sweep)
@@ -81,9 +80,8 @@ def sweep_detail(sweep: dict[str, Any], now: datetime.datetime) -> str:
 
 
 def sweep_json(sweep: dict[str, Any]) -> dict[str, Any]:
-    st = sweep.get("status") or {}
+    st = SweepStatus.from_json(sweep.get("status"))
     return {"name": sweep["metadata"]["name"], "namespace": sweep["metadata"].get("namespace"),
-            "phase": st.get("phase"), "counts": {k: st.get(k, 0) for k in
-                                                 ("total", "succeeded", "failed", "running", "pending", "preempted")},
-            "conditions": st.get("conditions", []), "storage": (sweep.get("spec") or {}).get("storage", {}),
+            "phase": st.phase, "counts": {k: 0 if v is None else v for k, v in st.counts().items()},
+            "conditions": list(st.conditions), "storage": (sweep.get("spec") or {}).get("storage", {}),
             "experiments": experiment_rows(sweep)}
