@@ -167,8 +167,7 @@ def _launch(step: Step, sweep_file: Path, store: Store, threads: int, log: Path,
         env["CUDA_VISIBLE_DEVICES"] = gpu  # one GPU each; trainers on one GPU share it (packing)
         with open(log, "ab") as handle:
             handle.write(f"[ffctl] {step.id} on GPU {gpu}\n".encode())
-    return launch.start("ff_trainer", ["--sweep", str(sweep_file), "--experiment", step.id, "--store", store.uri],
-                        env, log)
+    return launch.start(launch.TRAINER, launch.trainer_args(str(sweep_file), step.id, "--store", store.uri), env, log)
 
 
 def _stop_all(running: dict[str, tuple]) -> None:

@@ -23,6 +23,13 @@ import threading
 from pathlib import Path
 
 FORKSERVER_ENV = "FF_FORKSERVER"  # "0": a process per program
+TRAINER, PACK = "ff_trainer", "ff_trainer.pack"  # the trainer's modules: one step, and several sharing a GPU
+
+
+def trainer_args(sweep: str, step: str, *extra: str) -> list[str]:
+    """`python -m ff_trainer`'s arguments for one step of the sweep (a file, or env:NAME in a Job); the
+    executor, the pack launcher and the operator's Jobs all start a trainer with these."""
+    return ["--sweep", sweep, "--experiment", step, *extra]
 STARTUP_SECONDS = 120  # how long the server may take to import torch before programs start as processes
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ff_core import exit_codes
 from ff_core.crd import ANNOTATION_PACK, LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP
+from ff_core.launch import PACK, TRAINER, trainer_args
 from ff_core.spec import API_VERSION, KIND, ScalingSweep
 from ff_core.steps import Step
 
@@ -47,7 +48,7 @@ def _torchrun(sweep: ScalingSweep, experiment: Step, name: str) -> list[str]:
     else:
         launch = ["torchrun", f"--nnodes={ex.nodes_per_experiment}", workers, f"--node_rank=$({NODE_RANK_ENV})",
                   f"--master_addr={name}-0.{name}", f"--master_port={RENDEZVOUS_PORT}"]
-    return launch + ["-m", "ff_trainer", "--sweep", f"env:{SWEEP_ENV}", "--experiment", experiment.id]
+    return launch + ["-m", TRAINER, *trainer_args(f"env:{SWEEP_ENV}", experiment.id)]
 
 
 def pack_id(members: tuple[tuple[Step, int], ...]) -> str:
@@ -60,7 +61,7 @@ def pack_annotation(members: tuple[tuple[Step, int], ...]) -> str:
 
 
 def _pack_command(members: tuple[tuple[Step, int], ...]) -> list[str]:
-    return ["python", "-m", "ff_trainer.pack", "--sweep", f"env:{SWEEP_ENV}", "--steps",
+    return ["python", "-m", PACK, "--sweep", f"env:{SWEEP_ENV}", "--steps",
             ",".join(step.id for step, _ in members)]
 
 

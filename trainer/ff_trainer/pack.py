@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     for step in steps:
         if stopped:  # stopped while starting them: the rest are not started (their retry trains them)
             break
-        procs[step] = launch.start("ff_trainer", ["--sweep", args.sweep, "--experiment", step, *extra], env, None)
+        procs[step] = launch.start(launch.TRAINER, launch.trainer_args(args.sweep, step, *extra), env, None)
     if stopped:
         stop_all()  # one started while the signal was being handled
     codes = {step: procs[step].wait() if step in procs else exit_codes.INTERRUPTED for step in steps}

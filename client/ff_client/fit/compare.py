@@ -28,6 +28,7 @@ from ff_client.fit.analysis import Analysis
 from ff_client.fit.approaches.parametric import ParametricFit
 from ff_client.fit.estimate import Estimate, percentile_estimate
 from ff_client.fit.frontier import Frontier, frontier_replicates, measured_frontier
+from ff_core.flops import FLOPS_PER_PARAM_TOKEN
 
 APPROACHES = ("parametric", "isoflop")
 _SPAN = (1e-6, 1e12)  # the compute range searched for C_A, as multiples of the target
@@ -105,7 +106,7 @@ class Comparison:
 
 def _ratio(analysis: Analysis) -> float:
     fit = analysis.fit("parametric")
-    return fit.flops_per_param_token if fit is not None else 6.0
+    return fit.flops_per_param_token if fit is not None else FLOPS_PER_PARAM_TOKEN
 
 
 def _measured(fronts, c: float) -> tuple[float, float] | None:

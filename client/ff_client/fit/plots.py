@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
 from ff_client.fit.approaches.isoflop import IsoflopFit  # noqa: E402
+from ff_client.fit.estimate import LEVEL  # noqa: E402
 
 _STYLE = {"font.size": 10, "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
           "grid.alpha": 0.3, "savefig.dpi": 150, "savefig.bbox": "tight"}
@@ -99,7 +100,7 @@ def plot_optimal(analysis, path: Path) -> Path:
             ax.set_xlabel("compute C (FLOPs)")
             ax.set_ylabel(label)
         axes[0].legend(frameon=False, fontsize=8)
-        fig.suptitle("Compute-optimal allocation (bands: 95% bootstrap intervals)")
+        fig.suptitle(f"Compute-optimal allocation (bands: {LEVEL:.0%} bootstrap intervals)")
         fig.savefig(path)
         plt.close(fig)
     return path

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ff_client.fit.estimate import Estimate, percentile_estimate
+from ff_client.fit.estimate import LEVEL, Estimate, percentile_estimate
 from ff_client.text import aligned
 from ff_core.errors import FlopsFitError, StoreError
 from ff_core.layout import is_result_key
@@ -69,7 +69,7 @@ class Transfer:
 
     def text(self) -> str:
         """A row per size (LR* with its interval, the basin, what the sweep's rate costs), then the verdict."""
-        rows = [("size", "N", "LR*", "95% interval", "basin (within 1%)", "sweep LR costs")]
+        rows = [("size", "N", "LR*", f"{LEVEL:.0%} interval", f"basin (within {BASIN:.0%})", "sweep LR costs")]
         for s in self.sizes:
             interval = f"[{s.lr.low:.3g}, {s.lr.high:.3g}]" if s.lr.low is not None else "at the grid's edge"
             cost = f"{s.cost_of_sweep_lr:.4f}" if s.cost_of_sweep_lr is not None else "-"

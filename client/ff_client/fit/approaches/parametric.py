@@ -21,6 +21,7 @@ from scipy.optimize import minimize
 from ff_client.fit.approach import FitData, Result, Settings
 from ff_client.fit.laws import HUBER_DELTA, huber
 from ff_client.fit.points import Point
+from ff_core.flops import FLOPS_PER_PARAM_TOKEN
 
 # a, b, e, alpha, beta; exponents stay positive (at 0 a term becomes a constant, indistinguishable from E)
 _BOUNDS = [(-10, 40), (-10, 40), (-5, 3), (0.01, 3.0), (0.01, 3.0)]
@@ -42,7 +43,7 @@ class ParametricFit:
     converged: bool
     starts: int
     warnings: tuple[str, ...]
-    flops_per_param_token: float = 6.0
+    flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN
     theta: tuple[float, ...] = ()  # (a, b, e, alpha, beta): the optimiser's coordinates, for warm starts
     support: tuple[int, int] = (0, 0)  # (points, budgets) it was fitted to
     on_bound: tuple[str, ...] = ()  # the optimiser's coordinates that sit on their bounds
