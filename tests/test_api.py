@@ -69,3 +69,16 @@ def test_source_reads_each_kind_once(tmp_path, monkeypatch):
         resolve("tiny")  # could be one, but no cluster is configured
     with pytest.raises(UsageError, match="--track"):
         api.analyze(source, track=True)
+
+
+def test_run_is_a_function_and_a_rerun_of_a_trained_sweep_trains_nothing(small_demo, tmp_path):
+    """api.run in-process on a copy of the shared demo store: every step already has its result."""
+    shutil.copytree(small_demo["folder"] / "results", tmp_path / "results")
+    events, told = [], []
+    outcome = api.run(str(small_demo["sweep"]), store=f"file://{tmp_path / 'results'}", on_event=events.append,
+                      on_steps=told.append)
+    assert outcome.summary.trained == [] and not outcome.summary.failed and len(outcome.summary.skipped) == told[0]
+    assert {e.kind for e in events} == {"skipped"} and len(events) == told[0] > 0
+    assert outcome.results == f"file://{tmp_path / 'results' / 'tiny'}"
+    assert outcome.to_json()["skipped"] == outcome.summary.skipped and "0 trained" in outcome.text()
+    json.dumps(outcome.to_json())

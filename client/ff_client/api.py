@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from ff_client.executor import RunSummary, run_plan, visible_gpus
 from ff_client.planview import DEFAULT_MFU, PlanView
 from ff_client.source import Source, resolve
 from ff_client.sweeps import grow, load_resolved, planned
@@ -23,7 +24,8 @@ from ff_core.plan import plan_sweep
 from ff_core.spec import ScalingSweep
 from ff_core.steps import plan_steps
 from ff_core.store import anchored, open_store, within
-from ff_core.trackers import install_hint, missing_packages, require
+from ff_core import launch
+from ff_core.trackers import install_hint, missing_packages, prepare as prepare_tracking, require
 
 Say = Callable[[str], None]
 PLOT_FORMATS = ("png", "svg", "pdf")
@@ -47,6 +49,54 @@ def plan(sweep: str, write: bool = False, gpu_flops: float = H100_BF16_PEAK, mfu
 def view_of(sweep: ScalingSweep, gpu_flops: float = H100_BF16_PEAK, mfu: float = DEFAULT_MFU) -> PlanView:
     the_plan = plan_sweep(sweep)
     return PlanView(sweep, the_plan, plan_steps(sweep, the_plan), gpu_flops, mfu)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOutcome:
+    """What `ffctl run` did (ff_client.executor.RunSummary) and where the results are."""
+
+    summary: RunSummary
+    results: str  # the store URI of the sweep's results folder: what `ffctl analyze` takes
+
+    def text(self) -> str:
+        s = self.summary
+        return (f"{len(s.trained)} trained, {len(s.skipped)} already done, {len(s.failed)} failed in "
+                f"{s.seconds:.0f}s; results in {self.results}")
+
+    def to_json(self) -> dict:
+        s = self.summary
+        return {"trained": s.trained, "skipped": s.skipped, "failed": s.failed, "notStarted": s.not_started,
+                "busy": s.busy, "diverged": s.diverged, "logs": {k: str(v) for k, v in s.logs.items()},
+                "tracking": s.tracking, "seconds": s.seconds, "results": self.results}
+
+
+def run(sweep: str, store: str | None = None, workers: int = 1, pack: int | None = None, keep_going: bool = False,
+        retry_diverged: bool = False, clean_checkpoints: bool = False, on_event: Callable | None = None,
+        on_steps: Callable[[int], None] | None = None, say: Say = _quiet) -> RunOutcome:
+    """Train every step of the sweep file on this machine that has no result yet (a rerun resumes).
+
+    `store` overrides the sweep's spec.storage.uri (a relative file:// one is anchored at the file's folder);
+    `pack` trains that many experiments on each visible GPU at once (`workers` is then pack x GPUs);
+    `on_steps(n)` is told how many steps there are before the first starts, `on_event` each start and end
+    (ff_client.executor.Event). Ctrl-C (KeyboardInterrupt) stops it with every trainer checkpointed.
+    """
+    launch.warm_up()  # torch imported for the trainers while the sweep is read
+    resolved = load_resolved(sweep, verify=True, say=say)
+    require(resolved.spec.tracking)
+    prepare_tracking(resolved.spec.tracking, resolved.folder)
+    the_plan = plan_sweep(resolved)
+    uri = store or anchored(resolved.spec.storage.uri, Path(sweep).parent)  # the file's store: from its folder
+    target = open_store(uri, spec_endpoint=resolved.spec.storage.endpoint_url)
+    gpus = visible_gpus()
+    if pack is not None:
+        workers = pack * max(len(gpus), 1)
+        say(f"{pack} experiment(s) per GPU on {len(gpus)} GPU(s): {workers} at once" if gpus else
+            f"no GPU visible: --pack {pack} runs {workers} at once on the CPU")
+    if on_steps is not None:
+        on_steps(len(plan_steps(resolved, the_plan)))
+    summary = run_plan(resolved, the_plan, target, workers, on_event or (lambda event: None), keep_going,
+                       retry_diverged, clean_checkpoints, gpus)
+    return RunOutcome(summary, within(target.uri, resolved.folder))
 
 
 def analyze(source: str | Source, settings=None, out: str | Path | None = None, formats: tuple[str, ...] | None = None,
@@ -199,7 +249,6 @@ def transfer(sweep: str, sizes: list[str] | None = None, lr_grid: str | None = N
              say: Say = _quiet, warn: Say = _quiet) -> TransferRun:
     """Train the pilot grid here (a rerun trains only what is missing), then say whether the sweep's learning
     rate is right for all its sizes: each size's optimum with an interval, and its drift with ln N."""
-    from ff_client.executor import run_plan
     from ff_client.fit.plots import plot_transfer
     from ff_client.fit.transfer import analyze_transfer, pilot_runs
 

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import signal
 import sys
-from pathlib import Path
 
 import click
 
 from ff_client import api
 from ff_client.cli import output
 from ff_client.cli.options import cost_options
-from ff_client.executor import run_plan, visible_gpus
-from ff_client.sweeps import load_resolved
-from ff_core import launch
-from ff_core.plan import plan_sweep
-from ff_core.steps import plan_steps
-from ff_core.store import anchored, open_store
-from ff_core.trackers import prepare as prepare_tracking, require
 
 
 @click.command()
@@ -53,32 +45,20 @@ def run(sweep: str, store: str | None, workers: int, pack: int | None, keep_goin
 
     Ctrl-C, SIGTERM and SIGHUP all stop it the same way: the trainers checkpoint, and the same command resumes.
     """
-    launch.warm_up()  # torch imported for the trainers while the sweep is read
-    resolved = load_resolved(sweep, verify=True, say=output.say)
-    require(resolved.spec.tracking)
-    prepare_tracking(resolved.spec.tracking, resolved.folder)
-    the_plan = plan_sweep(resolved)
-    uri = store or anchored(resolved.spec.storage.uri, Path(sweep).parent)  # the file's store: from its folder
-    target = open_store(uri, spec_endpoint=resolved.spec.storage.endpoint_url)
-    gpus = visible_gpus()
-    if pack is not None:
-        if click.get_current_context().get_parameter_source("workers").name != "DEFAULT":
-            raise click.UsageError("give --workers or --pack, not both (--pack K runs K x GPUs at once)")
-        workers = pack * max(len(gpus), 1)
-        output.say(f"{pack} experiment(s) per GPU on {len(gpus)} GPU(s): {workers} at once" if gpus else
-                   f"no GPU visible: --pack {pack} runs {workers} at once on the CPU")
-    progress = output.Progress(len(plan_steps(resolved, the_plan)))
+    if pack is not None and click.get_current_context().get_parameter_source("workers").name != "DEFAULT":
+        raise click.UsageError("give --workers or --pack, not both (--pack K runs K x GPUs at once)")
+    progress = output.Progress()
     for stop_signal in (signal.SIGTERM, signal.SIGHUP):  # as Ctrl-C: checkpoint, stop, orphan nothing
         signal.signal(stop_signal, signal.default_int_handler)
     try:
-        summary = run_plan(resolved, the_plan, target, workers, progress.update, keep_going, retry_diverged,
-                           clean_checkpoints, gpus)
+        outcome = api.run(sweep, store, workers, pack, keep_going, retry_diverged, clean_checkpoints, progress.update,
+                          progress.expect, output.say)
     except KeyboardInterrupt:
         output.warn("interrupted: running trainers checkpointed and stopped; rerun the same command to resume")
         sys.exit(130)
-    progress.finish(summary)
-    output.run_outcome(summary)
-    output.next_step(f"ffctl analyze {target.uri}/{resolved.folder}")
+    progress.finish(outcome.summary)
+    output.run_outcome(outcome.summary)
+    output.next_step(f"ffctl analyze {outcome.results}")
 
 
 COMMANDS = (plan, run)

@@ -69,10 +69,14 @@ def run_outcome(summary) -> None:
 class Progress:
     """A one-line progress bar on a terminal; one line per event otherwise (logs, CI)."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int = 0):
         self.total, self.finished, self.failed, self.running = total, 0, 0, 0
         self.began = time.monotonic()
         self.live = sys.stderr.isatty()
+
+    def expect(self, total: int) -> None:
+        """The number of steps to come (known once the sweep is planned)."""
+        self.total, self.began = total, time.monotonic()
 
     def update(self, event) -> None:
         if event.kind == "start":
