@@ -187,3 +187,20 @@ def test_the_results_of_a_sweep_resource_are_in_its_storage_folder_else_under_it
     assert results_uri({"spec": {"storage": storage}}, "base-grown") == "s3://b/sweeps/base"
     assert results_uri({"spec": {"storage": {"uri": "s3://b/sweeps"}}}, "unit") == "s3://b/sweeps/unit"
     assert results_uri({"spec": {}}, "unit") is None
+
+
+def test_submit_and_status_are_functions(ffctl, monkeypatch):
+    """ff_client.api.submit and status in-process (the SDK under the commands): typed results, as printed."""
+    from ff_client import api
+
+    monkeypatch.setenv("KUBECONFIG", kubeconfig(ffctl.tmp / "kubeconfig", ffctl.cluster.url))
+    sweep_file = write_sweep(ffctl.tmp, f"file://{ffctl.tmp / 'store'}")
+    dry = api.submit(sweep_file, dry_run=True)
+    assert dry.verb is None and yaml.safe_load(dry.text())["kind"] == "ScalingSweep"
+    done = api.submit(sweep_file)
+    assert done.verb == "created" and done.namespace == NS and done.text().startswith("sweep unit created")
+    assert done.to_json()["plan"]["experiments"] == dry.view.to_json()["experiments"]
+    wait_for(lambda: api.status("unit").to_json()["counts"]["running"] == 2, "two running in api.status")
+    listing = api.status()
+    assert [s["name"] for s in listing.to_json()] == ["unit"] and "unit" in listing.text()
+    assert not listing.finished and api.status("unit").text().startswith("sweep unit (default): Running")

@@ -1,5 +1,7 @@
 """The SDK under ffctl: one function per command, each returning a typed result with text() and to_json().
 
+plan -> PlanView, run -> RunOutcome, analyze -> fit.analysis.Analysis, compare -> fit.compare.Comparison,
+suggest -> fit.suggest.Suggestion, transfer -> TransferRun, submit -> Submitted, status -> SweepsView.
 A notebook calls these without click; the commands in ff_client.cli are options in, one call, print. Progress
 and advice go to `say` and `warn` (each takes one line; by default they are dropped), results come back.
 """
@@ -22,6 +24,7 @@ from ff_core.flops import H100_BF16_PEAK
 from ff_core.layout import SWEEP_FILE
 from ff_core.plan import plan_sweep
 from ff_core.spec import ScalingSweep
+from ff_core.status import TERMINAL_PHASES, SweepStatus
 from ff_core.steps import plan_steps
 from ff_core.store import anchored, open_store, within
 from ff_core import launch
@@ -311,3 +314,79 @@ def _sweep_name_in(path: str) -> str | None:
             return (yaml.safe_load(handle) or {}).get("metadata", {}).get("name")
     except (OSError, yaml.YAMLError, AttributeError):
         return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Submitted:
+    """What `ffctl submit` did: the plan shown, the manifest applied (or, dry, that would be), and how."""
+
+    view: PlanView
+    manifest: dict
+    verb: str | None = None  # "created" or "updated"; None for a dry run
+    namespace: str | None = None
+    server: str | None = None
+
+    def text(self) -> str:
+        if self.verb is None:
+            return yaml.safe_dump(self.manifest, sort_keys=False)
+        return f"sweep {self.view.sweep.name} {self.verb} in namespace {self.namespace} ({self.server})"
+
+    def to_json(self) -> dict:
+        return {"plan": self.view.to_json(), "manifest": self.manifest, "applied": self.verb,
+                "namespace": self.namespace, "server": self.server}
+
+
+def submit(sweep: str, dry_run: bool = False, context: str | None = None, namespace: str | None = None,
+           gpu_flops: float = H100_BF16_PEAK, mfu: float = DEFAULT_MFU, say: Say = _quiet) -> Submitted:
+    """Fill nParams, validate against the cluster's CRD schema (dry: the packaged one) and apply the sweep."""
+    from ff_client.cluster import connection as cluster
+    from ff_client.cluster.validate import validate
+
+    resolved = load_resolved(sweep, say=say)
+    manifest = resolved.to_manifest(only_set=True)  # defaults stay the cluster's to fill, as with kubectl apply
+    connection = None if dry_run else cluster.connect(context, namespace)
+    validate(manifest, cluster.crd_schema(connection) if connection else None)
+    view = view_of(resolved, gpu_flops, mfu)
+    if connection is None:
+        return Submitted(view, manifest)
+    return Submitted(view, manifest, cluster.apply_sweep(connection, manifest), connection.namespace,
+                     connection.server)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepsView:
+    """What `ffctl status` shows: every sweep in the namespace, or one (`name`), read at `now`."""
+
+    sweeps: tuple[dict, ...]
+    name: str | None
+    now: object  # datetime.datetime
+
+    @property
+    def finished(self) -> bool:
+        """Whether every sweep shown has ended (a --watch stops)."""
+        return all(SweepStatus.from_json(s.get("status")).phase in TERMINAL_PHASES for s in self.sweeps)
+
+    def text(self) -> str:
+        from ff_client.cluster import views
+
+        return views.sweep_detail(self.sweeps[0], self.now) if self.name else views.sweeps_table(list(self.sweeps),
+                                                                                              self.now)
+
+    def to_json(self) -> dict | list:
+        from ff_client.cluster import views
+
+        shown = [views.sweep_json(s) for s in self.sweeps]
+        return shown[0] if self.name else shown
+
+
+def status(name: str | None = None, context: str | None = None, namespace: str | None = None,
+           connection=None) -> SweepsView:
+    """The sweeps in the namespace (or sweep `name`) as the cluster has them now."""
+    import datetime
+
+    from ff_client.cluster import connection as cluster
+
+    connection = connection or cluster.connect(context, namespace)
+    now = datetime.datetime.now(datetime.UTC)
+    found = [cluster.get_sweep(connection, name)] if name else cluster.list_sweeps(connection)
+    return SweepsView(tuple(found), name, now)
