@@ -17,6 +17,7 @@ class Smallest:
 
     name = json_key = "smallest"
     listed = False
+    allocates, style = False, None
 
     def fit(self, data: FitData, settings: Settings) -> float:
         best = {}
@@ -63,3 +64,21 @@ def test_a_toy_approach_appears_in_every_output():
     assert "toy approach: not a scaling law" in data["warnings"]
     # the built-in approaches are untouched by it
     assert list(data["approaches"])[:3] == ["isoflop", "isoflop_parabola", "parametric"]
+
+
+def test_capabilities_are_declared_where_the_approach_is():
+    """compare, suggest, the backtest and the allocation plot read `allocates` and `style` from the registry;
+    the commands' --approach choices (kept literal so ffctl starts without importing the fits) list exactly the
+    approaches that allocate."""
+    import click
+
+    from ff_client.cli import compare, suggest
+    from ff_client.fit import backtest
+    from ff_client.fit.approaches import APPROACHES
+
+    allocating = {a.name for a in APPROACHES if a.allocates}
+    assert allocating == {"isoflop", "parametric"} and {a.name for a in backtest.PREDICTORS} == allocating
+    for command in (compare.compare, suggest.suggest):
+        choice = next(p for p in command.params if p.name == "approach").type
+        assert isinstance(choice, click.Choice) and set(choice.choices) == allocating
+    assert all(a.style is not None for a in APPROACHES if a.allocates)

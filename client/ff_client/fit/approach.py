@@ -69,6 +69,10 @@ class Approach(Protocol):
     name: str      # its key in the table, the intervals and the bootstrap failures
     json_key: str  # its key under "approaches" in the JSON
     listed: bool   # listed in the JSON (as null) even when it could not be fitted
+    # Capabilities, read by the modules that use them instead of naming approaches:
+    allocates: bool  # its law gives N_opt, D_opt, L_opt at any C: compare, suggest and the backtest use it, and
+    #                  it defines l_opt_law(parameters, flops_per_param_token) -> (C -> L_opt)
+    style: tuple[str, str] | None  # (colour, line style) of its laws in the allocation plot; None: not drawn
 
     def fit(self, data: FitData, settings: Settings) -> Any | None:
         """The fit of all the data, or None when the data do not allow one."""

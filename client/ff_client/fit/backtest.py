@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ff_client.fit.approach import FitData, Settings
-from ff_client.fit.approaches import isoflop, parametric
+from ff_client.fit.approaches import APPROACHES
 from ff_client.fit.approaches.isoflop import curve_tolerance, fit_curve
 from ff_client.fit.bootstrap import bootstrap, numbers
 from ff_client.fit.noise import measured_noise
@@ -21,7 +21,7 @@ from ff_client.fit.points import Point
 
 MIN_BUDGETS = 4
 BACKTEST_RESAMPLES = 200
-PREDICTORS = (isoflop.APPROACH, parametric.APPROACH)
+PREDICTORS = tuple(a for a in APPROACHES if a.allocates)
 
 
 def backtest(points: tuple[Point, ...], settings: Settings = Settings(resamples=0)) -> dict | None:

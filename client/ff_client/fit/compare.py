@@ -25,24 +25,19 @@ from dataclasses import dataclass, field
 from scipy.optimize import brentq
 
 from ff_client.fit.analysis import Analysis
-from ff_client.fit.approaches.parametric import ParametricFit
+from ff_client.fit.approaches import APPROACHES as REGISTRY
 from ff_client.fit.estimate import Estimate, percentile_estimate
 from ff_client.fit.frontier import Frontier, frontier_replicates, measured_frontier
 from ff_core.flops import FLOPS_PER_PARAM_TOKEN
 
-APPROACHES = ("parametric", "isoflop")
+APPROACHES = {a.name: a for a in REGISTRY if a.allocates}  # those whose L_opt(C) can be compared
 _SPAN = (1e-6, 1e12)  # the compute range searched for C_A, as multiples of the target
 FAR = 10.0  # a law row reaching further than this beyond the measured budgets is warned about
 
 
 def _l_opt(approach: str, parameters: dict[str, float], ratio: float):
     """L_opt(C) of a fit given by its reported parameters (a replicate's, or the central fit's)."""
-    if approach == "isoflop":
-        floor = parameters.get("l_floor", 0.0)
-        return lambda c: floor + parameters["l_coefficient"] * c ** parameters["l_exponent"]
-    surface = ParametricFit(parameters["E"], parameters["A"], parameters["B"], parameters["alpha"],
-                            parameters["beta"], 0.0, True, 0, (), ratio)
-    return lambda c: surface.predict(c)["l_opt"]
+    return APPROACHES[approach].l_opt_law(parameters, ratio)
 
 
 def multiplier(l_opt_a, target_loss: float, compute: float) -> float:

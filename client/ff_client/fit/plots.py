@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
+from ff_client.fit.approaches import APPROACHES  # noqa: E402
 from ff_client.fit.approaches.isoflop import IsoflopFit  # noqa: E402
 from ff_client.fit.estimate import LEVEL  # noqa: E402
 
@@ -85,7 +86,7 @@ def _law_curve(ax, result, quantity: str, color, dash) -> None:
 def plot_optimal(analysis, path: Path) -> Path:
     """N_opt, D_opt and L_opt against C: isoFLOP minima, each approach's law, bootstrap bands, targets (diamonds)."""
     usable = [c for c in analysis.fit("isoflop").curves if c.interior]
-    styles = {"isoflop": ("C0", "-"), "parametric": ("C3", "--")}
+    styles = {a.name: a.style for a in APPROACHES if a.style is not None}
     with plt.rc_context(_STYLE):
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
         for ax, quantity, label in zip(axes, ("n_opt", "d_opt", "l_opt"), ("N_opt", "D_opt", "L_opt")):
@@ -167,7 +168,8 @@ def write_plots(analysis, out: Path, ext: str) -> list[Path]:
     """Every plot the analysis supports, as out/<name>.<ext>."""
     files = [plot_isoflop(analysis.fit("isoflop"), out / f"isoflop.{ext}")]
     located = analysis.fit("isoflop").used()
-    if located or any(analysis.results[name].rows for name in ("isoflop", "parametric") if name in analysis.results):
+    drawn = [a.name for a in APPROACHES if a.style is not None and a.name in analysis.results]
+    if located or any(analysis.results[name].rows for name in drawn):
         files.append(plot_optimal(analysis, out / f"optimal.{ext}"))
     if analysis.fit("parametric") is not None:
         files.append(plot_contours(analysis, out / f"contours.{ext}"))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ff_client.fit.backtest import PREDICTORS
 from ff_client.fit.estimate import LEVEL
 from ff_client.fit.table import to_markdown
 
@@ -43,7 +44,7 @@ def _backtest_section(bt: dict | None) -> list[str]:
         return lines + [f"  C {bt['held_out']:.3g}: {bt['problem']}"]
     lines.append(f"  C {bt['held_out']:.3g}: observed N_opt {bt['observed']['n_opt']:.3g}, "
                  f"L_opt {bt['observed']['l_opt']:.4f}")
-    for approach in ("isoflop", "parametric"):
+    for approach in (a.name for a in PREDICTORS):
         if approach in bt:
             r = bt[approach]
             covered = r.get("covered")

@@ -61,6 +61,7 @@ class DataConstrained:
 
     name, json_key = "constrained", "data_constrained"
     listed = False
+    allocates, style = False, None
 
     def fit(self, data: FitData, settings: Settings) -> ConstrainedFit | None:
         return fit_data_constrained(data.points, settings.delta)

@@ -74,6 +74,7 @@ class TrainingCurves:
 
     name = json_key = "curves"
     listed = False
+    allocates, style = False, None
 
     def fit(self, data: FitData, settings: Settings) -> EnvelopeFit | None:
         return fit_training_curves(data.records)

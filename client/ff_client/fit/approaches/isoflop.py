@@ -222,6 +222,12 @@ class Isoflop:
 
     name = json_key = "isoflop"
     listed = True
+    allocates, style = True, ("C0", "-")
+
+    def l_opt_law(self, parameters: dict[str, float], flops_per_param_token: float):
+        """L_opt(C) from its reported parameters (a replicate's, or the central fit's): the power law in C."""
+        floor = parameters.get("l_floor", 0.0)
+        return lambda c: floor + parameters["l_coefficient"] * c ** parameters["l_exponent"]
 
     def fit(self, data: FitData, settings: Settings) -> IsoflopFit:
         return fit_isoflop(data.points)

@@ -57,6 +57,7 @@ def fit_kaplan(points: tuple[Point, ...]) -> KaplanFit | None:
 class Kaplan:
     name = json_key = "kaplan"
     listed = False
+    allocates, style = False, None
 
     def fit(self, data: FitData, settings: Settings) -> KaplanFit | None:
         return fit_kaplan(tuple(data.points))

@@ -100,6 +100,7 @@ class LocalParabola:
     name = "parabola"
     json_key = "isoflop_parabola"
     listed = False
+    allocates, style = False, None
     checks = "isoflop"  # the approach whose exponents it cross-checks (disagreement)
 
     def fit(self, data: FitData, settings: Settings) -> ParabolaFit:

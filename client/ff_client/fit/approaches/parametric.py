@@ -256,6 +256,13 @@ class Parametric:
 
     name = json_key = "parametric"
     listed = True
+    allocates, style = True, ("C3", "--")
+
+    def l_opt_law(self, parameters: dict[str, float], flops_per_param_token: float):
+        """L_opt(C) from its reported parameters: the surface's minimum along C = k N D."""
+        surface = ParametricFit(parameters["E"], parameters["A"], parameters["B"], parameters["alpha"],
+                                parameters["beta"], 0.0, True, 0, (), flops_per_param_token)
+        return lambda c: surface.predict(c)["l_opt"]
 
     def fit(self, data: FitData, settings: Settings) -> ParametricFit | None:
         return fit_parametric(data.points, settings.delta)
