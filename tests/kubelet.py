@@ -1,15 +1,16 @@
 """A stand-in for the Job controller and the kubelet of one node, over the emulated API server.
 
 For each new Job of ours it creates the pod(s) the Job controller would (one; single-node Jobs only), runs
-the container's command on this machine (torchrun as `python -m torch.distributed.run`, the container's env
+the container's command on this machine (`python` as this interpreter, the container's env
 plus its envFrom Secrets, cwd a scratch folder), serves the output as the pod's log, and marks the Job
 Complete, or Failed (reason PodFailurePolicy for the trainer's permanent exit codes 3 and 4, as the Job's
 podFailurePolicy says). `workers` Jobs run at once.
 
-With `warm` (the default) a one-process command (`torchrun --standalone --nproc_per_node=1 -m M ...`, or
-`python -m M ...`) is forked from ffctl's fork server (ff_core.launch) instead: M runs with the environment
-torchrun gives its one worker, and a failure is exit 1 as torchrun reports any failed worker; the trainer's
-start-up (torch, 4.5 s of CPU, and torchrun's own 2 s) is paid once per test. The tests about torchrun
+With `warm` (the default) a one-process command (`python -m ff_trainer.torchrun --standalone
+--nproc_per_node=1 -m M ...`, or `python -m M ...`) is forked from ffctl's fork server (ff_core.launch)
+instead: M runs with the environment torchrun gives its one worker and its exit code is the pod's, as
+ff_trainer.torchrun makes it; the trainer's start-up (torch, 4.5 s of CPU, and torchrun's own 2 s) is paid
+once per test. The tests about torchrun
 itself (test_jobs, test_distributed) and the end-to-end flow (test_cluster_flow) run it for real.
 """
 
@@ -35,8 +36,8 @@ ONE_WORKER = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SI
 
 def one_process(command: list[str]) -> tuple[str, list[str], dict[str, str]] | None:
     """(module, argv, environment torchrun adds) for a command that runs one Python module in one process."""
-    if command[:4] == ["torchrun", "--standalone", "--nproc_per_node=1", "-m"]:
-        return command[4], command[5:], ONE_WORKER
+    if command[:6] == ["python", "-m", launch.TORCHRUN, "--standalone", "--nproc_per_node=1", "-m"]:
+        return command[6], command[7:], ONE_WORKER
     if command[:2] == ["python", "-m"]:
         return command[2], command[3:], {}
     return None
@@ -111,12 +112,8 @@ class Kubelet:
             module, argv, added = warm
             out, err = workdir / "stdout", workdir / "stderr"
             code = launch.start(module, argv, env | added, out, err, cwd=workdir).wait(timeout=600)
-            if command[0] == "torchrun" and code != 0:
-                code = 1  # torchrun ends with exit 1 whatever its failed worker's code (ChildFailedError)
             return code, out.read_text() + err.read_text()
-        if command[0] == "torchrun":
-            command = [sys.executable, "-m", "torch.distributed.run", *command[1:]]
-        elif command[0] == "python":
+        if command[0] == "python":
             command = [sys.executable, *command[1:]]
         done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
         return done.returncode, done.stdout + done.stderr

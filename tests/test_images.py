@@ -4,7 +4,6 @@ and entry points that match what the Job builder and the chart call."""
 from __future__ import annotations
 
 import re
-import shlex
 import subprocess
 import tomllib
 from pathlib import Path
@@ -63,8 +62,10 @@ def test_trainer_image_installs_the_trainer_and_matches_the_jobs_command():
     command = build_job(sweep, plan_sweep(sweep).experiments[0], 1, "uid")["spec"]["template"]["spec"][
         "containers"][0]["command"]
     entrypoint = yaml.safe_load(values("Dockerfile.trainer", "ENTRYPOINT")[0])
-    assert command[0] == entrypoint[0] == "torchrun"  # on PATH in the PyTorch base image
-    assert shlex.join(command).count("-m ff_trainer") == 1 and entrypoint[-2:] == ["-m", "ff_trainer"]
+    # python is on PATH in the PyTorch base image; torchrun's arguments, through ff_trainer.torchrun
+    assert command[:3] == entrypoint[:3] == ["python", "-m", "ff_trainer.torchrun"]
+    assert command.count("ff_trainer") == 1 and command[command.index("ff_trainer") - 1] == "-m"
+    assert entrypoint[-2:] == ["-m", "ff_trainer"]
 
 
 def test_dockerignore_keeps_local_state_out():

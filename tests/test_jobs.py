@@ -86,10 +86,10 @@ def test_the_jobs_command_and_environment_run_the_trainer(tiny_manifest, tmp_pat
     job = render(tiny_manifest)
     container = job["spec"]["template"]["spec"]["containers"][0]
     command = container["command"]
-    assert command[0] == "torchrun"
+    assert command[:3] == ["python", "-m", "ff_trainer.torchrun"]
     env = dict(os.environ, OMP_NUM_THREADS="1", **{e["name"]: e["value"] for e in container["env"]})
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", *command[1:]], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, *command[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     experiment = job["metadata"]["labels"][LABEL_EXPERIMENT]
     assert (tmp_path / "ff-results" / "unit" / experiment / "result.json").is_file()
@@ -122,11 +122,11 @@ def test_the_multi_node_command_trains_across_two_launchers(tiny_manifest, tmp_p
     env = dict(os.environ, OMP_NUM_THREADS="1", **{e["name"]: e["value"] for e in container["env"] if "value" in e})
     procs = []
     for rank in (0, 1):
-        command = [a.replace("$(FF_NODE_RANK)", str(rank)) for a in container["command"][1:]]
+        command = [a.replace("$(FF_NODE_RANK)", str(rank)) for a in container["command"][1:]]  # python -m ...
         command = ["--master_addr=127.0.0.1" if a.startswith("--master_addr=") else a for a in command]
         command = [f"--master_port={29500 + os.getpid() % 1000}" if a.startswith("--master_port=") else a
                    for a in command]
-        procs.append(subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *command], cwd=tmp_path,
+        procs.append(subprocess.Popen([sys.executable, *command], cwd=tmp_path,
                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
@@ -167,3 +167,40 @@ def test_built_manifests_are_valid_kubernetes_objects(golden):
     for manifest in ([data["job"], data["service"]] if "job" in data else [data]):
         for version in ("1.30.0", "1.34.0"):
             kubernetes_validate.validate(manifest, version, strict=True)
+
+
+@pytest.mark.parametrize("exit_code", [3, 4, 7])
+def test_the_jobs_launcher_exits_with_the_trainers_code(tmp_path, exit_code):
+    """torchrun says 1 for any failed worker; the Job's launcher (ff_trainer.torchrun) says the worker's code, so
+    the podFailurePolicy's FailJob on 3 and 4 (permanent) matches on a single-node Job too."""
+    import subprocess
+    import sys
+
+    (tmp_path / "failing.py").write_text(f"import sys\nsys.exit({exit_code})\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "ff_trainer.torchrun", "--standalone", "--nproc_per_node=1", "-m",
+                           "failing"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == exit_code, done.stderr[-2000:]
+
+
+def test_the_jobs_launcher_stopped_by_sigterm_exits_75(tmp_path):
+    """A preempted pod: SIGTERM to the launcher reaches the worker (which checkpoints: here it only says so) and
+    the pod exits 75, retryable, not torchrun's 1 with a traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "waiting.py").write_text(
+        "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: (print('checkpointed', flush=True), "
+        "sys.exit(75)))\nopen('ready', 'w').close()\ntime.sleep(120)\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "ff_trainer.torchrun", "--standalone", "--nproc_per_node=1", "-m",
+                             "waiting"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 75 and "checkpointed" in output and "Traceback" not in output, output[-2000:]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 FORKSERVER_ENV = "FF_FORKSERVER"  # "0": a process per program
 TRAINER, PACK = "ff_trainer", "ff_trainer.pack"  # the trainer's modules: one step, and several sharing a GPU
+TORCHRUN = "ff_trainer.torchrun"  # torchrun, exiting with the failed worker's code (a Job's launcher)
 
 
 def trainer_args(sweep: str, step: str, *extra: str) -> list[str]:

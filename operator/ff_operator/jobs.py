@@ -16,7 +16,7 @@ from typing import Any
 
 from ff_core import exit_codes
 from ff_core.crd import ANNOTATION_PACK, LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP
-from ff_core.launch import PACK, TRAINER, trainer_args
+from ff_core.launch import PACK, TORCHRUN, TRAINER, trainer_args
 from ff_core.spec import API_VERSION, KIND, ScalingSweep
 from ff_core.steps import Step
 
@@ -43,10 +43,11 @@ def _torchrun(sweep: ScalingSweep, experiment: Step, name: str) -> list[str]:
     """One node: --standalone. Several: static rendezvous on pod 0 of the Indexed Job, via the headless Service."""
     ex = sweep.spec.execution
     workers = f"--nproc_per_node={ex.processes // ex.nodes_per_experiment}"
+    torchrun = ["python", "-m", TORCHRUN]  # torchrun's arguments; the pod exits with the trainer's code
     if ex.nodes_per_experiment == 1:
-        launch = ["torchrun", "--standalone", workers]
+        launch = [*torchrun, "--standalone", workers]
     else:
-        launch = ["torchrun", f"--nnodes={ex.nodes_per_experiment}", workers, f"--node_rank=$({NODE_RANK_ENV})",
+        launch = [*torchrun, f"--nnodes={ex.nodes_per_experiment}", workers, f"--node_rank=$({NODE_RANK_ENV})",
                   f"--master_addr={name}-0.{name}", f"--master_port={RENDEZVOUS_PORT}"]
     return launch + ["-m", TRAINER, *trainer_args(f"env:{SWEEP_ENV}", experiment.id)]
 
