@@ -225,3 +225,13 @@ def test_the_compiled_step_trains_to_the_eager_losses(short_run):
     eager, compiled = short_run(compile=False), short_run(compile=True)
     assert compiled == pytest.approx(eager, rel=1e-4)
     assert compiled[-2] < compiled[0]
+
+
+def test_a_store_it_cannot_write_is_exit_3_before_training(tiny_manifest, write_sweep, tmp_path):
+    """The results folder cannot be created (here a file stands where it goes; in a container, a mount the
+    trainer's uid cannot write): exit 3 naming the fix at once, not a crash at the first checkpoint."""
+    (tmp_path / tiny_manifest["metadata"]["name"]).write_text("not a folder")  # where its results folder goes
+    proc = trainer(write_sweep(tiny_manifest), first_id(tiny_manifest), tmp_path)
+    assert proc.returncode == exit_codes.BAD_CONFIG, proc.stderr[-2000:]
+    assert "cannot be written here" in proc.stderr and "chown -R" in proc.stderr and "Traceback" not in proc.stderr
+    assert "eval loss" not in proc.stderr  # nothing trained

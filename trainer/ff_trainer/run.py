@@ -19,7 +19,7 @@ from ff_core.layout import checkpoint_key, result_key, trunk_checkpoint_key
 from ff_core.results import ResultRecord
 from ff_core.spec import ScalingSweep
 from ff_core.steps import BRANCH, SEGMENT, Step, find_step, plan_steps
-from ff_core.store import Store
+from ff_core.store import FileStore, Store
 from ff_core.trackers import open_tracker, require
 from ff_core.tracking import RunInfo, Tracker
 from ff_trainer.checkpoint import Checkpointer
@@ -249,6 +249,7 @@ def _run_segment(sweep: ScalingSweep, step: Step, store: Store) -> int:
     if store.exists(key):
         print(f"{step.id}: trunk checkpoint exists at {store.uri}/{key}; nothing to do", file=sys.stderr)
         return exit_codes.DONE
+    check_writable(store, key)
     _require_tracking(sweep)
     plugins = _plugins(sweep)
     model, _ = build_checked_model(sweep, step.experiment, plugins[0])
@@ -265,6 +266,22 @@ def _run_segment(sweep: ScalingSweep, step: Step, store: Store) -> int:
     return exit_codes.DONE
 
 
+def check_writable(store: Store, key: str) -> None:
+    """A result folder this process cannot write to fails now (exit 3), not at the first checkpoint after
+    minutes of training. Only for a folder store: an S3 write that fails is told (and retried) where it happens."""
+    if not isinstance(store, FileStore):
+        return
+    probe = f"{key.rsplit('/', 1)[0]}/.writable-{os.getpid()}"
+    try:
+        store.put_json(probe, {})
+        store.delete(probe)
+    except OSError as error:
+        raise ConfigError(
+            f"the result store {store.uri} cannot be written here ({type(error).__name__}: {error}); make its folder "
+            f"writable by this user (uid {os.getuid()}): `chown -R {os.getuid()} FOLDER` on the host, or a podman "
+            "mount with the :U option (-v FOLDER:/results:U)") from None
+
+
 def run_experiment(sweep: ScalingSweep, step_id: str, store: Store) -> int:
     """Train one step of the sweep (an experiment, or a WSD trunk segment) into `store`; the exit code."""
     step = find_step(plan_steps(sweep, plan_sweep(sweep)), step_id, sweep.name)
@@ -275,6 +292,7 @@ def run_experiment(sweep: ScalingSweep, step_id: str, store: Store) -> int:
     if store.exists(key):
         print(f"{experiment.id}: result exists at {store.uri}/{key}; nothing to do", file=sys.stderr)
         return exit_codes.DONE
+    check_writable(store, checkpoint_key(sweep.folder, experiment.id))
     _require_tracking(sweep)
     plugins = _plugins(sweep)
     model, non_embedding = build_checked_model(sweep, experiment, plugins[0])
