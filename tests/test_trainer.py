@@ -235,3 +235,16 @@ def test_a_store_it_cannot_write_is_exit_3_before_training(tiny_manifest, write_
     assert proc.returncode == exit_codes.BAD_CONFIG, proc.stderr[-2000:]
     assert "cannot be written here" in proc.stderr and "chown -R" in proc.stderr and "Traceback" not in proc.stderr
     assert "eval loss" not in proc.stderr  # nothing trained
+
+
+def test_compile_without_a_compiler_is_exit_3_naming_the_fix(tiny_manifest, write_sweep, tmp_path):
+    """training.compile in an image with no C++ compiler (a PyTorch runtime base): exit 3 saying so, not
+    inductor's InvalidCxxCompiler as a crash (exit 1, retried) at the first step."""
+    tiny_manifest["spec"]["training"]["compile"] = True
+    env = {k: v for k, v in os.environ.items() if k != "CXX"} | {
+        "PATH": str(tmp_path / "empty-bin"), "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "ff_trainer", "--sweep", str(write_sweep(tiny_manifest)),
+                           "--experiment", first_id(tiny_manifest), "--store", f"file://{tmp_path}"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == exit_codes.BAD_CONFIG, proc.stderr[-2000:]
+    assert "no C++ compiler" in proc.stderr and "compile: false" in proc.stderr and "Traceback" not in proc.stderr

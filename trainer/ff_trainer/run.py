@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+import shutil
 import sys
 from contextlib import contextmanager
 from importlib import metadata
@@ -238,9 +239,15 @@ def _session():
             teardown_world()
 
 
-def _require_tracking(sweep: ScalingSweep) -> None:
-    """Before training (a finished step stays "nothing to do" whatever this environment lacks)."""
+def _require_environment(sweep: ScalingSweep) -> None:
+    """What the spec asks of this environment, before training (a finished step stays "nothing to do" whatever
+    the environment lacks): the tracking packages, and a C++ compiler for training.compile."""
     require(sweep.spec.tracking, "in this trainer's environment (for a cluster: the trainer image)")
+    if sweep.spec.training.compile and not any(shutil.which(c) for c in (os.environ.get("CXX"), "g++", "c++",
+                                                                         "clang++") if c):
+        raise ConfigError("training.compile is true, but there is no C++ compiler here (torch.compile's inductor "
+                          "builds its kernels with one; Triton on the GPU needs a C compiler too): install gcc and g++ "
+                          "(Dockerfile.trainer does), name one in CXX, or set training.compile: false")
 
 
 def _run_segment(sweep: ScalingSweep, step: Step, store: Store) -> int:
@@ -250,7 +257,7 @@ def _run_segment(sweep: ScalingSweep, step: Step, store: Store) -> int:
         print(f"{step.id}: trunk checkpoint exists at {store.uri}/{key}; nothing to do", file=sys.stderr)
         return exit_codes.DONE
     check_writable(store, key)
-    _require_tracking(sweep)
+    _require_environment(sweep)
     plugins = _plugins(sweep)
     model, _ = build_checked_model(sweep, step.experiment, plugins[0])
     with _session() as (world, stop), _tracked(sweep, step, world) as tracker:
@@ -293,7 +300,7 @@ def run_experiment(sweep: ScalingSweep, step_id: str, store: Store) -> int:
         print(f"{experiment.id}: result exists at {store.uri}/{key}; nothing to do", file=sys.stderr)
         return exit_codes.DONE
     check_writable(store, checkpoint_key(sweep.folder, experiment.id))
-    _require_tracking(sweep)
+    _require_environment(sweep)
     plugins = _plugins(sweep)
     model, non_embedding = build_checked_model(sweep, experiment, plugins[0])
     with _session() as (world, stop), _tracked(sweep, step, world) as tracker:
