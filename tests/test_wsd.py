@@ -12,7 +12,7 @@ from ff_core.plan import plan_sweep
 from ff_core.spec import Training, parse_sweep
 from ff_core.steps import BRANCH, RUN, SEGMENT, Step, plan_steps, steps_flops
 from ff_core.store import open_store
-from ff_trainer.schedule import lr_multiplier
+from ff_core.schedules import lr_multiplier
 
 
 @pytest.fixture
@@ -207,3 +207,26 @@ def test_a_wsd_sweep_on_the_emulated_cluster_runs_segments_before_branches_throu
                 assert json.loads(out.stdout)["points"] == sum(s.kind == BRANCH for s in steps), out.output
         finally:
             operator.stop()
+
+
+def test_the_schedule_table_is_what_the_spec_offers_and_ignored_fields_change_no_rate():
+    """ff_core.schedules: the spec's choices are its names; a field a schedule says it ignores (left out of the
+    experiment ids) changes none of its learning rates; only schedules with trunks need warmupTokens."""
+    from typing import get_args
+
+    from ff_core.errors import SpecError
+    from ff_core.schedules import SCHEDULES
+    from ff_core.spec import Training
+
+    assert get_args(Training.model_fields["schedule"].annotation) == tuple(SCHEDULES)
+    changed = {"cooldown_fraction": 0.5, "cooldown_shape": "linear", "min_lr_ratio": 0.3}
+    for name, schedule in SCHEDULES.items():
+        base = Training(schedule=name, warmup_tokens=1024)
+        for field in schedule.ignores:
+            other = base.model_copy(update={field: changed[field]})
+            assert [lr_multiplier(s, 100, base) for s in range(100)] == [lr_multiplier(s, 100, other) for s in range(100)]
+        if schedule.trunks:
+            with pytest.raises((SpecError, ValueError), match="needs warmupTokens"):
+                Training(schedule=name)
+        else:
+            Training(schedule=name)

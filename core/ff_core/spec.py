@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 from pydantic.alias_generators import to_camel
 
 from ff_core.errors import SpecError
+from ff_core.schedules import NAMES as SCHEDULE_NAMES, SCHEDULES
 
 API_VERSION = "flopsfit.dev/v1alpha1"
 KIND = "ScalingSweep"
@@ -119,7 +120,7 @@ class Training(_Model):
     warmup_fraction: float = Field(default=0.05, ge=0, lt=1)
     warmup_tokens: int | None = Field(default=None, ge=0, description=(
         "warmup length in tokens, the same for every token count (overrides warmupFraction); schedule wsd needs it"))
-    schedule: Literal["cosine", "linear", "constant", "wsd"] = "cosine"
+    schedule: Literal[SCHEDULE_NAMES] = "cosine"  # ff_core.schedules
     min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
     cooldown_fraction: float = Field(default=0.2, gt=0, lt=1, description=(
         "schedule wsd: the share of each run's steps spent cooling the learning rate down to 0"))
@@ -148,10 +149,10 @@ class Training(_Model):
 
     @model_validator(mode="after")
     def _wsd_warmup(self) -> Training:
-        if self.schedule == "wsd" and self.warmup_tokens is None:
+        if SCHEDULES[self.schedule].trunks and self.warmup_tokens is None:
             raise ValueError(
-                "schedule wsd needs warmupTokens: the runs of one size share their warmup and constant phase, so "
-                "the warmup cannot be a fraction of each run's length (e.g. warmupTokens: 5% of the smallest "
+                f"schedule {self.schedule} needs warmupTokens: the runs of one size share their warmup and constant "
+                "phase, so the warmup cannot be a fraction of each run's length (e.g. warmupTokens: 5% of the smallest "
                 "token count)")
         return self
 
@@ -168,7 +169,7 @@ class Training(_Model):
     def log_every(self, steps: int) -> int:
         """Steps between loss-curve points. WSD runs log on a grid that does not depend on their length (the
         warmup's), so a branch's curve is the same as an uninterrupted run's; the record keeps logPoints."""
-        if self.schedule == "wsd":
+        if SCHEDULES[self.schedule].trunks:
             return max(1, self.warmup_steps(steps))
         return max(1, steps // self.log_points)
 
@@ -179,9 +180,7 @@ class Training(_Model):
     def unused(self) -> set[str]:
         """Fields (python names) that do not change what this schedule computes: left out of experiment ids,
         so adding a knob never changes the ids of sweeps that do not use it."""
-        unused = set() if self.schedule == "wsd" else {"cooldown_fraction", "cooldown_shape"}
-        if self.schedule == "wsd":
-            unused.add("min_lr_ratio")  # a WSD cooldown ends at 0
+        unused = set(SCHEDULES[self.schedule].ignores)
         if self.warmup_tokens is None:
             unused.add("warmup_tokens")
         else:

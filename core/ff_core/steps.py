@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ff_core.errors import SpecError
 from ff_core.plan import POINT_FIELDS, Experiment, Plan
+from ff_core.schedules import SCHEDULES
 from ff_core.spec import ScalingSweep
 
 RUN, SEGMENT, BRANCH = "run", "segment", "branch"
@@ -72,7 +73,7 @@ def segment_id(trunk: str, end: int) -> str:
 def plan_steps(sweep: ScalingSweep, plan: Plan) -> tuple[Step, ...]:
     """The steps of the plan in an order that runs each after the steps it waits for."""
     cfg = sweep.spec.training
-    if cfg.schedule != "wsd":
+    if not SCHEDULES[cfg.schedule].trunks:
         return one_step_each(plan)
     per_step = {e.id: e.flops / e.steps for e in plan.experiments}
     trunks: dict[str, list[Experiment]] = defaultdict(list)

@@ -17,7 +17,7 @@ from ff_trainer.checkpoint import Checkpointer
 from ff_trainer.errors import ConfigError
 from ff_trainer.metrics import mfu
 from ff_trainer.readout import StepLoss
-from ff_trainer.schedule import lr_multiplier
+from ff_core.schedules import lr_multiplier
 from ff_trainer.signals import StopFlag
 from ff_trainer.world import World
 

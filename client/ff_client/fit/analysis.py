@@ -25,7 +25,7 @@ from ff_client.fit.plots import write_plots
 from ff_client.fit.points import Exclusion, Observations, Point, load_observations
 from ff_client.fit.report import report_json, report_text
 from ff_client.fit.table import WRITERS, table_budgets
-from ff_core.spec import Training
+from ff_core.schedules import describe
 from ff_core.store import Store
 
 __all__ = ["Analysis", "Settings", "analyze", "analyze_store", "finish", "write_outputs"]
@@ -125,21 +125,10 @@ def _without_intervals(central: Numbers) -> Intervals:
                      {c: {q: Estimate(v) for q, v in p.items()} for c, p in central.predictions.items()}, 0, ())
 
 
-WSD_DEFAULTS = {name: Training.model_fields[name].default for name in ("cooldown_fraction", "cooldown_shape")}
-
-
 def schedule_of(records) -> str:
     """The schedule(s) of the records' recipes in words: a WSD sweep's cooldown, and that it shared trunks."""
-    named = set()
-    for record in records:
-        training = (record.identity or {}).get("training") or {}
-        if training.get("schedule") == "wsd":
-            fraction = training.get("cooldown_fraction", WSD_DEFAULTS["cooldown_fraction"])
-            shape = training.get("cooldown_shape", WSD_DEFAULTS["cooldown_shape"])
-            named.add(f"wsd (each point a cooldown of the last {fraction:.0%} of its steps, {shape}, branched from "
-                      "its size's constant-LR trunk)")
-        elif training.get("schedule"):
-            named.add(training["schedule"])
+    named = {describe(training) for record in records
+             if (training := (record.identity or {}).get("training") or {}).get("schedule")}
     return ", ".join(sorted(named))
 
 
