@@ -60,7 +60,7 @@ def _fixed_steps_run(job: tuple[str, int, float, int]) -> tuple[str, str, float,
     from ff_plugins.losses import cross_entropy
     from ff_plugins.text import TextData
     from ff_trainer.checkpoint import Checkpointer
-    from ff_trainer.train import train
+    from ff_trainer.train import Job, train
     from ff_trainer.world import World
 
     parameterization, width, lr, steps = job
@@ -73,8 +73,9 @@ def _fixed_steps_run(job: tuple[str, int, float, int]) -> tuple[str, str, float,
     cfg = Training.model_validate(demo | {"learningRate": lr, "evalTokens": 16384, "logPoints": 5,
                                           "checkpointEverySteps": 10**9})
     with tmp.TemporaryDirectory() as folder:
-        out = train(model, TextData(source="synthetic"), cross_entropy, cfg, steps, World(0, 1, torch.device("cpu")),
-                    Checkpointer(FileStore(folder), "run/latest.pt", True), plugin.param_groups(model))
+        job = Job.run(steps, Checkpointer(FileStore(folder), "run/latest.pt", True))
+        out = train(model, TextData(source="synthetic"), cross_entropy, cfg, job, World(0, 1, torch.device("cpu")),
+                    plugin.param_groups(model))
     loss = out.eval_loss if out.eval_loss is not None else float("nan")
     return parameterization, f"d{width}", float(plugin.count_params(knobs, 64)[0]), lr, loss
 

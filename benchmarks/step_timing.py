@@ -12,7 +12,7 @@ from ff_core.store import FileStore
 from ff_plugins.gpt import GPT
 from ff_plugins.losses import cross_entropy
 from ff_trainer.checkpoint import Checkpointer
-from ff_trainer.train import train
+from ff_trainer.train import Job, train
 from ff_trainer.world import World
 
 
@@ -84,7 +84,7 @@ def ours(knobs, vocab: int, cfg: Training, steps: int, device: torch.device) -> 
         ckpt = Checkpointer(FileStore(tmp), "bench/latest.pt", True)
         sync(device)
         began = time.perf_counter()
-        train(model, RandomTokens(vocab), cross_entropy, cfg, steps, World(0, 1, device), ckpt)
+        train(model, RandomTokens(vocab), cross_entropy, cfg, Job.run(steps, ckpt), World(0, 1, device))
         sync(device)
         return time.perf_counter() - began
 

@@ -91,7 +91,7 @@ def short_run(tiny_manifest, tmp_path):
     from ff_plugins.losses import cross_entropy
     from ff_plugins.text import TextData
     from ff_trainer.checkpoint import Checkpointer
-    from ff_trainer.train import train
+    from ff_trainer.train import Job, train
     from ff_trainer.world import World
 
     runs = itertools.count()
@@ -102,8 +102,8 @@ def short_run(tiny_manifest, tmp_path):
         torch.manual_seed(0)
         model = GPT(256).build(sweep.spec.sizes[0].knobs, sweep.spec.training.sequence_length)
         ckpt = Checkpointer(FileStore(tmp_path / f"run{next(runs)}"), "c/latest.pt", True)
-        outcome = train(model, TextData(corpus_bytes=200000), cross_entropy, sweep.spec.training, 6,
-                        World(0, 1, torch.device("cpu")), ckpt)
+        outcome = train(model, TextData(corpus_bytes=200000), cross_entropy, sweep.spec.training, Job.run(6, ckpt),
+                        World(0, 1, torch.device("cpu")))
         return [p["loss"] for p in outcome.curve] + [outcome.eval_loss]
 
     return run

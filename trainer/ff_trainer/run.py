@@ -28,7 +28,7 @@ from ff_trainer.errors import ConfigError
 from ff_trainer.metrics import measure_flops_per_token, mfu
 from ff_trainer.plugins import DataPlugin, FlopsFn, LossFn, ModelPlugin, count_of, flops_of, load_plugin
 from ff_trainer.signals import StopFlag
-from ff_trainer.train import Interrupted, Outcome, train
+from ff_trainer.train import Interrupted, Job, Outcome, train
 from ff_trainer.world import World, setup_world, teardown_world
 
 
@@ -199,11 +199,9 @@ def _train_step(sweep: ScalingSweep, step: Step, store: Store, world: World, plu
         measured = _measure(model, data, loss_fn, sweep, world)  # before training in every step: the same RNG use
         groups = model_plugin.param_groups(model) if hasattr(model_plugin, "param_groups") else None
         track = {"tracker": tracker, "flops_per_token": measured or flops_per_token(step.experiment.n_params)}
-        if step.kind == SEGMENT:
-            return train(model, data, loss_fn, cfg, None, world, ckpt, groups, stop, until=step.end,
-                         initial=initial, output=trunk(step.end), **track), measured
-        return train(model, data, loss_fn, cfg, step.end, world, ckpt, groups, stop, initial=initial,
-                     **track), measured
+        job = (Job.segment(step.end, ckpt, trunk(step.end), initial) if step.kind == SEGMENT
+               else Job.run(step.end, ckpt, initial))
+        return train(model, data, loss_fn, cfg, job, world, groups, stop, **track), measured
     except torch.cuda.OutOfMemoryError:
         raise ConfigError(_oom_message(cfg, world)) from None
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from ff_core.schedules import lr_multiplier
 from ff_core.spec import Training
 from ff_core.tracking import Tracker
 from ff_trainer.checkpoint import Checkpointer
 from ff_trainer.errors import ConfigError
 from ff_trainer.metrics import mfu
 from ff_trainer.readout import StepLoss
-from ff_core.schedules import lr_multiplier
 from ff_trainer.signals import StopFlag
 from ff_trainer.world import World
 
@@ -164,22 +164,83 @@ def thinned(curve: list[dict], points: int) -> list[dict]:
     return curve[every - 1 :: every] + ([curve[-1]] if len(curve) % every else [])
 
 
-def train(model, data, loss_fn, cfg: Training, steps: int | None, world: World, ckpt: Checkpointer,
-          param_groups: list[dict] | None = None, stop: StopFlag | None = None, *, until: int | None = None,
-          initial: Checkpointer | None = None, output: Checkpointer | None = None, tracker: Tracker | None = None,
-          flops_per_token: float | None = None) -> Outcome:
-    """Train `model` for `steps` optimizer steps of the global batch; resume from `ckpt` when present.
+@dataclass(frozen=True)
+class Job:
+    """What train() trains and where its state goes: a run of `steps` steps, a WSD trunk segment (constant LR
+    after warmup, `steps` None, up to step `until`, its end state saved to `output`) or a branch (a run whose
+    first state is its trunk's checkpoint `initial`, only read). `ckpt` is its own checkpoint: it resumes there."""
 
-    `stop` is polled once per step: when set (SIGTERM), a checkpoint is written and Interrupted raised.
-    A WSD trunk segment has `steps` None (constant learning rate after warmup), stops at step `until` and
-    saves its state to `output` (status "segment", no evaluation); a branch starts from `initial` (its
-    trunk's checkpoint, only read) when `ckpt` has nothing yet. Each curve point also goes to `tracker`
-    (with the learning rate, tokens/s over the interval and MFU where `flops_per_token` and the GPU are known).
+    ckpt: Checkpointer
+    steps: int | None
+    until: int
+    initial: Checkpointer | None = None
+    output: Checkpointer | None = None
+
+    @classmethod
+    def run(cls, steps: int, ckpt: Checkpointer, initial: Checkpointer | None = None) -> Job:
+        """A run (a branch when it starts from `initial`)."""
+        return cls(ckpt, steps, steps, initial)
+
+    @classmethod
+    def segment(cls, until: int, ckpt: Checkpointer, output: Checkpointer, initial: Checkpointer | None = None) -> Job:
+        """A trunk segment from `initial` (the previous segment's end; None: the trunk's start) to `until`."""
+        return cls(ckpt, None, until, initial, output)
+
+
+def _resume(job: Job, model, optimizer, world: World, tracker: Tracker) -> tuple[int, list, float, tuple]:
+    """(start step, curve, elapsed seconds, open logging interval) from the job's checkpoint, else from the
+    trunk's it starts from, else a fresh start; model, optimizer and RNGs are restored in place."""
+    state = job.ckpt.load()
+    if state is None and job.initial is not None:
+        state = job.initial.load()
+        if state is None:
+            raise RuntimeError(f"the trunk checkpoint {job.initial.key} this run starts from is missing; its segment "
+                               "must finish first")  # retryable: the executors run the segment before
+    if state is None:
+        return 0, [], 0.0, (0.0, 0)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    _set_rng(state["rng"][world.rank % len(state["rng"])])  # a new world size reuses states
+    if world.is_main:
+        print(f"resuming at step {state['step']}/{job.until}", file=sys.stderr)
+    tracker.resumed(state["step"])
+    return state["step"], state["curve"], state["elapsed"], state["interval"]
+
+
+def _accumulate_fitting(step_loss, optimizer, inputs, targets, micro: int, accum: int, ddp, world: World,
+                        adapt: bool) -> tuple[torch.Tensor, int, int]:
+    """The step's summed loss, and the (micro, accum) it used: with `adapt` (microBatchSize unset, one process,
+    the first step) a micro-batch too large for memory is halved until one fits, the global batch the same."""
+    while True:
+        try:
+            return _accumulate(step_loss, inputs, targets, micro, accum, ddp, world.device), micro, accum
+        except torch.cuda.OutOfMemoryError:
+            if not adapt or micro == 1:
+                raise
+            optimizer.zero_grad(set_to_none=True)
+            if world.device.type == "cuda":
+                torch.cuda.empty_cache()
+            tried = micro
+            micro, accum = fitting_micro_batch(micro, micro * accum)
+            print(f"out of memory with {tried} sequences per forward pass; now {micro} ({accum} accumulated: "
+                  "the same global batch)", file=sys.stderr)
+
+
+def train(model, data, loss_fn, cfg: Training, job: Job, world: World, param_groups: list[dict] | None = None,
+          stop: StopFlag | None = None, tracker: Tracker | None = None,
+          flops_per_token: float | None = None) -> Outcome:
+    """Train `model` through `job` (ff_trainer.train.Job: a run, a trunk segment or a branch), optimizer steps of
+    the global batch, resuming from the job's checkpoint when it has one.
+
+    `stop` is polled once per step: when set (SIGTERM), a checkpoint is written and Interrupted raised. A
+    segment ends with its state in `job.output` (status "segment", no evaluation). Each curve point also goes
+    to `tracker` (with the learning rate, tokens/s over the interval and MFU where `flops_per_token` and the GPU
+    are known).
     """
     stop = stop or StopFlag(install=False)
     tracker = tracker or Tracker()
     device = torch.cuda.get_device_name(world.device) if world.device.type == "cuda" else "cpu"
-    until = steps if until is None else until
+    steps, until, ckpt = job.steps, job.until, job.ckpt
     micro, accum = _micro_batches(cfg, world)
     model.to(world.device)
     losses = StepLoss(model, loss_fn, fused=cfg.fused_readout, compile=cfg.compile)
@@ -188,22 +249,8 @@ def train(model, data, loss_fn, cfg: Training, steps: int | None, world: World, 
     optimizer = _optimizer(model, cfg, world.device, param_groups)
     log_every = cfg.log_every(steps or 0)
 
-    # --- resume: everything the loop needs to continue exactly where it stopped ---
-    start, curve, elapsed, interval = 0, [], 0.0, (0.0, 0)
-    state = ckpt.load()
-    if state is None and initial is not None:
-        state = initial.load()
-        if state is None:
-            raise RuntimeError(f"the trunk checkpoint {initial.key} this run starts from is missing; its segment "
-                               "must finish first")  # retryable: the executors run the segment before
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, curve, elapsed, interval = state["step"], state["curve"], state["elapsed"], state["interval"]
-        _set_rng(state["rng"][world.rank % len(state["rng"])])  # a new world size reuses states
-        if world.is_main:
-            print(f"resuming at step {start}/{until}", file=sys.stderr)
-        tracker.resumed(start)
+    # everything the loop needs to continue exactly where it stopped
+    start, curve, elapsed, interval = _resume(job, model, optimizer, world, tracker)
     interval_loss = torch.tensor(interval[0], device=world.device)  # loss summed since the last curve point
     interval_steps = interval[1]
 
@@ -226,21 +273,10 @@ def train(model, data, loss_fn, cfg: Training, steps: int | None, world: World, 
         for group in optimizer.param_groups:
             group["lr"] = scale * group["lr_scale"]
         inputs, targets = next(stream)  # this rank's share: (share, T) each, already on the device
-        while True:
-            try:
-                interval_loss += _accumulate(step_loss, inputs, targets, micro, accum, ddp, world.device)
-                break
-            except torch.cuda.OutOfMemoryError:
-                # microBatchSize unset, one process, first step: the micro-batch that fits memory is found here
-                if cfg.micro_batch_size is not None or world.world_size > 1 or step > start or micro == 1:
-                    raise
-                optimizer.zero_grad(set_to_none=True)
-                if world.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                tried = micro
-                micro, accum = fitting_micro_batch(micro, micro * accum)
-                print(f"out of memory with {tried} sequences per forward pass; now {micro} ({accum} accumulated: "
-                      "the same global batch)", file=sys.stderr)
+        adapt = cfg.micro_batch_size is None and world.world_size == 1 and step == start
+        loss, micro, accum = _accumulate_fitting(step_loss, optimizer, inputs, targets, micro, accum, ddp, world,
+                                                 adapt)
+        interval_loss += loss
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
@@ -272,8 +308,8 @@ def train(model, data, loss_fn, cfg: Training, steps: int | None, world: World, 
             raise Interrupted(f"stopped at step {done} of {steps}; checkpoint saved")
     this_run = time.perf_counter() - began
     tokens_per_second = (until - start) * cfg.global_batch_tokens / max(this_run, 1e-9)
-    if output is not None:
-        save(until, output)
+    if job.output is not None:
+        save(until, job.output)
         world.barrier()
         return Outcome("segment", None, None, curve, tokens_per_second, elapsed + this_run)
     eval_loss = evaluate(model, losses, data, cfg, world, micro)
