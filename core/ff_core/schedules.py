@@ -41,11 +41,12 @@ def _wsd(step: int, steps: int, warmup: int, cfg) -> float:
     return 1.0 - (math.sqrt(progress) if cfg.cooldown_shape == "1-sqrt" else progress)
 
 
-def _wsd_words(training: dict[str, Any]) -> str:
-    from ff_core.spec import Training  # the defaults a recipe that did not set them trained with
+COOLDOWN_FRACTION, COOLDOWN_SHAPE = 0.2, "1-sqrt"  # WSD's defaults (spec.Training's, and a record's unset ones)
 
-    fraction = training.get("cooldown_fraction", Training.model_fields["cooldown_fraction"].default)
-    shape = training.get("cooldown_shape", Training.model_fields["cooldown_shape"].default)
+
+def _wsd_words(training: dict[str, Any]) -> str:
+    fraction = training.get("cooldown_fraction", COOLDOWN_FRACTION)
+    shape = training.get("cooldown_shape", COOLDOWN_SHAPE)
     return (f"wsd (each point a cooldown of the last {fraction:.0%} of its steps, {shape}, branched from its "
             "size's constant-LR trunk)")
 

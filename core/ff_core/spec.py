@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 from pydantic.alias_generators import to_camel
 
 from ff_core.errors import SpecError
-from ff_core.schedules import NAMES as SCHEDULE_NAMES, SCHEDULES
+from ff_core.schedules import COOLDOWN_FRACTION, COOLDOWN_SHAPE, NAMES as SCHEDULE_NAMES, SCHEDULES
 
 API_VERSION = "flopsfit.dev/v1alpha1"
 KIND = "ScalingSweep"
@@ -122,9 +122,9 @@ class Training(_Model):
         "warmup length in tokens, the same for every token count (overrides warmupFraction); schedule wsd needs it"))
     schedule: Literal[SCHEDULE_NAMES] = "cosine"  # ff_core.schedules
     min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
-    cooldown_fraction: float = Field(default=0.2, gt=0, lt=1, description=(
+    cooldown_fraction: float = Field(default=COOLDOWN_FRACTION, gt=0, lt=1, description=(
         "schedule wsd: the share of each run's steps spent cooling the learning rate down to 0"))
-    cooldown_shape: Literal["linear", "1-sqrt"] = Field(default="1-sqrt",
+    cooldown_shape: Literal["linear", "1-sqrt"] = Field(default=COOLDOWN_SHAPE,
                                                         description="schedule wsd: the cooldown's shape")
     weight_decay: float = Field(default=0.1, ge=0)
     grad_clip: float | None = Field(default=1.0, gt=0)
