@@ -12,6 +12,7 @@ import click
 
 from ff_client.executor import failure
 from ff_client.planview import PlanView
+from ff_client.text import aligned
 
 
 def _color() -> bool:
@@ -45,6 +46,28 @@ def show_plan(view: PlanView, as_json: bool = False) -> None:
     click.echo(json.dumps(view.to_json(), indent=1) if as_json else view.text())
     for note in view.notes:
         warn(note)
+
+
+def suggestion(found, spend: float | None, as_json: bool, gpu_flops: float, mfu: float) -> bool:
+    """What `ffctl suggest` found: the interval now, the candidates (a table, or JSON), the choice and what it
+    falls short of; whether additions were chosen."""
+    before, chosen, width = found.before, found.chosen, found.target_width
+    say(found.now())
+    if as_json:
+        click.echo(json.dumps(found.to_json(gpu_flops, mfu), indent=2))
+    if found.sufficient:
+        say(f"the sweep is already sufficient: {before.n_ratio:.3g} <= --target-width {width:g}")
+        return False
+    if not as_json:
+        click.echo(aligned(found.rows(gpu_flops, mfu)))
+    if not chosen:
+        warn("no candidate narrows the interval" + (" within --budget" if spend else ""))
+        return False
+    say("suggested: " + "; ".join(s.candidate.name for s in chosen) +
+        f" ({sum(s.candidate.flops for s in chosen):.3g} FLOPs)")
+    if not found.reaches_width:
+        warn(f"none of the chosen additions is expected to reach --target-width {width:g} alone")
+    return True
 
 
 def run_outcome(summary) -> None:

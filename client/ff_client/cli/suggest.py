@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from ff_client import api
 from ff_client.cli import output
 from ff_client.cli.options import cost_options
 from ff_client.source import resolve
-from ff_client.text import aligned
 from ff_core.layout import ENDPOINT_ENV
 
 
@@ -46,26 +43,10 @@ def suggest(source, points_file, target_flops, spend, hours, approach, target_wi
     given = resolve(points_file or source, endpoint_url, points_file=bool(points_file))
     spend = hours * gpu_flops * mfu * 3600 if hours is not None else spend
     found = api.suggest(given, target_flops, approach, spend, target_width, resamples, seed, write_to)
-    before, chosen = found.before, found.chosen
-    output.say(found.now())
-    if as_json:
-        click.echo(json.dumps(found.to_json(gpu_flops, mfu), indent=2))
-    if found.sufficient:
-        output.say(f"the sweep is already sufficient: {before.n_ratio:.3g} <= --target-width {target_width:g}")
-        return
-    if not as_json:
-        click.echo(aligned(found.rows(gpu_flops, mfu)))
-    if not chosen:
-        output.warn("no candidate narrows the interval" + (" within --budget" if spend else ""))
-        return
-    output.say("suggested: " + "; ".join(s.candidate.name for s in chosen) +
-               f" ({sum(s.candidate.flops for s in chosen):.3g} FLOPs)")
-    if not found.reaches_width:
-        output.warn(f"none of the chosen additions is expected to reach --target-width {target_width:g} alone")
-    if write_to:
+    if output.suggestion(found, spend, as_json, gpu_flops, mfu) and write_to:  # additions were chosen
         sweep, grown = api.write_grown(given, found, write_to)
-        output.say(f"wrote {write_to}: {sweep.name} plus {', '.join(s.candidate.name for s in chosen)}, results in "
-                   f"the same folder ({grown.folder})")
+        output.say(f"wrote {write_to}: {sweep.name} plus {', '.join(s.candidate.name for s in found.chosen)}, "
+                   f"results in the same folder ({grown.folder})")
         output.next_step(f"ffctl run {write_to} --store {given.root}")
 
 
