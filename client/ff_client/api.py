@@ -9,6 +9,8 @@ and advice go to `say` and `warn` (each takes one line; by default they are drop
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +21,7 @@ from ff_client.executor import RunSummary, run_plan, visible_gpus
 from ff_client.planview import DEFAULT_MFU, PlanView
 from ff_client.source import Source, resolve
 from ff_client.sweeps import grow, load_resolved, planned
+from ff_core import launch
 from ff_core.errors import FlopsFitError, UsageError
 from ff_core.flops import H100_BF16_PEAK
 from ff_core.layout import SWEEP_FILE
@@ -27,7 +30,6 @@ from ff_core.spec import ScalingSweep
 from ff_core.status import TERMINAL_PHASES, SweepStatus
 from ff_core.steps import plan_steps
 from ff_core.store import anchored, open_store, within
-from ff_core import launch
 from ff_core.trackers import install_hint, missing_packages, prepare as prepare_tracking, require
 
 Say = Callable[[str], None]
@@ -184,8 +186,6 @@ def compare(a: str | Source, b: str | Source, approach: str = "parametric", sett
             say: Say = _quiet):
     """How much more compute recipe A needs to reach recipe B's loss (ff_client.fit.compare.Comparison);
     `out` writes compare.md, compare.json and compare.png."""
-    import json
-
     from ff_client.fit.analysis import Settings, analyze as run_analysis
     from ff_client.fit.compare import compare as run_compare
     from ff_client.fit.plots import plot_compare
@@ -382,8 +382,6 @@ class SweepsView:
 def status(name: str | None = None, context: str | None = None, namespace: str | None = None,
            connection=None) -> SweepsView:
     """The sweeps in the namespace (or sweep `name`) as the cluster has them now."""
-    import datetime
-
     from ff_client.cluster import connection as cluster
 
     connection = connection or cluster.connect(context, namespace)
