@@ -154,3 +154,63 @@ def test_analyze_checks_the_sweeps_learning_rate_against_its_pilot(tmp_path):
         assert f"the sweep's learning rate 0.003 is outside {size}'s basin by the transfer pilot" in result.output
     alone = CliRunner().invoke(main, ["analyze", str(demo), "--bootstrap", "0"])  # no pilot: nothing said
     assert alone.exit_code == 0 and "transfer pilot" not in alone.output
+
+
+# A published-style LR grid with a known truth: ln LR*(N) = ln 3e-3 + A_TRUE ln(N / 1e6), a parabola in ln LR
+# around it (curvature 0.02, noise 0.002), runs 8x past LR* diverged (empty loss), 9 rates a factor 2 apart.
+A_TRUE, SIZES, GRID = -0.35, (1e6, 4e6, 1.6e7, 6.4e7), [3e-3 * 2.0**k for k in range(-4, 5)]
+
+
+def grid_file(tmp_path, tokens=(2e8,), rates=GRID, seed=0) -> Path:
+    rng = np.random.default_rng(seed)
+    lines = ["n_params,tokens,lr,loss"]
+    for d in tokens:
+        for n in SIZES:
+            best = math.log(3e-3) + A_TRUE * math.log(n / 1e6)
+            for lr in rates:
+                gap = math.log(lr) - best
+                loss = "" if gap > math.log(8) else f"{3.0 - 0.1 * math.log(n / 1e6) + 0.02 * gap**2 + rng.normal(0, 0.002):.5f}"
+                lines.append(f"{n:g},{d:g},{lr:g},{loss}")
+    path = tmp_path / "grid.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_published_grid_recovers_the_lr_exponent_better_than_the_grid_argmin(tmp_path):
+    """ffctl transfer --data: the parabolas' drift of ln LR* with ln N holds the true exponent in its interval
+    and is closer to it than the naive reading, each size's best grid point (on a x2 grid the argmin moves in
+    whole steps: its slope here is off by about 0.05). Diverged runs never count as a best point."""
+    from ff_client.fit.lrgrid import analyze_grid, load_lr_grid
+
+    runs = load_lr_grid(grid_file(tmp_path))
+    found = analyze_grid(runs, seed=0)
+    (tokens, result), = found.pilots
+    assert tokens == 2e8 and len(result.sizes) == len(SIZES) and found.diverged > 0 and not found.left_out
+    slope = result.slope
+    assert slope.low <= A_TRUE <= slope.high and abs(slope.value - A_TRUE) < 0.03, slope
+    naive = [min((r for r in runs if r.n_params == n and r.loss is not None), key=lambda r: r.loss).lr for n in SIZES]
+    naive_slope = float(np.polyfit(np.log(SIZES), np.log(naive), 1)[0])
+    assert abs(slope.value - A_TRUE) < abs(naive_slope - A_TRUE), (slope.value, naive_slope)
+    assert result.transfers is False and "does not transfer" in result.verdict()
+    assert result.sweep_lr == result.sizes[0].lr.value  # judged: the smallest size's LR* carried to all
+
+
+def test_a_grid_that_does_not_bracket_an_optimum_is_flagged_not_extrapolated(tmp_path):
+    """The smallest size's best rate is the grid's largest finite one: at the edge, its LR* a bound; the
+    drift is undetermined, and the command says to widen the grid. A cell with 2 rates is left out, named."""
+    from click.testing import CliRunner
+
+    from ff_client.cli import main
+
+    path = grid_file(tmp_path, rates=[r for r in GRID if r <= 3e-3])  # stops at the smallest size's optimum
+    path.write_text(path.read_text() + "1.28e+08,2e+08,0.001,2.9\n1.28e+08,2e+08,0.002,2.8\n")
+    done = CliRunner().invoke(main, ["transfer", "--data", str(path), "--json", "--out", str(tmp_path / "out")])
+    assert done.exit_code == 0, done.output
+    data = json.loads(done.stdout)
+    pilot, = data["pilots"]
+    assert pilot["transfers"] is None and pilot["sizes"][0]["atEdge"] and "widen the grid" in pilot["verdict"]
+    assert pilot["sizes"][0]["lrOpt"]["ci_low"] is None  # a bound, no interval
+    assert data["leftOut"] == ["N=1.28e+08, D=2e+08: 2 finite learning rate(s); a parabola needs 3"]
+    assert (tmp_path / "out" / "transfer-D2e+08.png").is_file()
+    both = CliRunner().invoke(main, ["transfer", "examples/tiny.yaml", "--data", str(path)])
+    assert both.exit_code == 2 and "one of them" in both.output

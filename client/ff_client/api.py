@@ -223,6 +223,20 @@ class TransferRun:
         return self.result.to_json() | {"plot": str(self.plot)}
 
 
+def transfer_grid(path: str | Path, lr: float | None = None, seed: int = 0, out: str | Path | None = None):
+    """A published learning-rate grid (n_params, tokens, lr, loss) analysed as a transfer pilot, without
+    training (ff_client.fit.lrgrid.GridAnalysis); `out` gets a plot per token count."""
+    from ff_client.fit.lrgrid import analyze_grid, load_lr_grid
+    from ff_client.fit.plots import plot_transfer
+
+    found = analyze_grid(load_lr_grid(path), lr, seed)
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        for tokens, result in found.pilots:
+            plot_transfer(result, Path(out) / f"transfer-D{tokens:.3g}.png")
+    return found
+
+
 def transfer_pilots(sweep: str, sizes: list[str] | None = None, lr_grid: str | None = None,
                     tokens_per_param: float = 20.0, verify: bool = True, say: Say = _quiet):
     """(the sweep, its pilot sweeps: one per learning rate, over a few of its sizes at D/N `tokens_per_param`)."""

@@ -11,7 +11,12 @@ from ff_client.cli import output
 
 
 @click.command()
-@click.argument("sweep", type=click.Path(exists=True, dir_okay=False))
+@click.argument("sweep", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option("--data", "grid", type=click.Path(exists=True, dir_okay=False),
+              help="Analyse a published learning-rate grid instead (CSV/JSON: n_params, tokens, lr, loss; an empty "
+                   "or nan loss is a diverged run), without training.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+              help="With --data: the learning rate to judge [default: the smallest size's LR*].")
 @click.option("--sizes", help="Comma-separated size names [default: the smallest, the middle and the largest].")
 @click.option("--lr-grid", help="Comma-separated learning rates [default: the sweep's x 2^-3 .. 2^3].")
 @click.option("--tokens-per-param", type=click.FloatRange(min=0, min_open=True), default=20.0,
@@ -23,9 +28,16 @@ from ff_client.cli import output
 @click.option("--out", type=click.Path(file_okay=False), default="transfer-out", help="Folder for the plot.")
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
 @click.option("--seed", type=int, default=0, help="Seed of the bootstrap.")
-def transfer(sweep, sizes, lr_grid, tokens_per_param, store, workers, write_only, out, as_json, seed) -> None:
+def transfer(sweep, grid, lr, sizes, lr_grid, tokens_per_param, store, workers, write_only, out, as_json,
+             seed) -> None:
     """Train a pilot grid (learning rates x a few of SWEEP's sizes, at a small D/N) and say whether the
     sweep's learning rate is right for all its sizes: each size's optimum with an interval, and its drift."""
+    if bool(sweep) == bool(grid):
+        raise click.UsageError("give a SWEEP file to train its pilot, or --data FILE to analyse a grid (one of them)")
+    if grid:
+        found = api.transfer_grid(grid, lr, seed, out)
+        click.echo(json.dumps(found.to_json(), indent=1) if as_json else found.text() + "\n\n" + found.summary())
+        return
     chosen = sizes.split(",") if sizes else None
     if write_only:
         _, pilots = api.transfer_pilots(sweep, chosen, lr_grid, tokens_per_param, verify=False, say=output.say)

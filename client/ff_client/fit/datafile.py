@@ -26,7 +26,9 @@ class DataFileError(FlopsFitError):
     """A points file that cannot be read; the message names the row and column."""
 
 
-def _rows(path: Path) -> list[dict]:
+def read_rows(path: Path, required: tuple[str, ...] = REQUIRED) -> list[dict]:
+    """The rows of a CSV (comma or semicolon) or JSON file (a list of objects, or {"points": [...]}), as dicts;
+    a CSV header lacking one of `required` is an error naming it."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet exports) is not a column name
     except OSError as error:
@@ -48,14 +50,15 @@ def _rows(path: Path) -> list[dict]:
     delimiter = ";" if header.count(";") > header.count(",") else ","  # European spreadsheets write semicolons
     reader = csv.DictReader(lines, delimiter=delimiter, skipinitialspace=True)
     reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
-    missing = [c for c in REQUIRED if c not in reader.fieldnames]
+    missing = [c for c in required if c not in reader.fieldnames]
     if missing:
         raise DataFileError(f"{path}: missing column(s) {', '.join(missing)}; the header must name "
-                            f"{', '.join(REQUIRED)}")
+                            f"{', '.join(required)}")
     return list(reader)
 
 
-def _number(path: Path, row: int, column: str, value) -> float:
+def number(path: Path, row: int, column: str, value) -> float:
+    """A positive finite number from a cell, or an error naming its row and column."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -73,12 +76,12 @@ def load_points(path: str | Path) -> Observations:
     """Points from a CSV or JSON file; every malformed value is an error naming its row and column."""
     path = Path(path)
     points, excluded, notes, seen = [], [], [], {}
-    for row, values in enumerate(_rows(path), start=1):
+    for row, values in enumerate(read_rows(path), start=1):
         for column in REQUIRED:
             if values.get(column) in (None, ""):
                 raise DataFileError(f"{path}: row {row}, column {column!r}: missing value")
-        n, d, loss = (_number(path, row, c, values[c]) for c in REQUIRED)
-        extra = {c: _number(path, row, c, values[c]) for c in OPTIONAL if values.get(c) not in (None, "")}
+        n, d, loss = (number(path, row, c, values[c]) for c in REQUIRED)
+        extra = {c: number(path, row, c, values[c]) for c in OPTIONAL if values.get(c) not in (None, "")}
         flops = extra.get("flops", training_flops(n, d))
         if (n, d, loss) in seen:
             excluded.append(Exclusion(f"row {row}", f"duplicate of row {seen[n, d, loss]}: counted once"))

@@ -1,0 +1,108 @@
+"""A published learning-rate grid, analysed as a transfer pilot without training (`ffctl transfer --data FILE`).
+
+Columns: n_params, tokens, lr, loss (required). A loss that is empty, `nan`, `inf` or `diverged` is a run that
+diverged: it says the learning rate is too high, so it is never a cell's best point; a cell whose best finite
+point is its largest finite learning rate is then at the grid's edge (flagged, never extrapolated), as is one
+whose best is its smallest. Each token count is one pilot: its sizes' optima (ff_client.fit.transfer: a local
+parabola in ln LR with a bootstrap interval) and the drift of ln LR* with ln N. The learning rate the drift is
+judged against is `lr` when given, else the smallest size's LR*: what carrying it to every size costs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ff_client.fit.datafile import DataFileError, number, read_rows
+from ff_client.fit.transfer import RESAMPLES, Transfer, analyze_transfer
+from ff_client.text import aligned
+
+REQUIRED = ("n_params", "tokens", "lr", "loss")
+DIVERGED = ("", "nan", "inf", "+inf", "diverged")
+MIN_RATES = 3  # finite learning rates a cell needs for a parabola
+
+
+@dataclass(frozen=True)
+class GridRun:
+    n_params: float
+    tokens: float
+    lr: float
+    loss: float | None  # None: diverged
+
+
+@dataclass(frozen=True)
+class GridAnalysis:
+    """One Transfer per token count with 2+ usable sizes, and what was left out and why."""
+
+    pilots: tuple[tuple[float, Transfer], ...]  # (tokens, its transfer analysis)
+    left_out: tuple[str, ...]
+    diverged: int
+
+    def text(self) -> str:
+        parts = []
+        for tokens, result in self.pilots:
+            parts += [f"## D = {tokens:.3g} tokens", result.text(), ""]
+        parts += [f"left out: {reason}" for reason in self.left_out]
+        if self.diverged:
+            parts.append(f"{self.diverged} diverged run(s): counted as learning rates too high")
+        return "\n".join(parts).rstrip()
+
+    def to_json(self) -> dict:
+        return {"pilots": [{"tokens": tokens} | result.to_json() for tokens, result in self.pilots],
+                "leftOut": list(self.left_out), "diverged": self.diverged}
+
+    def summary(self) -> str:
+        """Per token count, ln LR*'s slope in ln N with its interval, as one table."""
+        rows = [("D (tokens)", "sizes", "d ln LR* / d ln N", "interval", "verdict")]
+        for tokens, r in self.pilots:
+            interval = f"[{r.slope.low:+.3f}, {r.slope.high:+.3f}]" if r.slope.low is not None else "-"
+            verdict = {True: "transfers", False: "drifts", None: "undetermined (edge)"}[r.transfers]
+            rows.append((f"{tokens:.3g}", str(len(r.sizes)), f"{r.slope.value:+.3f}", interval, verdict))
+        return aligned(rows)
+
+
+def load_lr_grid(path: str | Path) -> list[GridRun]:
+    """The runs of a grid file; a malformed value is an error naming its row and column."""
+    path = Path(path)
+    runs = []
+    for row, values in enumerate(read_rows(path, REQUIRED), start=1):
+        missing = [c for c in REQUIRED if c not in values]
+        if missing:
+            raise DataFileError(f"{path}: row {row} has no {', '.join(missing)}")
+        n, d, lr = (number(path, row, c, values[c]) for c in REQUIRED[:3])
+        raw = values["loss"]
+        if raw is None or str(raw).strip().lower() in DIVERGED:
+            runs.append(GridRun(n, d, lr, None))
+            continue
+        loss = number(path, row, "loss", raw)
+        runs.append(GridRun(n, d, lr, loss if math.isfinite(loss) else None))
+    if not runs:
+        raise DataFileError(f"{path}: no rows")
+    return runs
+
+
+def analyze_grid(runs: list[GridRun], lr: float | None = None, seed: int = 0,
+                 resamples: int = RESAMPLES) -> GridAnalysis:
+    """Each token count's pilot: the sizes with MIN_RATES finite learning rates, analysed as ffctl transfer does."""
+    left, pilots = [], []
+    for tokens in sorted({r.tokens for r in runs}):
+        cells: dict[float, list[GridRun]] = {}
+        for r in runs:
+            if r.tokens == tokens:
+                cells.setdefault(r.n_params, []).append(r)
+        usable = []
+        for n, cell in sorted(cells.items()):
+            finite = [r for r in cell if r.loss is not None]
+            if len({r.lr for r in finite}) < MIN_RATES:
+                left.append(f"N={n:.3g}, D={tokens:.3g}: {len({r.lr for r in finite})} finite learning rate(s); "
+                            f"a parabola needs {MIN_RATES}")
+                continue
+            usable += [(f"N={n:.3g}", n, r.lr, r.loss) for r in finite]
+        if len({n for _, n, _, _ in usable}) < 2:
+            left.append(f"D={tokens:.3g}: fewer than 2 sizes with a usable learning-rate curve; no drift")
+            continue
+        first = analyze_transfer(usable, lr or 1.0, seed, resamples)
+        judged = lr if lr is not None else first.sizes[0].lr.value  # the smallest size's LR*, carried to all
+        pilots.append((tokens, first if lr is not None else analyze_transfer(usable, judged, seed, resamples)))
+    return GridAnalysis(tuple(pilots), tuple(left), sum(r.loss is None for r in runs))
