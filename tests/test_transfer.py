@@ -193,6 +193,7 @@ def test_a_published_grid_recovers_the_lr_exponent_better_than_the_grid_argmin(t
     assert abs(slope.value - A_TRUE) < abs(naive_slope - A_TRUE), (slope.value, naive_slope)
     assert result.transfers is False and "does not transfer" in result.verdict()
     assert result.sweep_lr == result.sizes[0].lr.value  # judged: the smallest size's LR* carried to all
+    assert "the smallest size's LR* 0.00297 is x4.3 off" in result.verdict()
 
 
 def test_a_grid_that_does_not_bracket_an_optimum_is_flagged_not_extrapolated(tmp_path):

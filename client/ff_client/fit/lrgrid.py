@@ -11,7 +11,7 @@ judged against is `lr` when given, else the smallest size's LR*: what carrying i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ff_client.fit.datafile import DataFileError, number, read_rows
@@ -102,7 +102,8 @@ def analyze_grid(runs: list[GridRun], lr: float | None = None, seed: int = 0,
         if len({n for _, n, _, _ in usable}) < 2:
             left.append(f"D={tokens:.3g}: fewer than 2 sizes with a usable learning-rate curve; no drift")
             continue
-        first = analyze_transfer(usable, lr or 1.0, seed, resamples)
-        judged = lr if lr is not None else first.sizes[0].lr.value  # the smallest size's LR*, carried to all
-        pilots.append((tokens, first if lr is not None else analyze_transfer(usable, judged, seed, resamples)))
+        result = analyze_transfer(usable, lr or 1.0, seed, resamples)
+        if lr is None:  # the smallest size's LR*, carried to every size
+            result = analyze_transfer(usable, result.sizes[0].lr.value, seed, resamples)
+        pilots.append((tokens, replace(result, judged="--lr" if lr is not None else "the smallest size's LR*")))
     return GridAnalysis(tuple(pilots), tuple(left), sum(r.loss is None for r in runs))

@@ -49,6 +49,7 @@ class Transfer:
     sweep_lr: float
     grid_step: float  # ln of the grid's spacing
     transfers: bool | None  # None: some size's optimum lies at the grid's edge, so it was not found
+    judged: str = "the sweep's"  # whose learning rate sweep_lr is, in the verdict
 
     def verdict(self) -> str:
         smallest, largest = self.sizes[0], self.sizes[-1]
@@ -62,7 +63,7 @@ class Transfer:
             return (f"transfers: {drift}; LR* {smallest.lr.value:.3g} at N={smallest.n_params:.3g} and "
                     f"{largest.lr.value:.3g} at N={largest.n_params:.3g}")
         far = "; ".join(
-            f"{s.size}: LR* {s.lr.value:.3g}, the sweep's {self.sweep_lr:.3g} is x{self.sweep_lr / s.lr.value:.2g}"
+            f"{s.size}: LR* {s.lr.value:.3g}, {self.judged} {self.sweep_lr:.3g} is x{self.sweep_lr / s.lr.value:.2g}"
             + (f" off, costing {s.cost_of_sweep_lr:.4f} in loss" if s.cost_of_sweep_lr is not None else " off")
             for s in self.sizes)
         return f"does not transfer: {drift}. {far}"
