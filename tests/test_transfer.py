@@ -184,8 +184,8 @@ def test_a_published_grid_recovers_the_lr_exponent_better_than_the_grid_argmin(t
 
     runs = load_lr_grid(grid_file(tmp_path))
     found = analyze_grid(runs, seed=0)
-    (tokens, result), = found.pilots
-    assert tokens == 2e8 and len(result.sizes) == len(SIZES) and found.diverged > 0 and not found.left_out
+    (tokens, batch, result), = found.pilots
+    assert tokens == 2e8 and batch is None and len(result.sizes) == len(SIZES) and found.diverged > 0 and not found.left_out
     slope = result.slope
     assert slope.low <= A_TRUE <= slope.high and abs(slope.value - A_TRUE) < 0.03, slope
     naive = [min((r for r in runs if r.n_params == n and r.loss is not None), key=lambda r: r.loss).lr for n in SIZES]
@@ -215,3 +215,25 @@ def test_a_grid_that_does_not_bracket_an_optimum_is_flagged_not_extrapolated(tmp
     assert (tmp_path / "out" / "transfer-D2e+08.png").is_file()
     both = CliRunner().invoke(main, ["transfer", "examples/tiny.yaml", "--data", str(path)])
     assert both.exit_code == 2 and "one of them" in both.output
+    shaped = CliRunner().invoke(main, ["transfer", "--data", str(path), "--lr-grid", "1e-3,2e-3"])
+    assert shaped.exit_code == 2 and "analysed as it is" in shaped.output
+
+
+def test_a_grid_keeps_batch_sizes_apart_and_refuses_what_it_cannot_analyse(tmp_path):
+    """Two batch sizes in one file are two pilots, not one mixed curve; the same run twice is an error naming
+    both rows; a grid with no size pair to compare is an error, not an empty success."""
+    from ff_client.fit.lrgrid import analyze_grid, load_lr_grid
+    from ff_core.errors import FlopsFitError
+
+    lines = grid_file(tmp_path).read_text().splitlines()
+    batched = [lines[0] + ",batch"] + [f"{line},{b}" for b in (256, 1024) for line in lines[1:]]
+    (tmp_path / "batched.csv").write_text("\n".join(batched) + "\n")
+    found = analyze_grid(load_lr_grid(tmp_path / "batched.csv"))
+    assert [(t, b) for t, b, _ in found.pilots] == [(2e8, 256.0), (2e8, 1024.0)]
+    assert all(len(r.sizes) == len(SIZES) for _, _, r in found.pilots) and "batch 1024" in found.text()
+    (tmp_path / "twice.csv").write_text("\n".join(lines + [lines[1]]) + "\n")
+    with pytest.raises(FlopsFitError, match=f"rows 1 and {len(lines)} are the same run"):
+        load_lr_grid(tmp_path / "twice.csv")
+    (tmp_path / "one.csv").write_text("\n".join([lines[0]] + lines[1:10]) + "\n")  # one size only
+    with pytest.raises(FlopsFitError, match="no token count has 2 or more sizes"):
+        analyze_grid(load_lr_grid(tmp_path / "one.csv"))

@@ -232,8 +232,8 @@ def transfer_grid(path: str | Path, lr: float | None = None, seed: int = 0, out:
     found = analyze_grid(load_lr_grid(path), lr, seed)
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
-        for tokens, result in found.pilots:
-            plot_transfer(result, Path(out) / f"transfer-D{tokens:.3g}.png")
+        for tokens, batch, result in found.pilots:
+            plot_transfer(result, Path(out) / f"transfer-D{tokens:.3g}{'' if batch is None else f'-B{batch:g}'}.png")
     return found
 
 

@@ -34,6 +34,11 @@ def transfer(sweep, grid, lr, sizes, lr_grid, tokens_per_param, store, workers, 
     sweep's learning rate is right for all its sizes: each size's optimum with an interval, and its drift."""
     if bool(sweep) == bool(grid):
         raise click.UsageError("give a SWEEP file to train its pilot, or --data FILE to analyse a grid (one of them)")
+    if grid and (sizes or lr_grid or write_only):
+        raise click.UsageError("--sizes, --lr-grid and --write-only shape a pilot to train; a --data grid is analysed "
+                               "as it is")
+    if lr is not None and not grid:
+        raise click.UsageError("--lr judges a --data grid; a SWEEP's pilot is judged against the sweep's own rate")
     if grid:
         found = api.transfer_grid(grid, lr, seed, out)
         click.echo(json.dumps(found.to_json(), indent=1) if as_json else found.text() + "\n\n" + found.summary())

@@ -1,11 +1,13 @@
 """A published learning-rate grid, analysed as a transfer pilot without training (`ffctl transfer --data FILE`).
 
-Columns: n_params, tokens, lr, loss (required). A loss that is empty, `nan`, `inf` or `diverged` is a run that
-diverged: it says the learning rate is too high, so it is never a cell's best point; a cell whose best finite
-point is its largest finite learning rate is then at the grid's edge (flagged, never extrapolated), as is one
-whose best is its smallest. Each token count is one pilot: its sizes' optima (ff_client.fit.transfer: a local
-parabola in ln LR with a bootstrap interval) and the drift of ln LR* with ln N. The learning rate the drift is
-judged against is `lr` when given, else the smallest size's LR*: what carrying it to every size costs.
+Columns: n_params, tokens, lr, loss (required), batch (optional: each batch size is a pilot of its own, never
+mixed into another's curve; the same run twice is an error naming both rows). A loss that is empty, `nan`,
+`inf` or `diverged` is a run that diverged: it says the learning rate is too high, so it is never a cell's best
+point; a cell whose best finite point is its largest finite learning rate is then at the grid's edge (flagged,
+never extrapolated), as is one whose best is its smallest. Each token count (and batch) is one pilot: its sizes'
+optima (ff_client.fit.transfer: a local parabola in ln LR with a bootstrap interval) and the drift of ln LR*
+with ln N. The learning rate the drift is judged against is `lr` when given, else the smallest size's LR*: what
+carrying it to every size costs. A grid with no pilot to analyse is an error saying what was left out.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from ff_client.fit.datafile import DataFileError, number, read_rows
 from ff_client.fit.transfer import RESAMPLES, Transfer, analyze_transfer
 from ff_client.text import aligned
+from ff_core.errors import FlopsFitError
 
 REQUIRED = ("n_params", "tokens", "lr", "loss")
 DIVERGED = ("", "nan", "inf", "+inf", "diverged")
@@ -29,54 +32,67 @@ class GridRun:
     tokens: float
     lr: float
     loss: float | None  # None: diverged
+    batch: float | None = None
 
 
 @dataclass(frozen=True)
 class GridAnalysis:
     """One Transfer per token count with 2+ usable sizes, and what was left out and why."""
 
-    pilots: tuple[tuple[float, Transfer], ...]  # (tokens, its transfer analysis)
+    pilots: tuple[tuple[float, float | None, Transfer], ...]  # (tokens, batch, its transfer analysis)
     left_out: tuple[str, ...]
     diverged: int
 
     def text(self) -> str:
         parts = []
-        for tokens, result in self.pilots:
-            parts += [f"## D = {tokens:.3g} tokens", result.text(), ""]
+        for tokens, batch, result in self.pilots:
+            parts += [f"## D = {tokens:.3g} tokens{_batch(batch)}", result.text(), ""]
         parts += [f"left out: {reason}" for reason in self.left_out]
         if self.diverged:
             parts.append(f"{self.diverged} diverged run(s): counted as learning rates too high")
         return "\n".join(parts).rstrip()
 
     def to_json(self) -> dict:
-        return {"pilots": [{"tokens": tokens} | result.to_json() for tokens, result in self.pilots],
+        return {"pilots": [{"tokens": tokens, "batch": batch} | result.to_json()
+                           for tokens, batch, result in self.pilots],
                 "leftOut": list(self.left_out), "diverged": self.diverged}
 
     def summary(self) -> str:
         """Per token count, ln LR*'s slope in ln N with its interval, as one table."""
-        rows = [("D (tokens)", "sizes", "d ln LR* / d ln N", "interval", "verdict")]
-        for tokens, r in self.pilots:
+        rows = [("D (tokens)", "batch", "sizes", "d ln LR* / d ln N", "interval", "verdict")]
+        for tokens, batch, r in self.pilots:
             interval = f"[{r.slope.low:+.3f}, {r.slope.high:+.3f}]" if r.slope.low is not None else "-"
             verdict = {True: "transfers", False: "drifts", None: "undetermined (edge)"}[r.transfers]
-            rows.append((f"{tokens:.3g}", str(len(r.sizes)), f"{r.slope.value:+.3f}", interval, verdict))
+            rows.append((f"{tokens:.3g}", "-" if batch is None else f"{batch:g}", str(len(r.sizes)),
+                         f"{r.slope.value:+.3f}", interval, verdict))
         return aligned(rows)
 
 
+def _batch(batch: float | None) -> str:
+    return "" if batch is None else f", batch {batch:g}"
+
+
 def load_lr_grid(path: str | Path) -> list[GridRun]:
-    """The runs of a grid file; a malformed value is an error naming its row and column."""
+    """The runs of a grid file; a malformed value, or one cell given twice, is an error naming the rows."""
     path = Path(path)
-    runs = []
+    runs, seen = [], {}
     for row, values in enumerate(read_rows(path, REQUIRED), start=1):
         missing = [c for c in REQUIRED if c not in values]
         if missing:
             raise DataFileError(f"{path}: row {row} has no {', '.join(missing)}")
         n, d, lr = (number(path, row, c, values[c]) for c in REQUIRED[:3])
+        batch = number(path, row, "batch", values["batch"]) if values.get("batch") not in (None, "") else None
+        cell = (n, d, lr, batch)
+        if cell in seen:
+            raise DataFileError(f"{path}: rows {seen[cell]} and {row} are the same run (n_params {n:g}, tokens {d:g}, "
+                                f"lr {lr:g}{_batch(batch)}); keep one, or tell them apart with a batch column")
+        seen[cell] = row
         raw = values["loss"]
         if raw is None or str(raw).strip().lower() in DIVERGED:
-            runs.append(GridRun(n, d, lr, None))
+            runs.append(GridRun(n, d, lr, None, batch))
             continue
         loss = number(path, row, "loss", raw)
-        runs.append(GridRun(n, d, lr, loss if math.isfinite(loss) else None))
+        runs.append(GridRun(n, d, lr, loss if math.isfinite(loss) else None, batch))
     if not runs:
         raise DataFileError(f"{path}: no rows")
     return runs
@@ -84,26 +100,31 @@ def load_lr_grid(path: str | Path) -> list[GridRun]:
 
 def analyze_grid(runs: list[GridRun], lr: float | None = None, seed: int = 0,
                  resamples: int = RESAMPLES) -> GridAnalysis:
-    """Each token count's pilot: the sizes with MIN_RATES finite learning rates, analysed as ffctl transfer does."""
+    """Each (token count, batch) pilot: the sizes with MIN_RATES finite learning rates, analysed as ffctl transfer
+    does. No pilot at all is an error saying what was left out."""
     left, pilots = [], []
-    for tokens in sorted({r.tokens for r in runs}):
+    for tokens, batch in sorted({(r.tokens, r.batch) for r in runs}, key=lambda k: (k[0], k[1] or 0.0)):
+        where = f"D={tokens:.3g}{_batch(batch)}"
         cells: dict[float, list[GridRun]] = {}
         for r in runs:
-            if r.tokens == tokens:
+            if (r.tokens, r.batch) == (tokens, batch):
                 cells.setdefault(r.n_params, []).append(r)
         usable = []
         for n, cell in sorted(cells.items()):
             finite = [r for r in cell if r.loss is not None]
             if len({r.lr for r in finite}) < MIN_RATES:
-                left.append(f"N={n:.3g}, D={tokens:.3g}: {len({r.lr for r in finite})} finite learning rate(s); "
+                left.append(f"N={n:.3g}, {where}: {len({r.lr for r in finite})} finite learning rate(s); "
                             f"a parabola needs {MIN_RATES}")
                 continue
             usable += [(f"N={n:.3g}", n, r.lr, r.loss) for r in finite]
         if len({n for _, n, _, _ in usable}) < 2:
-            left.append(f"D={tokens:.3g}: fewer than 2 sizes with a usable learning-rate curve; no drift")
+            left.append(f"{where}: fewer than 2 sizes with a usable learning-rate curve; no drift")
             continue
         result = analyze_transfer(usable, lr or 1.0, seed, resamples)
         if lr is None:  # the smallest size's LR*, carried to every size
             result = analyze_transfer(usable, result.sizes[0].lr.value, seed, resamples)
-        pilots.append((tokens, replace(result, judged="--lr" if lr is not None else "the smallest size's LR*")))
+        pilots.append((tokens, batch, replace(result, judged="--lr" if lr is not None else "the smallest size's LR*")))
+    if not pilots:
+        raise FlopsFitError("no token count has 2 or more sizes with a learning-rate curve to analyse: "
+                            + "; ".join(left))
     return GridAnalysis(tuple(pilots), tuple(left), sum(r.loss is None for r in runs))
