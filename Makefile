@@ -47,7 +47,7 @@ tools: $(TEST_STAMP) $(TOOLS)/helm
 # Everything but the scenarios marked slow (each also runs elsewhere: the demo in `make bench`), in
 # TEST_PROCESSES pytest-xdist processes that steal work from each other at the end (tests/conftest.py puts the
 # long tests first); the ten slowest tests are printed at the end, so growth shows in every run. A fresh clone
-# of d57d9cf took 9m00s on 2 cores, 475 s of it tests, user 14m05s + sys 1m37s of 18m00s core time: the suite
+# of 3d8b014 took 8m55s on 2 cores, 454 s of it tests, user 13m31s + sys 1m49s of 17m50s core time: the suite
 # is CPU-bound (a831fe4 took 9m42s, an earlier commit 10m10s: the figure varies by about a minute).
 test: lint $(TOOLS)/helm
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest -q -m "not slow" -n $(TEST_PROCESSES) --dist worksteal --durations=10
