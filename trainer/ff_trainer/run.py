@@ -7,8 +7,10 @@ import platform
 import random
 import shutil
 import sys
+import sysconfig
 from contextlib import contextmanager
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -239,13 +241,22 @@ def _session():
 
 def _require_environment(sweep: ScalingSweep) -> None:
     """What the spec asks of this environment, before training (a finished step stays "nothing to do" whatever
-    the environment lacks): the tracking packages, and a C++ compiler for training.compile."""
+    the environment lacks): the tracking packages, and for training.compile a C++ compiler and Python's headers."""
     require(sweep.spec.tracking, "in this trainer's environment (for a cluster: the trainer image)")
-    if sweep.spec.training.compile and not any(shutil.which(c) for c in (os.environ.get("CXX"), "g++", "c++",
-                                                                         "clang++") if c):
-        raise ConfigError("training.compile is true, but there is no C++ compiler here (torch.compile's inductor "
-                          "builds its kernels with one; Triton on the GPU needs a C compiler too): install gcc and g++ "
-                          "(Dockerfile.trainer does), name one in CXX, or set training.compile: false")
+    if sweep.spec.training.compile and (missing := compile_toolchain_missing()):
+        raise ConfigError(f"training.compile is true, but {missing} (torch.compile's inductor builds its kernels "
+                          "with them; Triton on the GPU too): install them (Dockerfile.trainer has the compilers), "
+                          "or set training.compile: false")
+
+
+def compile_toolchain_missing() -> str | None:
+    """What torch.compile needs and this environment lacks, in words; None when nothing is missing."""
+    if not any(shutil.which(c) for c in (os.environ.get("CXX"), "g++", "c++", "clang++") if c):
+        return "there is no C++ compiler here (gcc and g++, or one named in CXX)"
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not headers.exists():
+        return f"Python's C headers are missing ({headers}: Debian's package python3-dev)"
+    return None
 
 
 def _run_segment(sweep: ScalingSweep, step: Step, store: Store) -> int:
