@@ -31,7 +31,8 @@ if ! podman image exists "$BASE"; then
     trap 'rm -rf "$root"' EXIT
     echo "images: debootstrap bookworm (minbase + python3, pip) -> $BASE"
     debootstrap --variant=minbase --include=python3,python3-pip,python-is-python3,ca-certificates \
-        bookworm "$root" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" > "$IMAGES_LOG/debootstrap.log"
+        bookworm "$root" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" > "$IMAGES_LOG/debootstrap.log" 2>&1 \
+        || { tail -30 "$IMAGES_LOG/debootstrap.log" >&2; exit 1; }
     # This machine's own certificate authorities (a TLS-inspecting egress proxy's among them), so pip and apt
     # inside the builds trust what the host trusts; update-ca-certificates keeps them when apt reruns it.
     if compgen -G "/usr/local/share/ca-certificates/*.crt" > /dev/null; then
@@ -52,8 +53,9 @@ if ! podman image exists "$TRAINER_BASE"; then
     wheels=${TORCH_WHEELS:-/opt/wheels}
     [[ -d $wheels ]] || wheels=$(mktemp -d)
     echo "images: $TORCH (wheels from $wheels) -> $TRAINER_BASE"
-    podman build -q --from "$BASE" -v "$wheels:/wheels:ro" --build-arg TORCH="$TORCH" \
-        -f images/trainer-base.Containerfile -t "$TRAINER_BASE" . > "$IMAGES_LOG/trainer-base.log"
+    podman build --from "$BASE" -v "$wheels:/wheels:ro" --build-arg TORCH="$TORCH" \
+        -f images/trainer-base.Containerfile -t "$TRAINER_BASE" . > "$IMAGES_LOG/trainer-base.log" 2>&1 \
+        || { tail -30 "$IMAGES_LOG/trainer-base.log" >&2; exit 1; }
 fi
 
 echo "images: Dockerfile.operator -> $OPERATOR_IMAGE"

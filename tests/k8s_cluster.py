@@ -21,6 +21,9 @@ here so that kopf and the `kubernetes` client see what a real API server would d
 - `labelSelector` on lists (equality and existence terms);
 - discovery for the resources used (v1/namespaces included: kopf waits for it before any watch);
 - pod logs (`pods/<name>/log`) served from `Cluster.logs`, standing in for the kubelet;
+- mutating admission: `mutators[plural](body)` changes each created object before it is stored (Kueue's webhook
+  suspending the Jobs of a namespace with a LocalQueue, say);
+- the field manager of every create and patch, counted in `managers[(plural, action, fieldManager)]`;
 - 404s worded as the API server words them (a missing object names itself; an unknown resource does not);
 - history trimmed to the last version, and the request log to a recent window (kmock keeps both whole,
   and matches every request against the whole log: quadratic time on a 1,000-Job sweep).
@@ -175,6 +178,8 @@ class Emulator(kmock.KubernetesEmulator):
     faults: collections.Counter
     chaos: Chaos
     outage_until: float = 0.0  # time.monotonic() until which every request answers 503
+    mutators: dict  # resource plural -> a function changing each created object of it (mutating admission)
+    managers: collections.Counter  # (plural, "create" | "update", fieldManager or None) -> writes
     gc_delay: float = 0.05  # seconds between passes of the garbage collector
 
     async def _handle(self, request):
@@ -207,7 +212,13 @@ class Emulator(kmock.KubernetesEmulator):
         if request.resource is not None and request.subresource == "log" and request.action == kmock.action.FETCH:
             return self._serve_log(request)
         if request.resource is not None and isinstance(request.data, dict):
+            if request.action in (kmock.action.CREATE, kmock.action.UPDATE):
+                plural = getattr(request.resource, "plural", None)
+                self.managers[plural, str(request.action).split(".")[-1].lower(),
+                              request.params.get("fieldManager")] += 1
             if request.action == kmock.action.CREATE:
+                if mutate := self.mutators.get(getattr(request.resource, "plural", None)):
+                    mutate(request.data)
                 meta = request.data.setdefault("metadata", {})
                 if not meta.get("name") and meta.get("generateName"):
                     meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
@@ -396,6 +407,7 @@ class Cluster:
         async with Emulator() as k, kmock.Server(k) as server:
             self.emulator, k.logs, k.calls, k._inflight = k, self.logs, collections.Counter(), set()
             k.faults, k.chaos = collections.Counter(), Chaos()
+            k.mutators, k.managers = {}, collections.Counter()
             k._buses = collections.defaultdict(_KeptBus)
             every = {"list", "watch", "get", "patch", "create", "delete"}
             k.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock.ResourceInfo(

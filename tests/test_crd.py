@@ -45,7 +45,7 @@ def test_rules_status_and_columns():
     crd = crd_manifest()
     version = crd["spec"]["versions"][0]
     assert crd["spec"]["names"]["shortNames"] == ["sweep"] and version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Done", "Total", "Running", "Failed", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Done", "Total", "Running", "Queued", "Failed", "Age"]
     rules = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"]
     assert "<= 2000" in rules[0]["rule"]
     assert {f for f in IMMUTABLE if any(f"self.{f} == oldSelf.{f}" in r["rule"] for r in rules)} == set(IMMUTABLE)

@@ -123,6 +123,47 @@ def test_invalid_sweep_gets_a_condition_and_no_jobs(cluster):
     assert jobs("broken") == []
 
 
+def test_jobs_a_queue_suspends_show_as_queued_until_admitted(cluster):
+    """Kueue's webhook suspends the Jobs of a namespace that has a LocalQueue (since v0.17 one named `default` is
+    enough), with no queueName in the sweep: they hold their slots but run nothing, so the sweep says Queued, not
+    Running, and each experiment moves to Running when its Job is admitted (unsuspended)."""
+    c, _ = cluster
+
+    def webhook(job: dict) -> None:
+        job["spec"]["suspend"] = True
+        job["metadata"].setdefault("labels", {})["kueue.x-k8s.io/queue-name"] = "default"
+
+    c.emulator.mutators["jobs"] = webhook
+    kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, sweep_body())
+    queued = wait_for(lambda: len(jobs()) == 2 and jobs(), "two Jobs, suspended by the webhook")
+    wait_for(lambda: status().get("phase") == "Queued" and status().get("queued") == 2, "sweep Queued, 2 queued")
+    assert status()["running"] == 0 and sorted(r["s"] for r in status()["experiments"]).count("Queued") == 2
+    assert len(jobs()) == 2  # a queued Job holds its slot: parallelism 2, nothing more is created
+
+    batch = kubernetes.client.BatchV1Api()
+    batch.patch_namespaced_job(queued[0].metadata.name, NS, {"spec": {"suspend": False}})  # admitted
+    wait_for(lambda: status().get("phase") == "Running" and status().get("running") == 1
+             and status().get("queued") == 1, "one Running, one still Queued")
+    assert {r["s"] for r in status()["experiments"] if r["a"]} == {"Running", "Queued"}
+    # Kueue evicts an admitted Job by suspending it again (its pods go): Queued again, with no retry spent
+    batch.patch_namespaced_job(queued[0].metadata.name, NS, {"spec": {"suspend": True}})
+    wait_for(lambda: status().get("queued") == 2 and status().get("phase") == "Queued", "evicted: Queued again")
+    assert len(jobs()) == 2 and not [j for j in jobs() if j.metadata.name.endswith("-a2")]
+
+
+def test_every_write_of_the_operator_names_its_field_manager(cluster):
+    c, _ = cluster
+    kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, sweep_body())
+    first = wait_for(lambda: len(jobs()) == 2 and jobs(), "two Jobs")
+    finish(first[0], "Complete")
+    wait_for(lambda: status().get("succeeded") == 1 and len(jobs()) == 3, "one success and a third Job")
+    managers = c.emulator.managers
+    assert managers["jobs", "create", "flops-fit-operator"] == 3 and not managers["jobs", "create", None]
+    status_writes = sum(n for (plural, action, manager), n in managers.items()
+                        if plural == "scalingsweeps" and action == "update" and manager == "flops-fit-operator")
+    assert status_writes >= 2
+
+
 def pod_for(job, name: str) -> dict:
     labels = dict(job.spec.template.metadata.labels) | {"job-name": job.metadata.name}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS, "labels": labels},

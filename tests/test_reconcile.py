@@ -134,6 +134,29 @@ def test_observe_reads_job_objects():
     timeout = base | {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}}
     assert not observe(timeout).permanent
 
+    suspended = base | {"spec": {"suspend": True}}
+    assert observe(suspended).state == "active" and observe(suspended).queued and not observe(base).queued
+    by_condition = base | {"status": {"conditions": [{"type": "Suspended", "status": "True"}]}}
+    assert observe(by_condition).queued  # the Job controller's JobSuspended condition
+    done_while_suspended = done | {"spec": {"suspend": True}}
+    assert observe(done_while_suspended).state == "succeeded" and not observe(done_while_suspended).queued
+
+
+def test_queued_jobs_hold_their_slots_and_the_sweep_says_queued(plan):
+    """A Job that a queue has not admitted holds a slot of parallelism and is counted queued, not running."""
+    queued = [ObservedJob(j.name, j.experiment, 1, "active", queued=True) for j in (job(plan, 0, 1, "active"),
+                                                                                  job(plan, 1, 1, "active"))]
+    actions = reconcile(plan, ex(), queued, {}, 1, NOW)
+    assert created(actions) == [] and actions.status["phase"] == "Queued"
+    assert (actions.status["queued"], actions.status["running"], actions.status["pending"]) == (2, 0, 4)
+    admitted = [queued[0], job(plan, 1, 1, "active")]
+    actions = reconcile(plan, ex(), admitted, actions.status, 1, NOW)
+    assert actions.status["phase"] == "Running" and (actions.status["queued"], actions.status["running"]) == (1, 1)
+    # created with a queueName: suspended by us until Kueue admits them, so Queued from the start
+    fresh = reconcile(plan, ex(queue_name="gpu"), [], {}, 1, NOW)
+    assert created(fresh) == [(0, 1), (1, 1)] and fresh.status["queued"] == 2 and fresh.status["phase"] == "Queued"
+    unseen = reconcile(plan, ex(queue_name="gpu"), [], fresh.status, 1, NOW)  # the watch has not shown them yet
+    assert created(unseen) == [(0, 1), (1, 1)]  # the same names: creating them again is success
 
 # --- properties: a simulated cluster applies reconcile's actions, then random Jobs finish ---
 

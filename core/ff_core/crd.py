@@ -20,6 +20,9 @@ LABEL_SWEEP, LABEL_EXPERIMENT, LABEL_ATTEMPT = f"{GROUP}/sweep", f"{GROUP}/exper
 # A packed Job (execution.experimentsPerGPU > 1) and its pod: the experiment label holds the pack's id, this
 # annotation its members and each one's attempt, "<step id>:<attempt>,...".
 ANNOTATION_PACK = f"{GROUP}/pack"
+# The field manager of each writer's creates and patches (metadata.managedFields; server-side apply conflicts
+# name it). kopf's own writes (its finalizer and progress annotations, events) go under its user agent, "kopf".
+FIELD_MANAGER_OPERATOR, FIELD_MANAGER_CLIENT = "flops-fit-operator", "ffctl"
 
 
 def parse_pack(annotation: str) -> tuple[tuple[str, int], ...]:

@@ -12,9 +12,14 @@ from typing import Any
 
 # An experiment's state (a row's "s")
 SUCCEEDED, FAILED, RUNNING, RETRYING, PENDING = "Succeeded", "Failed", "Running", "Retrying", "Pending"
+# Its Job exists but is suspended (spec.suspend, or the Job's Suspended condition): a queue such as Kueue has not
+# admitted it yet, or took it back; no pod runs. It holds a slot of parallelism as a running one does.
+QUEUED = "Queued"
 TERMINAL_STATES = {SUCCEEDED, FAILED}
+ACTIVE_STATES = {RUNNING, QUEUED}  # a Job exists for it
 
-# The sweep's phase (.status.phase): Pending, Running, Succeeded, Failed as for experiments, and these
+# The sweep's phase (.status.phase): Pending, Running, Queued (Jobs waiting for admission, none running),
+# Succeeded, Failed as for experiments, and these
 STOPPED, SUSPENDED, INVALID = "Stopped", "Suspended", "Invalid"
 TERMINAL_PHASES = {SUCCEEDED, FAILED, INVALID, STOPPED}
 
@@ -76,6 +81,7 @@ class SweepStatus:
     running: int = 0
     pending: int = 0
     preempted: int = 0  # a lower bound: a preempted pod deleted while the operator was down is not seen
+    queued: int = 0
     conditions: tuple[dict[str, Any], ...] = ()
     experiments: tuple[ExperimentRow, ...] = ()
 
@@ -100,7 +106,8 @@ class SweepStatus:
                    tuple(ExperimentRow.from_json(row) for row in status.get("experiments", [])))
 
 
-COUNTS = ("total", "succeeded", "failed", "running", "pending", "preempted")  # SweepStatus's counts, as JSON keys
+# SweepStatus's counts, as JSON keys
+COUNTS = ("total", "succeeded", "failed", "running", "pending", "preempted", "queued")
 # The CRD's printer columns (kubectl get scalingsweeps): (name, type, the SweepStatus JSON key shown)
 PRINTER_COLUMNS = (("Phase", "string", "phase"), ("Done", "integer", "succeeded"), ("Total", "integer", "total"),
-                   ("Running", "integer", "running"), ("Failed", "integer", "failed"))
+                   ("Running", "integer", "running"), ("Queued", "integer", "queued"), ("Failed", "integer", "failed"))

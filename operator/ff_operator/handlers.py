@@ -21,8 +21,8 @@ import urllib3
 from ff_core.errors import FlopsFitError
 from ff_core.plan import Plan, plan_sweep
 from ff_core.spec import ScalingSweep, manifest_of, parse_sweep
-from ff_core.crd import (ANNOTATION_PACK, GROUP, LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP, PLURAL, VERSION,
-                         parse_pack)
+from ff_core.crd import (ANNOTATION_PACK, FIELD_MANAGER_OPERATOR as MANAGER, GROUP, LABEL_ATTEMPT, LABEL_EXPERIMENT,
+                         LABEL_SWEEP, PLURAL, VERSION, parse_pack)
 from ff_core.status import INVALID, VALID
 from ff_core.steps import Step, plan_steps
 from ff_operator.jobs import build_job, build_pack_job, build_service, job_name
@@ -119,7 +119,7 @@ def _create(what: str, call, *args: Any) -> Any:
     (sync_by_name's, a moment later) must not keep the sweep's other events waiting.
     """
     try:
-        return call(*args)
+        return call(*args, field_manager=MANAGER)
     except kubernetes.client.ApiException as error:
         if error.status == 409:
             return None
@@ -201,7 +201,8 @@ def reconcile_sweep(namespace: str, name: str, jobs: list[ObservedJob], disrupte
     status, events = sync(sweep, jobs, disrupted, exits)
     if status != sweep.get("status"):
         try:
-            api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
+            api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status},
+                                                      field_manager=MANAGER)
         except kubernetes.client.ApiException as error:
             if error.status == 404:
                 return  # deleted since it was read: nothing left to report on
@@ -222,6 +223,7 @@ def sweep_jobs(body: kopf.Body, namespace: str, **_: Any) -> dict[tuple[str, str
     job = {"metadata": {"name": body["metadata"]["name"], "labels": dict(body["metadata"].get("labels", {})),
                         "annotations": dict(body["metadata"].get("annotations") or {}),
                         "ownerReferences": list(body["metadata"].get("ownerReferences") or [])},
+           "spec": {"suspend": bool(body.get("spec", {}).get("suspend"))},
            "status": {"conditions": list(body.get("status", {}).get("conditions", []))}}
     return {(namespace, job["metadata"]["labels"][LABEL_SWEEP]): observe(job)}
 
@@ -279,10 +281,11 @@ def on_sweep(namespace: str, name: str, sweep_jobs: kopf.Index, sweep_disruption
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_SWEEP: kopf.PRESENT})
-def on_job(type: str | None, namespace: str, labels: kopf.Labels, sweep_jobs: kopf.Index,
+def on_job(type: str | None, body: kopf.Body, namespace: str, labels: kopf.Labels, sweep_jobs: kopf.Index,
            sweep_disruptions: kopf.Index, sweep_pack_exits: kopf.Index, **_: Any) -> None:
-    """A Job of ours changed: reconcile its sweep now, not at the next resync."""
-    if type in ("MODIFIED", "DELETED"):
+    """A Job of ours changed: reconcile its sweep now, not at the next resync. So did one that arrives suspended
+    (by a queue's webhook, or ours with a queueName): its experiment is Queued, not the Running just recorded."""
+    if type in ("MODIFIED", "DELETED") or (type == "ADDED" and body.get("spec", {}).get("suspend")):
         sync_by_name(namespace, labels[LABEL_SWEEP], sweep_jobs, sweep_disruptions, sweep_pack_exits)
 
 

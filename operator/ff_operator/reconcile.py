@@ -27,9 +27,9 @@ from ff_core import exit_codes
 from ff_core.crd import ANNOTATION_PACK, LABEL_ATTEMPT, LABEL_EXPERIMENT, parse_pack
 from ff_core.plan import Plan
 from ff_core.spec import Execution
-from ff_core.status import (COMPLETE, FAILED, FAILURE_BUDGET_EXCEEDED, PENDING, PLAN_CHANGED, RETRYING, RUNNING,
-                            STOPPED, SUCCEEDED, SUSPENDED, SUSPENDED_CONDITION, TERMINAL_STATES as TERMINAL,
-                            TRUNK_FAILED, ExperimentRow, SweepStatus, experiment_rows)
+from ff_core.status import (ACTIVE_STATES, COMPLETE, FAILED, FAILURE_BUDGET_EXCEEDED, PENDING, PLAN_CHANGED,
+                            QUEUED, RETRYING, RUNNING, STOPPED, SUCCEEDED, SUSPENDED, SUSPENDED_CONDITION,
+                            TERMINAL_STATES as TERMINAL, TRUNK_FAILED, ExperimentRow, SweepStatus, experiment_rows)
 from ff_core.steps import RUN, SEGMENT, Step, one_step_each
 from ff_operator.jobs import pack_id
 
@@ -46,6 +46,7 @@ class ObservedJob:
     owner: str | None = None  # the uid of the ScalingSweep that owns it (its controller ownerReference)
     members: tuple[tuple[str, int], ...] = ()  # a packed Job: (step id, attempt) of each member
     pack: str = ""  # a member of a packed Job (after `members_of`): the pack's id
+    queued: bool = False  # active but suspended: waiting for a queue's admission (Kueue), no pod runs
 
 
 def members_of(jobs: list[ObservedJob], exits: dict[str, dict[str, int]]) -> list[ObservedJob]:
@@ -65,25 +66,30 @@ def members_of(jobs: list[ObservedJob], exits: dict[str, dict[str, int]]) -> lis
                     state = "active"
                 elif code != exit_codes.DONE:
                     state, permanent = "failed", code in exit_codes.PERMANENT
-            out.append(ObservedJob(job.name, member, attempt, state, permanent, job.owner, pack=job.experiment))
+            out.append(ObservedJob(job.name, member, attempt, state, permanent, job.owner, pack=job.experiment,
+                                   queued=job.queued))
     return out
 
 
 def observe(job: dict[str, Any]) -> ObservedJob:
-    """Read what reconcile needs from a batch/v1 Job object."""
+    """Read what reconcile needs from a batch/v1 Job object: from its spec and status alone, never its pods (a
+    MultiKueue manager cluster has none)."""
     labels = job["metadata"].get("labels", {})
     conditions = {c["type"]: c for c in job.get("status", {}).get("conditions", []) if c.get("status") == "True"}
+    queued = False
     if "Complete" in conditions:
         state, permanent = "succeeded", False
     elif "Failed" in conditions:
         state, permanent = "failed", conditions["Failed"].get("reason") == "PodFailurePolicy"
     else:
         state, permanent = "active", False
+        # Suspended by us (execution.queueName), by Kueue's webhook, or again by Kueue (evicted): not running.
+        queued = bool((job.get("spec") or {}).get("suspend")) or "Suspended" in conditions
     references = job["metadata"].get("ownerReferences") or []
     owner = next((ref.get("uid") for ref in references if ref.get("controller")), None)
     members = parse_pack((job["metadata"].get("annotations") or {}).get(ANNOTATION_PACK, ""))
     return ObservedJob(job["metadata"]["name"], labels[LABEL_EXPERIMENT], int(labels[LABEL_ATTEMPT]), state, permanent,
-                       owner, members)
+                       owner, members, queued=queued)
 
 
 @dataclass(frozen=True)
@@ -107,15 +113,16 @@ def _experiment_states(steps: tuple[Step, ...], jobs: list[ObservedJob], recorde
         mine = sorted(by_experiment.get(e.id, []), key=lambda j: j.attempt)
         row = recorded.get(e.id) or ExperimentRow(e.id)
         attempts = max([j.attempt for j in mine] + [row.attempts])
-        active = next((j.name for j in mine if j.state == "active"), None)
+        live = next((j for j in mine if j.state == "active"), None)
+        active = live.name if live else None
         if row.state in TERMINAL:
             state = row.state
         elif any(j.state == "succeeded" for j in mine):
             state = SUCCEEDED
-        elif row.state == RUNNING and attempts > (mine[-1].attempt if mine else 0):
+        elif row.state in ACTIVE_STATES and attempts > (mine[-1].attempt if mine else 0):
             state = UNSEEN  # created, but its Job has not reached the watch yet (or was deleted by hand)
-        elif active:
-            state = RUNNING
+        elif live:
+            state = QUEUED if live.queued else RUNNING
         elif mine and mine[-1].state == "failed":
             state = FAILED if mine[-1].permanent or attempts > retries else RETRYING
         else:
@@ -192,10 +199,10 @@ def reconcile(plan: Plan, execution: Execution, jobs: list[ObservedJob], previou
     if stopped:  # nothing new starts; what StopActive deletes, and what is recorded but gone, is not running
         stop_active = execution.failure_policy == "StopActive"
         delete = list(dict.fromkeys(active for _, _, active in states.values() if active)) if stop_active else []
-        states = {eid: (PENDING, attempts, None) if state == UNSEEN or (stop_active and state == RUNNING) else
+        states = {eid: (PENDING, attempts, None) if state == UNSEEN or (stop_active and state in ACTIVE_STATES) else
                   (state, attempts, active) for eid, (state, attempts, active) in states.items()}
     elif not stopped and not execution.suspend:
-        running_jobs = {active for state, _, active in states.values() if state == RUNNING}  # a pack: one Job
+        running_jobs = {active for state, _, active in states.values() if state in ACTIVE_STATES}  # a pack: one Job
         slots = execution.parallelism - len(running_jobs)
         ready = [e for e in steps if all(states[a][0] == SUCCEEDED for a in e.after)]  # never before its trunk
         waiting = [e for kind in (UNSEEN, RETRYING, PENDING) for e in ready if states[e.id][0] == kind]
@@ -204,7 +211,8 @@ def reconcile(plan: Plan, execution: Execution, jobs: list[ObservedJob], previou
         else:
             create, packs = _packed(waiting, states, recorded, execution.experiments_per_gpu, slots)
         for e, attempt in create + [member for pack in packs for member in pack]:
-            states[e.id] = (RUNNING, attempt, None)  # the status reports the state after these actions
+            # the status reports the state after these actions: a Job made suspended waits for its queue
+            states[e.id] = (QUEUED if execution.queue_name else RUNNING, attempt, None)
         for pack in packs:
             packs_of |= {e.id: pack_id(pack) for e, _ in pack}
     status = summarize(plan, execution, states, previous, generation, now, stopped,
@@ -230,8 +238,10 @@ def _phase(counts: Counter, total: int, suspended: bool, stopped: bool) -> str:
         return SUCCEEDED if counts[FAILED] == 0 else FAILED
     if stopped:
         return STOPPED
-    if suspended and counts[RUNNING] == 0:
+    if suspended and counts[RUNNING] + counts[QUEUED] == 0:
         return SUSPENDED
+    if counts[QUEUED] and not counts[RUNNING]:
+        return QUEUED  # every Job it has waits for a queue's admission
     return RUNNING if counts[RUNNING] or counts[SUCCEEDED] or counts[FAILED] else PENDING
 
 
@@ -270,7 +280,7 @@ def summarize(plan: Plan, execution: Execution, states: dict, previous: dict, ge
     done = counts[SUCCEEDED] + counts[FAILED]
     return SweepStatus(
         phase, generation, plan.hash, total, counts[SUCCEEDED], counts[FAILED], counts[RUNNING],
-        counts[PENDING] + counts[RETRYING], sum(count for count, _ in preempted.values()),
+        counts[PENDING] + counts[RETRYING], sum(count for count, _ in preempted.values()), counts[QUEUED],
         (
             _condition(previous, COMPLETE, done == total, phase, f"{done}/{total} {unit} finished", now),
             _condition(previous, SUSPENDED_CONDITION, execution.suspend, "Suspend" if execution.suspend else "Active",
@@ -282,7 +292,7 @@ def summarize(plan: Plan, execution: Execution, states: dict, previous: dict, ge
         # compact: a short row per experiment (id, one state word, attempts) stays small for 1,000 experiments
         tuple(ExperimentRow(e.id, RUNNING if states[e.id][0] == UNSEEN else states[e.id][0], states[e.id][1],
                             *preempted.get(e.id, (0, ())), "" if e.kind == RUN else e.kind,
-                            packs.get(e.id, "") if states[e.id][0] in (RUNNING, UNSEEN) else "")
+                            packs.get(e.id, "") if states[e.id][0] in (RUNNING, QUEUED, UNSEEN) else "")
               for e in steps),
     ).to_json()
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import urllib3.exceptions
 
-from ff_core.crd import (ANNOTATION_PACK, GROUP, LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP, PLURAL, VERSION,
-                         parse_pack)
+from ff_core.crd import (ANNOTATION_PACK, FIELD_MANAGER_CLIENT, GROUP, LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP,
+                         PLURAL, VERSION, parse_pack)
 from ff_core.errors import FlopsFitError
 
 if TYPE_CHECKING:
@@ -142,7 +142,8 @@ def apply_sweep(conn: Connection, manifest: dict[str, Any]) -> str:
     name = manifest["metadata"]["name"]
     body = manifest | {"metadata": manifest["metadata"] | {"namespace": conn.namespace}}
     try:
-        _custom(conn).create_namespaced_custom_object(GROUP, VERSION, conn.namespace, PLURAL, body)
+        _custom(conn).create_namespaced_custom_object(GROUP, VERSION, conn.namespace, PLURAL, body,
+                                                      field_manager=FIELD_MANAGER_CLIENT)
         return "created"
     except kubernetes.client.ApiException as error:
         if error.status != 409:
@@ -150,7 +151,7 @@ def apply_sweep(conn: Connection, manifest: dict[str, Any]) -> str:
     except urllib3.exceptions.HTTPError as error:
         raise explain(error, conn, f"creating sweep {name}") from None
     _call(conn, f"updating sweep {name}", _custom(conn).patch_namespaced_custom_object, GROUP, VERSION,
-          conn.namespace, PLURAL, name, {"spec": manifest["spec"]})
+          conn.namespace, PLURAL, name, {"spec": manifest["spec"]}, field_manager=FIELD_MANAGER_CLIENT)
     return "updated"
 
 

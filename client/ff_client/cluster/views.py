@@ -29,12 +29,12 @@ def age(timestamp: str | None, now: datetime.datetime) -> str:
 
 
 def sweeps_table(sweeps: list[dict[str, Any]], now: datetime.datetime) -> str:
-    """All sweeps: NAME PHASE DONE/TOTAL RUNNING FAILED PREEMPTED AGE."""
-    rows = [("NAME", "PHASE", "DONE", "RUNNING", "FAILED", "PREEMPTED", "AGE")]
+    """All sweeps: NAME PHASE DONE/TOTAL RUNNING QUEUED FAILED PREEMPTED AGE."""
+    rows = [("NAME", "PHASE", "DONE", "RUNNING", "QUEUED", "FAILED", "PREEMPTED", "AGE")]
     for s in sweeps:
         st = SweepStatus.from_json(s.get("status"))
         rows.append((s["metadata"]["name"], st.phase or "-", f"{st.done}/{'?' if st.total is None else st.total}",
-                     str(st.running), str(st.failed), str(st.preempted),
+                     str(st.running), str(st.queued), str(st.failed), str(st.preempted),
                      age(s["metadata"].get("creationTimestamp"), now)))
     return aligned(rows) if sweeps else "no sweeps in this namespace"
 
@@ -60,7 +60,8 @@ def sweep_detail(sweep: dict[str, Any], now: datetime.datetime) -> str:
     st = SweepStatus.from_json(sweep.get("status"))
     meta = sweep["metadata"]
     lines = [f"sweep {meta['name']} ({meta.get('namespace', '')}): {st.phase or 'not reconciled yet'}, "
-             f"{st.succeeded} succeeded, {st.failed} failed, {st.running} running, "
+             f"{st.succeeded} succeeded, {st.failed} failed, {st.running} running, {st.queued} queued (waiting for "
+             "admission), "
              f"{st.pending} pending of {'?' if st.total is None else st.total}; at least {st.preempted} preemptions "
              "(a preempted pod deleted while the operator was down is not seen); "
              f"age {age(meta.get('creationTimestamp'), now)}"]
