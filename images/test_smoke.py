@@ -1,7 +1,7 @@
 """`make images-test`: the built images run as a cluster runs them (images/build.sh builds them first).
 
 The operator image, as uid 1000 on a read-only root with every capability dropped, reconciles a sweep on the
-emulated API server into Jobs. The trainer image runs the Job's own command (the one ff_operator.jobs builds) on
+emulated API server into Jobs and serves /metrics. The trainer image runs the Job's own command (the one ff_operator.jobs builds) on
 a read-only root with a tmpfs /tmp, no capabilities and no network, into a mounted folder store; a packed pod's
 command; a SIGTERM (exit 75) and a resume; training.compile; the README's `docker run` line; and a store uid
 1000 cannot write (exit 3 before training). Each of the last five is a defect that building the images showed.
@@ -13,9 +13,11 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import kubernetes
@@ -38,6 +40,12 @@ TRAINER = os.environ.get("TRAINER_IMAGE", "localhost/flops-fit-trainer:dev")
 os.environ.setdefault("CONTAINERS_CONF", str(REPO / "images" / "containers.conf"))
 # What the Job's securityContext asks of a pod (ff_operator.jobs._pod_security), as podman flags.
 LOCKED_DOWN = ["--user", "1000:1000", "--read-only", "--cap-drop", "all", "--security-opt", "no-new-privileges"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def sweep_body(name: str, **training) -> dict:
@@ -94,8 +102,9 @@ def test_operator_image_runs_as_1000_read_only_and_reconciles_a_sweep(tmp_path):
         config = kubeconfig(tmp_path / "kubeconfig", c.url)
         os.chmod(config, 0o644)
         # The image's own entrypoint and command (kopf run --standalone --module=ff_operator.handlers ...).
+        metrics_port = free_port()
         started = podman("run", "-d", *LOCKED_DOWN, "--network", "host", "-v", f"{config}:/kube/config:ro",
-                         "-e", "KUBECONFIG=/kube/config", OPERATOR)
+                         "-e", "KUBECONFIG=/kube/config", "-e", f"FF_METRICS_PORT={metrics_port}", OPERATOR)
         assert started.returncode == 0, started.stderr
         container = started.stdout.strip()
         try:
@@ -113,6 +122,9 @@ def test_operator_image_runs_as_1000_read_only_and_reconciles_a_sweep(tmp_path):
                 "flopsfit.dev", "v1alpha1", "default", "scalingsweeps", "smoke")
             assert len(jobs) == 2, (sweep.get("status"), podman("logs", container).stderr[-3000:])
             assert {j.spec.template.spec.containers[0].image for j in jobs} == {TRAINER}
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+                scraped = response.read().decode()
+            assert 'flopsfit_jobs_created_total{namespace="default"} 2.0' in scraped, scraped[-2000:]
         finally:
             logs = podman("logs", container)
             podman("rm", "-f", container)

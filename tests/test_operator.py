@@ -239,20 +239,60 @@ def test_the_charts_command_runs_the_operator_with_a_liveness_endpoint(tmp_path)
     with Cluster() as c:
         config = kubeconfig(tmp_path / "kubeconfig", c.url)
         kopf_cli = Path(sys.executable).with_name("kopf")
+        metrics_port = free_port()
         proc = subprocess.Popen([str(kopf_cli), "run", "--standalone", "--module=ff_operator.handlers",
                                  f"--liveness=http://127.0.0.1:{port}/healthz", "--all-namespaces"],
-                                env=dict(os.environ, KUBECONFIG=config), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+                                env=dict(os.environ, KUBECONFIG=config, FF_METRICS_PORT=str(metrics_port)),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             kubernetes.client.Configuration.set_default(kubernetes.client.Configuration(host=c.url))
             kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, sweep_body())
             wait_for(lambda: len(jobs()) == 2, "Jobs from the operator process", timeout=60)
             health = wait_for(lambda: _get(urllib.request, f"http://127.0.0.1:{port}/healthz"), "/healthz", timeout=30)
             assert health == 200
+            # /metrics, scraped mid-sweep and parsed as Prometheus parses the text format
+            wait_for(lambda: scrape(metrics_port).get(("flopsfit_sweep_experiments", "Running")) == 2, "2 Running")
+            finish(jobs()[0], "Complete")
+            wait_for(lambda: scrape(metrics_port).get(("flopsfit_sweep_experiments", "Succeeded")) == 1, "1 done")
+            seen = scrape(metrics_port)
+            assert seen["flopsfit_jobs_created_total", "default"] == 3
+            assert seen["flopsfit_sweep_progress_ratio", "unit"] == pytest.approx(1 / 6)
+            assert seen["flopsfit_sweep_experiments", "Pending"] == 3 and seen["flopsfit_reconcile_seconds_count"] >= 2
+            assert seen["flopsfit_sweep_preemptions", "unit"] == 0
         finally:
             proc.terminate()
             output = proc.communicate(timeout=30)[0]
         assert proc.returncode in (0, -15), output[-3000:]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> dict:
+    """The operator's /metrics: (name, state) for the per-state gauge, (name, namespace) for the Jobs counter,
+    (name, sweep) for the other per-sweep series, name alone for the rest."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            key = labels.get("state") or (labels.get("namespace") if sample.name.startswith("flopsfit_jobs") else
+                                          labels.get("sweep"))
+            out[(sample.name, key) if key else sample.name] = sample.value
+    return out
 
 
 def _get(urllib_request, url: str) -> int | None:

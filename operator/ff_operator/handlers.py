@@ -25,6 +25,7 @@ from ff_core.crd import (ANNOTATION_PACK, FIELD_MANAGER_OPERATOR as MANAGER, GRO
                          LABEL_SWEEP, PLURAL, VERSION, parse_pack)
 from ff_core.status import INVALID, VALID
 from ff_core.steps import Step, plan_steps
+from ff_operator import metrics
 from ff_operator.jobs import build_job, build_pack_job, build_service, job_name
 from ff_operator.reconcile import ObservedJob, observe, reconcile
 
@@ -78,6 +79,8 @@ def sync(body: dict[str, Any], jobs: list[ObservedJob], disrupted: list[tuple[st
         job = build_job(sweep, experiment, attempt, meta["uid"])
         try:
             created = _create("a Job", batch.create_namespaced_job, namespace, job)
+            if created is not None:
+                metrics.JOBS_CREATED.labels(namespace).inc()
             if sweep.spec.execution.nodes_per_experiment > 1:
                 created = created or batch.read_namespaced_job(job["metadata"]["name"], namespace)
                 service = build_service(job, created.metadata.uid)
@@ -87,7 +90,8 @@ def sync(body: dict[str, Any], jobs: list[ObservedJob], disrupted: list[tuple[st
     for members in actions.packs:
         job = build_pack_job(sweep, members, meta["uid"])
         try:
-            _create("a packed Job", batch.create_namespaced_job, namespace, job)
+            if _create("a packed Job", batch.create_namespaced_job, namespace, job) is not None:
+                metrics.JOBS_CREATED.labels(namespace).inc()
         except Transient as error:
             failed.append(error)
     for name in actions.delete:
@@ -123,6 +127,7 @@ def _create(what: str, call, *args: Any) -> Any:
     except kubernetes.client.ApiException as error:
         if error.status == 409:
             return None
+        metrics.api_error("create", error)
         if _transient(error):
             raise Transient(f"creating {what} failed: {error.status} {error.reason}") from None
         raise kopf.TemporaryError(f"creating {what} failed: {error.status} {error.reason}", delay=10) from None
@@ -158,6 +163,8 @@ def sync_by_name(namespace: str, name: str, jobs: kopf.Index, pods: kopf.Index, 
         except Exception as error:
             if not _transient(error):
                 raise
+            if isinstance(error, urllib3.exceptions.HTTPError):  # no answer (an answer is counted where it came)
+                metrics.api_error("request", error)
             _retry_soon(key, jobs, pods, exits, error)
             return
         _covered[key] = upto
@@ -191,12 +198,26 @@ def _retry_soon(key: tuple[str, str], jobs: kopf.Index, pods: kopf.Index, exits:
 def reconcile_sweep(namespace: str, name: str, jobs: list[ObservedJob], disrupted: list[tuple[str, str]],
                     exits: dict[str, dict[str, int]] | None = None) -> None:
     """Read the sweep fresh, reconcile, write its status if it changed, post the events."""
+    with metrics.RECONCILE_SECONDS.time():
+        sweep, events = _reconcile_and_write(namespace, name, jobs, disrupted, exits)
+    for reason, message in events:
+        try:
+            kopf.info(sweep, reason=reason, message=message)
+        except LookupError:  # outside kopf's context (a reconcile called by hand): logged, not posted
+            logging.getLogger(__name__).info("%s/%s: %s: %s", namespace, name, reason, message)
+
+
+def _reconcile_and_write(namespace: str, name: str, jobs: list[ObservedJob], disrupted: list[tuple[str, str]],
+                         exits: dict[str, dict[str, int]] | None) -> tuple[dict | None, tuple]:
+    """(the sweep as read, the events to post); (None, ()) when the sweep is gone."""
     api = kubernetes.client.CustomObjectsApi()
     try:
         sweep = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
     except kubernetes.client.ApiException as error:
         if error.status == 404:
-            return  # the sweep is gone; its Jobs go with it (ownerReferences)
+            metrics.forget(namespace, name)
+            return None, ()  # the sweep is gone; its Jobs go with it (ownerReferences)
+        metrics.api_error("get", error)
         raise
     status, events = sync(sweep, jobs, disrupted, exits)
     if status != sweep.get("status"):
@@ -205,13 +226,15 @@ def reconcile_sweep(namespace: str, name: str, jobs: list[ObservedJob], disrupte
                                                       field_manager=MANAGER)
         except kubernetes.client.ApiException as error:
             if error.status == 404:
-                return  # deleted since it was read: nothing left to report on
+                metrics.forget(namespace, name)
+                return None, ()  # deleted since it was read: nothing left to report on
+            metrics.api_error("patch_status", error)
             raise
-    for reason, message in events:
-        try:
-            kopf.info(sweep, reason=reason, message=message)
-        except LookupError:  # outside kopf's context (a reconcile called by hand): logged, not posted
-            logging.getLogger(__name__).info("%s/%s: %s: %s", namespace, name, reason, message)
+    if sweep["metadata"].get("deletionTimestamp"):
+        metrics.forget(namespace, name)
+    else:
+        metrics.record_status(namespace, name, status)
+    return sweep, events
 
 
 @kopf.index("batch", "v1", "jobs", labels={LABEL_SWEEP: kopf.PRESENT})
@@ -269,6 +292,8 @@ def sweep_pack_exits(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.scanning.disabled = True  # watch only what the handlers name
+    if port := metrics.serve():
+        logging.getLogger(__name__).info("metrics at http://0.0.0.0:%d/metrics", port)
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
