@@ -1,10 +1,11 @@
 """`make images-test`: the built images run as a cluster runs them (images/build.sh builds them first).
 
 The operator image, as uid 1000 on a read-only root with every capability dropped, reconciles a sweep on the
-emulated API server into Jobs and serves /metrics. The trainer image runs the Job's own command (the one ff_operator.jobs builds) on
-a read-only root with a tmpfs /tmp, no capabilities and no network, into a mounted folder store; a packed pod's
-command; a SIGTERM (exit 75) and a resume; training.compile; the README's `docker run` line; and a store uid
-1000 cannot write (exit 3 before training). Each of the last five is a defect that building the images showed.
+emulated API server into Jobs and serves /metrics. The trainer image runs the Job's own command (the one
+ff_operator.jobs builds) on a read-only root with a tmpfs /tmp, no capabilities and no network, into a mounted
+folder store; a packed pod's command; a SIGTERM (exit 75) and a resume; training.compile; the README's
+`docker run` line; and a store uid 1000 cannot write (exit 3 before training). Each of the last five is a defect
+that building the images showed.
 """
 
 from __future__ import annotations
