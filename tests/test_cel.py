@@ -53,7 +53,7 @@ def manifest(**spec) -> dict:
 
 
 def test_rules_exist_and_compile():
-    assert len(RULES) == 2 + len(IMMUTABLE)
+    assert len(RULES) == 2 + len(IMMUTABLE) + 2  # + the podTemplate's reserved prefix, labels and annotations
     for _, rule, _ in RULES:
         ENV.compile(rule)
 
@@ -89,3 +89,12 @@ def test_packing_needs_experiments_of_one_gpu():
     refused = violations(manifest(execution={"experimentsPerGPU": 4, "gpusPerExperiment": 2}))
     assert refused == ["experimentsPerGPU packs experiments of one GPU each; set gpusPerExperiment 1 (or 0) and "
                        "nodesPerExperiment 1, or experimentsPerGPU 1"]
+
+
+def test_a_pod_template_may_not_use_the_operators_prefix():
+    topology = {"kueue.x-k8s.io/podset-required-topology": "cloud.google.com/gce-topology-block"}
+    fine = manifest(execution={"podTemplate": {"metadata": {"labels": {"team": "llm"}, "annotations": topology}}})
+    assert violations(fine) == []
+    for field in ("labels", "annotations"):
+        refused = violations(manifest(execution={"podTemplate": {"metadata": {field: {"flopsfit.dev/sweep": "x"}}}}))
+        assert refused == [f"podTemplate {field}: the flopsfit.dev/ prefix is the operator's own; use another prefix"]

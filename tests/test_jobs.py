@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -10,9 +11,10 @@ import pytest
 
 from ff_core.plan import plan_sweep
 from ff_core.steps import one_step_each
+from ff_core.errors import SpecError
 from ff_core.spec import parse_sweep
-from ff_core.crd import LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP
-from ff_operator.jobs import build_job, build_service, job_name
+from ff_core.crd import ANNOTATION_PACK, LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SWEEP
+from ff_operator.jobs import build_job, build_pack_job, build_service, job_name
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UID = "3f1c9b7e-0000-4000-8000-000000000001"
@@ -70,6 +72,50 @@ def test_cluster_settings_and_kueue(tiny_manifest):
     assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}, {"secretRef": {"name": "wandb-key"}}]
     assert {"name": "WANDB_DIR", "value": "/tmp"} in container["env"]
     assert "--nproc_per_node=8" in container["command"]
+
+
+def test_the_pod_template_passes_metadata_and_placement_through(tiny_manifest):
+    """execution.podTemplate: its labels and annotations (Kueue's topology annotation, which Kueue reads from
+    the pod template) on every trainer pod beside ours, its placement merged with execution's own."""
+    topology = {"kueue.x-k8s.io/podset-required-topology": "cloud.google.com/gce-topology-block"}
+    tiny_manifest["spec"]["execution"] = {
+        "nodesPerExperiment": 2, "nodeSelector": {"pool": "h100"}, "experimentsPerGPU": 1,
+        "tolerations": [{"key": "a", "operator": "Exists"}],
+        "podTemplate": {"metadata": {"labels": {"team": "llm"}, "annotations": topology},
+                        "spec": {"nodeSelector": {"zone": "b"}, "priorityClassName": "research",
+                                 "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                                  "effect": "NoSchedule"}]}}}
+    job = render(tiny_manifest)
+    template = job["spec"]["template"]
+    assert template["metadata"]["annotations"] == topology
+    assert template["metadata"]["labels"]["team"] == "llm" and LABEL_SWEEP in template["metadata"]["labels"]
+    assert "team" not in job["metadata"]["labels"]  # the Job's own labels stay the operator's
+    pod = template["spec"]
+    assert pod["nodeSelector"] == {"pool": "h100", "zone": "b"} and pod["priorityClassName"] == "research"
+    assert pod["tolerations"] == [{"key": "a", "operator": "Exists"},
+                                  {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    packed = copy.deepcopy(tiny_manifest)
+    packed["spec"]["execution"] |= {"nodesPerExperiment": 1, "experimentsPerGPU": 2}
+    sweep = parse_sweep(packed)
+    members = tuple((e, 1) for e in plan_sweep(sweep).experiments[:2])
+    pack = build_pack_job(sweep, members, UID)["spec"]["template"]["metadata"]["annotations"]
+    assert pack["kueue.x-k8s.io/podset-required-topology"] == topology["kueue.x-k8s.io/podset-required-topology"]
+    assert ANNOTATION_PACK in pack  # ours beside it
+
+
+@pytest.mark.parametrize("execution, message", [
+    ({"podTemplate": {"metadata": {"labels": {"flopsfit.dev/sweep": "x"}}}}, "prefix is the operator's own"),
+    ({"podTemplate": {"metadata": {"annotations": {"bad key!": "x"}}}}, "not a Kubernetes qualified name"),
+    ({"podTemplate": {"metadata": {"labels": {"team": "two words"}}}}, "is not a label value"),
+    ({"podTemplate": {"spec": {"tolerations": [{"effect": "Sometimes"}]}}}, "NoSchedule"),
+    ({"nodeSelector": {"pool": "a"}, "podTemplate": {"spec": {"nodeSelector": {"pool": "b"}}}}, "two values"),
+    ({"priorityClassName": "a", "podTemplate": {"spec": {"priorityClassName": "b"}}}, "keep one"),
+])
+def test_a_bad_pod_template_is_refused_saying_what_to_change(tiny_manifest, execution, message):
+    tiny_manifest["spec"]["execution"] = execution
+    with pytest.raises(SpecError, match="execution") as error:
+        parse_sweep(tiny_manifest)
+    assert message in str(error.value)
 
 
 @pytest.mark.parametrize("attempt", [1, 99, 999])

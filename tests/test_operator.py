@@ -151,6 +151,21 @@ def test_jobs_a_queue_suspends_show_as_queued_until_admitted(cluster):
     assert len(jobs()) == 2 and not [j for j in jobs() if j.metadata.name.endswith("-a2")]
 
 
+def test_the_pod_template_reaches_the_jobs_pods(cluster):
+    """execution.podTemplate through the real operator: Kueue's topology annotation and a label on the pod template
+    of every Job it creates, placement merged."""
+    topology = {"kueue.x-k8s.io/podset-required-topology": "cloud.google.com/gce-topology-block"}
+    body = sweep_body(podTemplate={"metadata": {"labels": {"team": "llm"}, "annotations": topology},
+                                   "spec": {"nodeSelector": {"pool": "h100"}, "priorityClassName": "research"}})
+    kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, body)
+    made = wait_for(lambda: len(jobs()) == 2 and jobs(), "two Jobs")
+    for job in made:
+        template = job.spec.template
+        assert template.metadata.annotations == topology and template.metadata.labels["team"] == "llm"
+        assert template.spec.node_selector == {"pool": "h100"} and template.spec.priority_class_name == "research"
+    wait_for(lambda: status().get("phase") == "Running", "Running")
+
+
 def test_every_write_of_the_operator_names_its_field_manager(cluster):
     c, _ = cluster
     kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, sweep_body())

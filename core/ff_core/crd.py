@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ff_core.spec import API_VERSION, KIND, PLUGIN_PATH, SweepSpec
+from ff_core.spec import API_VERSION, KIND, LABEL_VALUE, MAX_POD_METADATA, PLUGIN_PATH, RESERVED_PREFIX, SweepSpec
 from ff_core.status import PRINTER_COLUMNS
 
 GROUP, VERSION = API_VERSION.split("/")
@@ -78,6 +78,14 @@ def spec_schema() -> dict[str, Any]:
     props["budgets"]["items"] |= {"minimum": 0, "exclusiveMinimum": True}
     for role in ("model", "data", "loss", "flops"):  # the import-path check of PluginRef, as a pattern
         props[role]["properties"]["plugin"]["pattern"] = PLUGIN_PATH.pattern
+    pod_meta = props["execution"]["properties"]["podTemplate"]["properties"]["metadata"]
+    for field in ("labels", "annotations"):
+        pod_meta["properties"][field]["maxProperties"] = MAX_POD_METADATA  # bounds the cost of the rule below
+    pod_meta["properties"]["labels"]["additionalProperties"] |= {"maxLength": 63, "pattern": LABEL_VALUE}
+    pod_meta["x-kubernetes-validations"] = [
+        {"rule": f"!has(self.{field}) || self.{field}.all(k, !k.startsWith('{RESERVED_PREFIX}'))",
+         "message": f"podTemplate {field}: the {RESERVED_PREFIX} prefix is the operator's own; use another prefix"}
+        for field in ("labels", "annotations")]
     spec["x-kubernetes-validations"] = [
         {"rule": f"size(self.budgets) * (has(self.pointsPerBudget) ? self.pointsPerBudget : 5) <= {MAX_EXPERIMENTS}",
          "message": f"the sweep would plan more than {MAX_EXPERIMENTS} experiments; use fewer budgets or points"},

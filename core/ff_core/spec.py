@@ -231,6 +231,67 @@ class Storage(_Model):
         return value
 
 
+# A label or annotation key (an optional DNS-subdomain prefix and "/", then a name of at most 63 characters), a
+# label value, and the key prefix the operator keeps for its own labels and annotations.
+QUALIFIED_KEY = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                 r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+RESERVED_PREFIX = "flopsfit.dev/"
+MAX_POD_METADATA = 64  # labels, and annotations, a podTemplate may add (bounds the CRD's CEL rule's cost too)
+
+
+class Toleration(_Model):
+    """A pod toleration, as Kubernetes spells it."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class PodTemplateMetadata(_Model):
+    """Labels and annotations added to every trainer pod (Kueue's topology annotations among them:
+    kueue.x-k8s.io/podset-required-topology or -preferred-topology, which Kueue reads from the pod template)."""
+
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _keys(self) -> PodTemplateMetadata:
+        for kind, entries in (("label", self.labels), ("annotation", self.annotations)):
+            for key in entries:
+                if not re.match(QUALIFIED_KEY, key) or len(key.split("/")[0]) > 253:
+                    raise ValueError(f"{kind} key {key!r} is not a Kubernetes qualified name ([prefix/]name, the "
+                                     "name at most 63 letters, digits, '-', '_' or '.')")
+                if key.startswith(RESERVED_PREFIX):
+                    raise ValueError(f"{kind} key {key!r}: the {RESERVED_PREFIX} prefix is the operator's own (it "
+                                     "finds its Jobs and pods by it); use another prefix")
+        for kind, entries in (("labels", self.labels), ("annotations", self.annotations)):
+            if len(entries) > MAX_POD_METADATA:
+                raise ValueError(f"{len(entries)} {kind}: a podTemplate adds at most {MAX_POD_METADATA}")
+        for key, value in self.labels.items():
+            if not re.match(LABEL_VALUE, value):
+                raise ValueError(f"label {key}: value {value!r} is not a label value (at most 63 letters, digits, "
+                                 "'-', '_' or '.', starting and ending with a letter or digit)")
+        return self
+
+
+class PodTemplateSpec(_Model):
+    """Where trainer pods may run: merged with execution.nodeSelector, tolerations and priorityClassName."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    priority_class_name: str | None = None
+
+
+class PodTemplate(_Model):
+    """What the trainer pods carry beyond the operator's own: metadata and placement, passed through as given."""
+
+    metadata: PodTemplateMetadata = Field(default_factory=PodTemplateMetadata)
+    spec: PodTemplateSpec = Field(default_factory=PodTemplateSpec)
+
+
 class Execution(_Model):
     """How a cluster runs the sweep: concurrency, retries, the failure budget, and each Job's pod."""
 
@@ -258,6 +319,9 @@ class Execution(_Model):
     tracking_credentials_secret: str | None = Field(default=None, description=(
         "Secret with the tracking credentials (WANDB_API_KEY, MLFLOW_TRACKING_TOKEN or _USERNAME/_PASSWORD ...), "
         "put in every trainer's environment; never in the spec"))
+    pod_template: PodTemplate = Field(default_factory=PodTemplate, description=(
+        "labels, annotations (Kueue topology ones too), nodeSelector, tolerations and priorityClassName for every "
+        "trainer pod"))
     active_deadline_seconds: int | None = Field(default=None, gt=0)
     ttl_seconds_after_finished: int = Field(
         default=86400, ge=600, description="seconds a finished Job is kept; at least 600, so that an operator "
@@ -269,6 +333,28 @@ class Execution(_Model):
             raise ValueError(f"experimentsPerGPU {self.experiments_per_gpu} packs experiments of one GPU each; set "
                              "gpusPerExperiment 1 (or 0) and nodesPerExperiment 1, or experimentsPerGPU 1")
         return self
+
+    @model_validator(mode="after")
+    def _one_placement(self) -> Execution:
+        both = {k for k in self.node_selector.keys() & self.pod_template.spec.node_selector.keys()
+                if self.node_selector[k] != self.pod_template.spec.node_selector[k]}
+        if both:
+            raise ValueError(f"nodeSelector {sorted(both)[0]!r} is given two values (in execution.nodeSelector and "
+                             "execution.podTemplate.spec.nodeSelector); keep one")
+        ours, theirs = self.priority_class_name, self.pod_template.spec.priority_class_name
+        if ours and theirs and ours != theirs:
+            raise ValueError(f"priorityClassName is {ours!r} in execution and {theirs!r} in its podTemplate; keep one")
+        return self
+
+    @property
+    def pod_placement(self) -> dict[str, Any]:
+        """nodeSelector, tolerations and priorityClassName of trainer pods: execution's and its podTemplate's."""
+        tolerations = list(self.tolerations) + [t.model_dump(by_alias=True, exclude_none=True)
+                                                for t in self.pod_template.spec.tolerations]
+        placement = {"nodeSelector": self.node_selector | self.pod_template.spec.node_selector,
+                     "tolerations": tolerations,
+                     "priorityClassName": self.priority_class_name or self.pod_template.spec.priority_class_name}
+        return {key: value for key, value in placement.items() if value}
 
     @field_validator("cpu", "memory")
     @classmethod

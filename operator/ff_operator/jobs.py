@@ -133,10 +133,7 @@ def _job(sweep: ScalingSweep, name: str, labels: dict[str, str], command: list[s
         "containers": [_container(sweep, command)],
         "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "shm", "emptyDir": {"medium": "Memory"}}],
     }
-    for key, value in (("nodeSelector", ex.node_selector), ("tolerations", ex.tolerations),
-                       ("priorityClassName", ex.priority_class_name)):
-        if value:
-            pod_spec[key] = value
+    pod_spec |= ex.pod_placement  # execution's nodeSelector, tolerations, priorityClassName and its podTemplate's
     spec = {
         "backoffLimit": 0,
         "podFailurePolicy": {"rules": [
@@ -146,8 +143,7 @@ def _job(sweep: ScalingSweep, name: str, labels: dict[str, str], command: list[s
         ]},
         "ttlSecondsAfterFinished": ex.ttl_seconds_after_finished,
         "suspend": bool(ex.queue_name),  # Kueue admits (unsuspends) queued Jobs
-        "template": {"metadata": {"labels": labels} | ({"annotations": annotations} if annotations else {}),
-                     "spec": pod_spec},
+        "template": {"metadata": _pod_metadata(ex, labels, annotations), "spec": pod_spec},
     }
     if ex.active_deadline_seconds:
         spec["activeDeadlineSeconds"] = ex.active_deadline_seconds
@@ -165,6 +161,15 @@ def _job(sweep: ScalingSweep, name: str, labels: dict[str, str], command: list[s
     if sweep.metadata.namespace:
         metadata["namespace"] = sweep.metadata.namespace
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}
+
+
+def _pod_metadata(ex, labels: dict[str, str], annotations: dict[str, str] | None) -> dict[str, Any]:
+    """The pod template's labels and annotations: the podTemplate's, then ours (whose flopsfit.dev/ keys the
+    spec keeps it from using)."""
+    meta = {"labels": ex.pod_template.metadata.labels | labels}
+    if annotations or ex.pod_template.metadata.annotations:
+        meta["annotations"] = ex.pod_template.metadata.annotations | (annotations or {})
+    return meta
 
 
 def build_service(job: dict[str, Any], job_uid: str) -> dict[str, Any] | None:
