@@ -44,8 +44,13 @@ def one_process(command: list[str]) -> tuple[str, list[str], dict[str, str]] | N
 
 
 class Kubelet:
-    def __init__(self, cluster, namespace: str, scratch: Path, workers: int = 2, warm: bool = True):
-        self.cluster, self.namespace, self.scratch, self.warm = cluster, namespace, scratch, warm
+    """`pods=False` stands in for a MultiKueue worker cluster instead: it admits each queued Job (unsuspends it,
+    as Kueue does), runs its command and copies the outcome into the Job's status, and no pod ever appears
+    here, as on a manager cluster."""
+
+    def __init__(self, cluster, namespace: str, scratch: Path, workers: int = 2, warm: bool = True,
+                 pods: bool = True):
+        self.cluster, self.namespace, self.scratch, self.warm, self.pods = cluster, namespace, scratch, warm, pods
         if warm:
             launch.warm_up()
         self.batch, self.core = kubernetes.client.BatchV1Api(), kubernetes.client.CoreV1Api()
@@ -66,6 +71,9 @@ class Kubelet:
     def _loop(self) -> None:
         while not self.stop.wait(0.3):
             for job in self.batch.list_namespaced_job(self.namespace, label_selector=LABEL_SWEEP).items:
+                if not self.pods and job.spec.suspend and job.metadata.name not in self.seen:
+                    self.batch.patch_namespaced_job(job.metadata.name, self.namespace, {"spec": {"suspend": False}})
+                    continue
                 if job.metadata.name not in self.seen and not job.spec.suspend:
                     self.seen.add(job.metadata.name)
                     self.pool.submit(self._run, job)
@@ -83,9 +91,10 @@ class Kubelet:
         pod_name = f"{job.metadata.name}-x"
         labels = dict(job.spec.template.metadata.labels) | {"job-name": job.metadata.name}
         annotations = dict(job.spec.template.metadata.annotations or {})
-        self.core.create_namespaced_pod(self.namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": {
-            "name": pod_name, "namespace": self.namespace, "labels": labels, "annotations": annotations},
-            "spec": {"containers": [{"name": "trainer", "image": job.spec.template.spec.containers[0].image}]}})
+        if self.pods:
+            self.core.create_namespaced_pod(self.namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": pod_name, "namespace": self.namespace, "labels": labels, "annotations": annotations},
+                "spec": {"containers": [{"name": "trainer", "image": job.spec.template.spec.containers[0].image}]}})
         container = job.spec.template.spec.containers[0]
         workdir = self.scratch / job.metadata.name
         workdir.mkdir(parents=True, exist_ok=True)
@@ -93,11 +102,12 @@ class Kubelet:
         termination.write_text("")
         env = self._env(container) | {"FF_TERMINATION_LOG": str(termination)}
         code, output = self._execute(container.command, env, workdir)
-        self.cluster.logs[self.namespace, pod_name] = output
-        terminated = {"exitCode": code, "message": termination.read_text()}
-        self.core.patch_namespaced_pod_status(pod_name, self.namespace, {"status": {"containerStatuses": [
-            {"name": "trainer", "image": container.image, "imageID": "", "ready": False, "restartCount": 0,
-             "state": {"terminated": terminated}}]}})
+        if self.pods:
+            self.cluster.logs[self.namespace, pod_name] = output
+            terminated = {"exitCode": code, "message": termination.read_text()}
+            self.core.patch_namespaced_pod_status(pod_name, self.namespace, {"status": {"containerStatuses": [
+                {"name": "trainer", "image": container.image, "imageID": "", "ready": False, "restartCount": 0,
+                 "state": {"terminated": terminated}}]}})
         if code == 0:
             condition = {"type": "Complete", "status": "True"}
         else:

@@ -53,7 +53,7 @@ def manifest(**spec) -> dict:
 
 
 def test_rules_exist_and_compile():
-    assert len(RULES) == 2 + len(IMMUTABLE) + 2  # + the podTemplate's reserved prefix, labels and annotations
+    assert len(RULES) == 3 + len(IMMUTABLE) + 2  # + the podTemplate's reserved prefix, labels and annotations
     for _, rule, _ in RULES:
         ENV.compile(rule)
 
@@ -98,3 +98,9 @@ def test_a_pod_template_may_not_use_the_operators_prefix():
     for field in ("labels", "annotations"):
         refused = violations(manifest(execution={"podTemplate": {"metadata": {field: {"flopsfit.dev/sweep": "x"}}}}))
         assert refused == [f"podTemplate {field}: the flopsfit.dev/ prefix is the operator's own; use another prefix"]
+
+
+def test_multikueue_needs_a_queue():
+    assert violations(manifest(execution={"managedBy": "kueue.x-k8s.io/multikueue", "queueName": "q"})) == []
+    assert violations(manifest(execution={"managedBy": "kueue.x-k8s.io/multikueue"})) == [
+        "execution.managedBy needs execution.queueName: MultiKueue dispatches only queued Jobs"]

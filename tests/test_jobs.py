@@ -103,6 +103,13 @@ def test_the_pod_template_passes_metadata_and_placement_through(tiny_manifest):
     assert ANNOTATION_PACK in pack  # ours beside it
 
 
+def test_a_multikueue_job_is_managed_by_kueue(tiny_manifest):
+    tiny_manifest["spec"]["execution"] = {"queueName": "gpu", "managedBy": "kueue.x-k8s.io/multikueue"}
+    job = render(tiny_manifest)
+    assert job["spec"]["managedBy"] == "kueue.x-k8s.io/multikueue" and job["spec"]["suspend"] is True
+    assert "managedBy" not in render(tiny_manifest | {"spec": tiny_manifest["spec"] | {"execution": {}}})["spec"]
+
+
 @pytest.mark.parametrize("execution, message", [
     ({"podTemplate": {"metadata": {"labels": {"flopsfit.dev/sweep": "x"}}}}, "prefix is the operator's own"),
     ({"podTemplate": {"metadata": {"annotations": {"bad key!": "x"}}}}, "not a Kubernetes qualified name"),
@@ -110,8 +117,12 @@ def test_the_pod_template_passes_metadata_and_placement_through(tiny_manifest):
     ({"podTemplate": {"spec": {"tolerations": [{"effect": "Sometimes"}]}}}, "NoSchedule"),
     ({"nodeSelector": {"pool": "a"}, "podTemplate": {"spec": {"nodeSelector": {"pool": "b"}}}}, "two values"),
     ({"priorityClassName": "a", "podTemplate": {"spec": {"priorityClassName": "b"}}}, "keep one"),
+    ({"managedBy": "kueue.x-k8s.io/multikueue"}, "needs queueName"),
+    ({"managedBy": "kueue.x-k8s.io/multikueue", "queueName": "q", "experimentsPerGPU": 2}, "experimentsPerGPU 1"),
+    ({"managedBy": "kueue.x-k8s.io/multikueue", "queueName": "q", "nodesPerExperiment": 2}, "nodesPerExperiment 1"),
+    ({"managedBy": "someone-else"}, "multikueue"),
 ])
-def test_a_bad_pod_template_is_refused_saying_what_to_change(tiny_manifest, execution, message):
+def test_a_bad_pod_template_or_dispatch_is_refused_saying_what_to_change(tiny_manifest, execution, message):
     tiny_manifest["spec"]["execution"] = execution
     with pytest.raises(SpecError, match="execution") as error:
         parse_sweep(tiny_manifest)

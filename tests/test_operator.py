@@ -166,6 +166,29 @@ def test_the_pod_template_reaches_the_jobs_pods(cluster):
     wait_for(lambda: status().get("phase") == "Running", "Running")
 
 
+@pytest.mark.long
+def test_a_multikueue_manager_sweep_completes_from_job_status_alone(cluster, tmp_path):
+    """On a MultiKueue manager cluster the Jobs (spec.managedBy) run on a worker cluster: no pod ever appears
+    here, Kueue copies their status back. The stand-in worker admits each Job, runs its trainer and writes the
+    Job's outcome; the sweep completes from Job status, and the results are in the store."""
+    from kubelet import Kubelet
+
+    from ff_core.layout import is_result_key
+    from ff_core.store import open_store
+
+    c, _ = cluster
+    body = sweep_body(queueName="gpu", managedBy="kueue.x-k8s.io/multikueue")
+    body["spec"]["storage"] = {"uri": f"file://{tmp_path / 'store'}"}
+    kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, body)
+    with Kubelet(c, NS, tmp_path / "worker", pods=False) as worker:
+        wait_for(lambda: status().get("phase") == "Succeeded", "the sweep Succeeded", timeout=240)
+    assert status()["succeeded"] == 6 and len(worker.seen) == 6
+    assert {j.spec.managed_by for j in jobs()} == {"kueue.x-k8s.io/multikueue"}
+    assert kubernetes.client.CoreV1Api().list_namespaced_pod(NS).items == []  # nothing ran here
+    results = [k for k in open_store(f"file://{tmp_path / 'store'}").list("unit/") if is_result_key(k)]
+    assert len(results) == 6
+
+
 def test_every_write_of_the_operator_names_its_field_manager(cluster):
     c, _ = cluster
     kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, sweep_body())

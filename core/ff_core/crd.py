@@ -95,6 +95,8 @@ def spec_schema() -> dict[str, Any]:
                  "self.execution.nodesPerExperiment == 1))",
          "message": "experimentsPerGPU packs experiments of one GPU each; set gpusPerExperiment 1 (or 0) and "
                     "nodesPerExperiment 1, or experimentsPerGPU 1"},
+        {"rule": "!has(self.execution) || !has(self.execution.managedBy) || has(self.execution.queueName)",
+         "message": "execution.managedBy needs execution.queueName: MultiKueue dispatches only queued Jobs"},
         *[{"rule": f"has(oldSelf.{f}) == has(self.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})",
            "message": f"spec.{f} defines the plan and cannot change; create a new sweep instead"} for f in IMMUTABLE],
     ]

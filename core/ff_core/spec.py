@@ -314,6 +314,9 @@ class Execution(_Model):
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     priority_class_name: str | None = None
     queue_name: str | None = Field(default=None, description="Kueue LocalQueue; Jobs are then created suspended")
+    managed_by: Literal["kueue.x-k8s.io/multikueue"] | None = Field(default=None, description=(
+        "the Jobs' spec.managedBy: on a MultiKueue manager cluster, Kueue runs them on a worker cluster and copies "
+        "their status back (no pods here; state comes from Job status and the store). Needs queueName"))
     workload_priority_class: str | None = Field(default=None, description="Kueue WorkloadPriorityClass")
     s3_credentials_secret: str | None = Field(default=None, description="Secret with AWS_ACCESS_KEY_ID etc.")
     tracking_credentials_secret: str | None = Field(default=None, description=(
@@ -332,6 +335,17 @@ class Execution(_Model):
         if self.experiments_per_gpu > 1 and (self.gpus_per_experiment > 1 or self.nodes_per_experiment > 1):
             raise ValueError(f"experimentsPerGPU {self.experiments_per_gpu} packs experiments of one GPU each; set "
                              "gpusPerExperiment 1 (or 0) and nodesPerExperiment 1, or experimentsPerGPU 1")
+        return self
+
+    @model_validator(mode="after")
+    def _dispatchable(self) -> Execution:
+        if self.managed_by and not self.queue_name:
+            raise ValueError(f"managedBy {self.managed_by} needs queueName: MultiKueue dispatches only Jobs queued "
+                             "in a LocalQueue of the manager cluster")
+        if self.managed_by and (self.experiments_per_gpu > 1 or self.nodes_per_experiment > 1):
+            raise ValueError(f"managedBy {self.managed_by}: a packed Job reports its members' exit codes in its pod, "
+                             "and a multi-node one needs its headless Service, neither of which MultiKueue brings back "
+                             "from the worker cluster; set experimentsPerGPU 1 and nodesPerExperiment 1")
         return self
 
     @model_validator(mode="after")

@@ -147,6 +147,8 @@ def _job(sweep: ScalingSweep, name: str, labels: dict[str, str], command: list[s
     }
     if ex.active_deadline_seconds:
         spec["activeDeadlineSeconds"] = ex.active_deadline_seconds
+    if ex.managed_by:  # MultiKueue: this cluster's Job controller leaves it alone; a worker cluster runs it
+        spec["managedBy"] = ex.managed_by
     if ex.nodes_per_experiment > 1:  # pods <name>-<index>.<name>: pod 0 hosts the rendezvous
         spec |= {"completionMode": "Indexed", "completions": ex.nodes_per_experiment,
                  "parallelism": ex.nodes_per_experiment}
