@@ -19,7 +19,8 @@ here so that kopf and the `kubernetes` client see what a real API server would d
   applying, or (updates) 409 Conflict; `Cluster.outage(seconds)` answers every request 503 for a while
   and cuts the open watches, as an API server restart does;
 - `labelSelector` on lists (equality and existence terms);
-- discovery for the resources used (v1/namespaces included: kopf waits for it before any watch);
+- discovery for the resources used (v1/namespaces included: kopf waits for it before any watch; kopf.dev's
+  peering objects for operators that run as several replicas);
 - pod logs (`pods/<name>/log`) served from `Cluster.logs`, standing in for the kubelet;
 - mutating admission: `mutators[plural](body)` changes each created object before it is stored (Kueue's webhook
   suspending the Jobs of a namespace with a LocalQueue, say);
@@ -421,6 +422,10 @@ class Cluster:
             k.resources["v1/services"] = kmock.ResourceInfo(kind="Service", namespaced=True, verbs=every)
             k.resources["v1/secrets"] = kmock.ResourceInfo(kind="Secret", namespaced=True, verbs=every)
             k.resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs={"list", "watch", "get"})
+            for plural, kind, namespaced in (("clusterkopfpeerings", "ClusterKopfPeering", False),
+                                             ("kopfpeerings", "KopfPeering", True)):  # kopf's peering objects
+                k.resources[f"kopf.dev/v1/{plural}"] = kmock.ResourceInfo(kind=kind, namespaced=namespaced,
+                                                                          verbs=every)
             k.resources["v1/events"] = kmock.ResourceInfo(kind="Event", namespaced=True, verbs={"create", "list"})
             self.url = str(server.url).rstrip("/")
             self.ready.set()

@@ -10,6 +10,8 @@ import datetime
 import functools
 import json
 import logging
+import os
+import secrets
 import threading
 from collections import defaultdict
 from typing import Any
@@ -251,6 +253,11 @@ def sweep_jobs(body: kopf.Body, namespace: str, **_: Any) -> dict[tuple[str, str
     return {(namespace, job["metadata"]["labels"][LABEL_SWEEP]): observe(job)}
 
 
+def _finished(body: kopf.Body) -> bool:
+    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+               for c in body.get("status", {}).get("conditions", []))
+
+
 def _disrupted(body: kopf.Body) -> bool:
     return any(c.get("type") == "DisruptionTarget" and c.get("status") == "True"
                for c in body.get("status", {}).get("conditions", []))
@@ -289,11 +296,43 @@ def sweep_pack_exits(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: 
     return {}
 
 
+PRIORITY_ENV, LIFETIME_ENV = "FF_PEERING_PRIORITY", "FF_PEERING_LIFETIME"
+NAMESPACES_ENV = "FF_PEERING_NAMESPACES"  # the watched namespaces, comma-separated, when not --all-namespaces
+PEERING_LIFETIME = 15  # seconds a replica that died without a word (SIGKILL, a lost node) keeps the others paused
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.scanning.disabled = True  # watch only what the handlers name
     if port := metrics.serve():
         logging.getLogger(__name__).info("metrics at http://0.0.0.0:%d/metrics", port)
+    if not settings.peering.standalone:
+        _join_peering(settings)
+
+
+def _join_peering(settings: kopf.OperatorSettings) -> None:
+    """Several replicas (`kopf run --peering=NAME`, the chart's operator.replicas > 1): kopf runs the one of the
+    highest priority and pauses the others, and pauses every one of the same priority. Replicas of one Deployment
+    are alike, so each draws its own priority (or takes FF_PEERING_PRIORITY); the peering object is created if
+    missing (a chart cannot create it in the release that installs its CRD)."""
+    settings.peering.priority = int(os.environ.get(PRIORITY_ENV) or secrets.randbelow(2**31 - 1) + 1)
+    settings.peering.lifetime = int(os.environ.get(LIFETIME_ENV) or PEERING_LIFETIME)
+    kubernetes.config.load_config()  # startup comes before kopf's login (which loads the same config)
+    api = kubernetes.client.CustomObjectsApi()
+    body = {"apiVersion": "kopf.dev/v1", "metadata": {"name": settings.peering.name}}
+    try:
+        if settings.peering.clusterwide:
+            api.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings",
+                                             body | {"kind": "ClusterKopfPeering"}, field_manager=MANAGER)
+        else:
+            for namespace in filter(None, os.environ.get(NAMESPACES_ENV, "").split(",")):
+                api.create_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings",
+                                                    body | {"kind": "KopfPeering"}, field_manager=MANAGER)
+    except kubernetes.client.ApiException as error:
+        if error.status != 409:
+            raise
+    logging.getLogger(__name__).info("peering %r with priority %d (lifetime %d s)", settings.peering.name,
+                                     settings.peering.priority, settings.peering.lifetime)
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
@@ -309,8 +348,11 @@ def on_sweep(namespace: str, name: str, sweep_jobs: kopf.Index, sweep_disruption
 def on_job(type: str | None, body: kopf.Body, namespace: str, labels: kopf.Labels, sweep_jobs: kopf.Index,
            sweep_disruptions: kopf.Index, sweep_pack_exits: kopf.Index, **_: Any) -> None:
     """A Job of ours changed: reconcile its sweep now, not at the next resync. So did one that arrives suspended
-    (by a queue's webhook, or ours with a queueName): its experiment is Queued, not the Running just recorded."""
-    if type in ("MODIFIED", "DELETED") or (type == "ADDED" and body.get("spec", {}).get("suspend")):
+    (by a queue's webhook, or ours with a queueName): its experiment is Queued, not the Running just recorded; and
+    one listed finished when the watch starts (type None: a restart, a standby replica taking over), as the
+    sweep's resume handler may have run before the index held it."""
+    arrived = type in (None, "ADDED")
+    if type in ("MODIFIED", "DELETED") or (arrived and (body.get("spec", {}).get("suspend") or _finished(body))):
         sync_by_name(namespace, labels[LABEL_SWEEP], sweep_jobs, sweep_disruptions, sweep_pack_exits)
 
 
