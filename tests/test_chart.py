@@ -24,6 +24,7 @@ VALUES = {
                    "--set", "serviceAccounts.trainer.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/s3"],
     "custom": ["--set", "operator.verbose=true", "--set", "operator.logFormat=json", "--set", "userRole.create=false",
                "--set", "operator.nodeSelector.pool=system", "--set", "operator.priorityClassName=system-cluster-critical"],
+    "replicated": ["--set", "operator.replicas=2", "--set", "operator.watchNamespaces={research}"],
     "monitored": ["--set", "operator.metrics.serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true",
                   "--set", "operator.metrics.serviceMonitor.labels.release=kube-prometheus-stack",
                   "--set", "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"],
@@ -36,6 +37,8 @@ OPERATOR_VERBS = {  # (apiGroup, resource) -> verbs: what ff_operator.handlers a
     ("", "pods"): {"list", "watch"},
     ("", "services"): {"create"},
     ("", "events"): {"create"},
+    ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch", "create"},  # replicas > 1: peering
+    ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch", "create"},
 }
 
 
@@ -134,6 +137,28 @@ def test_metrics_are_served_behind_a_service_and_scraped_by_a_service_monitor_if
     assert not [s for s in kinds(off, "Service") if s["metadata"]["name"].endswith("-metrics")]
     assert "FF_METRICS_PORT" not in str(kinds(off, "Deployment")[0]) and kinds(off, "NetworkPolicy")[0]["spec"][
         "ingress"] == []
+
+
+def test_replicas_run_with_kopf_peering_and_its_crds_and_rights():
+    """operator.replicas > 1: no --standalone but --peering, a rolling update, kopf's peering CRDs, the rights on
+    the peering objects, and where the operator creates them (the watched namespaces, or cluster-wide)."""
+    for values, plural in ((["--set", "operator.replicas=2"], "clusterkopfpeerings"),
+                           (VALUES["replicated"], "kopfpeerings")):
+        docs = render(values)
+        deployment = kinds(docs, "Deployment")[0]
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+        assert "--standalone" not in args and "--peering=ff-flops-fit" in args
+        assert {c["metadata"]["name"] for c in kinds(docs, "CustomResourceDefinition")} >= {
+            "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+        rules = [r for role in kinds(docs, "ClusterRole") + kinds(docs, "Role") for r in role["rules"]
+                 if r["apiGroups"] == ["kopf.dev"]]
+        assert rules and all(r["resources"] == [plural] for r in rules)
+        env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["FF_PEERING_LIFETIME"] == "15"
+        assert env.get("FF_PEERING_NAMESPACES") == ("research" if plural == "kopfpeerings" else None)
+    single = render([])
+    assert not [c for c in kinds(single, "CustomResourceDefinition") if c["spec"]["group"] == "kopf.dev"]
 
 
 def test_the_crd_is_the_generated_one_kept_on_uninstall_and_optional():

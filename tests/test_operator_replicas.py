@@ -17,16 +17,26 @@ import pytest
 from k8s_cluster import Cluster, kubeconfig
 from test_operator import GROUP, NS, PLURAL, VERSION, finish, jobs, status, sweep_body, wait_for
 
-PEERING = "flops-fit"
+PEERING = "ff-flops-fit"  # the chart's: its release name (ff in tests/test_chart.py) and chart name
+
+
+def chart_args() -> list[str]:
+    """The operator's arguments as the chart renders them with operator.replicas: 2."""
+    from test_chart import kinds, render
+
+    deployment = kinds(render(["--set", "operator.replicas=2"]), "Deployment")[0]
+    return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
 def replica(config: str, priority: int, log: Path) -> subprocess.Popen:
-    """`kopf run --peering=flops-fit --all-namespaces ...`, as the chart runs each replica, at a given priority
-    (the chart leaves it to each replica to draw one); a 2 s peering lifetime so a dead one is noticed soon."""
+    """The chart's command for each replica (kopf run --peering=... --all-namespaces), at a given priority (the
+    chart leaves it to each replica to draw one), its liveness endpoint on a port of its own, and a 2 s peering
+    lifetime so that a dead one is noticed soon."""
     kopf_cli = Path(sys.executable).with_name("kopf")
+    args = [a for a in chart_args() if not a.startswith("--liveness")]
+    assert args[0] == "run" and f"--peering={PEERING}" in args and "--standalone" not in args
     env = dict(os.environ, KUBECONFIG=config, FF_PEERING_PRIORITY=str(priority), FF_PEERING_LIFETIME="2")
-    return subprocess.Popen([str(kopf_cli), "run", f"--peering={PEERING}", "--module=ff_operator.handlers",
-                             "--all-namespaces"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen([str(kopf_cli), *args], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
 def peers() -> dict:

@@ -50,4 +50,9 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- if gt (int .Values.operator.replicas) 1 }}
+- apiGroups: [kopf.dev]
+  resources: [{{ if .Values.operator.watchNamespaces }}kopfpeerings{{ else }}clusterkopfpeerings{{ end }}]
+  verbs: [get, list, watch, patch, create]
+{{- end }}
 {{- end -}}
