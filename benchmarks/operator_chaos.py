@@ -13,6 +13,9 @@ after a TTL or preempts pods). Scenarios:
   ttl-below-restart  the same with a 0.3 s TTL, shorter than a restart: the case the floor refuses, shown
               to say why (a Job that finished and vanished while the operator was down runs again)
   preemptions crash, plus 30% of running pods preempted (condition DisruptionTarget, then replaced)
+  two-replicas  two replicas with kopf peering (the chart's operator.replicas: 2, a 2 s peering lifetime): the
+              active one (the higher priority) is SIGKILLed every 0.8-2 s and a new replica of a random priority
+              started, so the standby takes over, or the newcomer takes over from it
   wsd         crash, with a WSD sweep: trunk segments and cooldown branches, each a Job that must wait for
               the segment it starts from (audited: steps started before their prerequisite completed)
 Audited: Jobs created twice (one name, two uids, same owner), extra attempts (no Job fails here, so any
@@ -53,7 +56,8 @@ from ff_operator.jobs import job_name  # noqa: E402
 from k8s_cluster import Chaos, Cluster, kubeconfig  # noqa: E402
 
 GROUP, VERSION, PLURAL, NS, NAME = "flopsfit.dev", "v1alpha1", "scalingsweeps", "default", "chaos"
-SCENARIOS = ("crash", "api-faults", "outages", "recreated", "ttl", "ttl-below-restart", "preemptions", "wsd")
+SCENARIOS = ("crash", "api-faults", "outages", "recreated", "ttl", "ttl-below-restart", "preemptions", "wsd",
+             "two-replicas")
 
 
 class Kubelet(threading.Thread):
@@ -127,11 +131,17 @@ class Kubelet(threading.Thread):
         self.core.delete_namespaced_pod(name, NS)
 
 
-def _operator(config: str) -> subprocess.Popen:
+def _operator(config: str, priority: int | None = None) -> subprocess.Popen:
+    """The chart's command: --standalone, or with a priority one of several replicas with kopf peering."""
     kopf_cli = Path(sys.executable).with_name("kopf")
-    return subprocess.Popen([str(kopf_cli), "run", "--standalone", "--module=ff_operator.handlers", "--all-namespaces"],
-                            env=dict(os.environ, KUBECONFIG=config), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    mode = ["--standalone"] if priority is None else ["--peering=chaos"]
+    env = dict(os.environ, KUBECONFIG=config)
+    if priority is not None:
+        env |= {"FF_PEERING_PRIORITY": str(priority), "FF_PEERING_LIFETIME": "2"}
+    process = subprocess.Popen([str(kopf_cli), "run", *mode, "--module=ff_operator.handlers", "--all-namespaces"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process.priority = priority  # type: ignore[attr-defined]
+    return process
 
 
 def _sweep(experiments: int, parallelism: int, wsd: bool = False) -> dict:
@@ -164,7 +174,10 @@ def chaos(experiments: int = 60, parallelism: int = 6, kills: int = 8, seed: int
             cluster.emulator.gc_delay = 2.0
         kubelet = Kubelet(parallelism, seed, ttl, 0.3 if scenario == "preemptions" else 0.0)
         kubelet.start()
-        operator, began, killed, outages, recreated = _operator(config), time.monotonic(), 0, 0, 0
+        replicas = scenario == "two-replicas"
+        standby = _operator(config, rng.randint(1, 10**6)) if replicas else None
+        operator = _operator(config, rng.randint(1, 10**6)) if replicas else _operator(config)
+        began, killed, outages, recreated = time.monotonic(), 0, 0, 0
         if scenario == "api-faults":
             cluster.emulator.chaos = Chaos(rate=0.2, seed=seed)
         next_kill = began + rng.uniform(0.8, 2.0)
@@ -181,7 +194,13 @@ def chaos(experiments: int = 60, parallelism: int = 6, kills: int = 8, seed: int
             now = time.monotonic()
             if status.get("phase") == "Succeeded" and recreated >= recreations:
                 break
-            if killed < kills and now >= next_kill:
+            if killed < kills and now >= next_kill and replicas:  # the active one: the higher priority
+                active, standby = sorted((operator, standby), key=lambda p: p.priority, reverse=True)
+                active.send_signal(signal.SIGKILL)
+                active.wait()
+                operator, killed = _operator(config, rng.randint(1, 10**6)), killed + 1
+                next_kill = time.monotonic() + rng.uniform(0.8, 2.0)
+            elif killed < kills and now >= next_kill:
                 operator.send_signal(signal.SIGKILL)
                 operator.wait()
                 operator, killed = _operator(config), killed + 1
@@ -200,8 +219,10 @@ def chaos(experiments: int = 60, parallelism: int = 6, kills: int = 8, seed: int
         cluster.emulator.chaos = Chaos()
         kubelet.stop.set()
         kubelet.join(5)
-        operator.terminate()
-        operator.wait(30)
+        for process in (operator, standby):
+            if process is not None:
+                process.terminate()
+                process.wait(30)
     rows = status.get("experiments", [])
     parsed = parse_sweep(body)
     waits = {s.id: s.after for s in plan_steps(parsed, plan_sweep(parsed))}

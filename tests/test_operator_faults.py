@@ -123,11 +123,11 @@ def test_a_failed_create_is_retried_outside_the_sweeps_lock(cluster):  # noqa: F
     assert c.emulator.faults["create", "jobs"] == 0
 
 
-@pytest.mark.parametrize("scenario", ["crash", "api-faults", "recreated", "outages", "wsd"])
+@pytest.mark.parametrize("scenario", ["crash", "api-faults", "recreated", "outages", "wsd", "two-replicas"])
 def test_the_operator_under_faults_loses_and_duplicates_nothing(scenario):
     """Short versions of benchmarks/operator_chaos.py: `kopf run` SIGKILLed mid-sweep (twice), plus 20% failed
     writes, or the sweep deleted and created again while the old Jobs linger, or API outages, or a WSD sweep
-    whose branches must wait for their trunk segments."""
+    whose branches must wait for their trunk segments, or the active one of two peered replicas killed."""
     import sys
     from pathlib import Path
 
