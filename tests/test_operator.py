@@ -142,13 +142,17 @@ def test_jobs_a_queue_suspends_show_as_queued_until_admitted(cluster):
 
     batch = kubernetes.client.BatchV1Api()
     batch.patch_namespaced_job(queued[0].metadata.name, NS, {"spec": {"suspend": False}})  # admitted
+    batch.patch_namespaced_job_status(queued[0].metadata.name, NS, {"status": {"startTime": "2026-12-03T12:00:00Z"}})
     wait_for(lambda: status().get("phase") == "Running" and status().get("running") == 1
              and status().get("queued") == 1, "one Running, one still Queued")
     assert {r["s"] for r in status()["experiments"] if r["a"]} == {"Running", "Queued"}
-    # Kueue evicts an admitted Job by suspending it again (its pods go): Queued again, with no retry spent
+    assert status()["preempted"] == 0  # the webhook's suspension of a Job that never ran is no preemption
+    # Kueue preempts an admitted Job by suspending it again (its pods go): Queued again, counted as a preemption
+    # from the Job alone (a MultiKueue manager has no pods), and no retry spent
     batch.patch_namespaced_job(queued[0].metadata.name, NS, {"spec": {"suspend": True}})
     wait_for(lambda: status().get("queued") == 2 and status().get("phase") == "Queued", "evicted: Queued again")
     assert len(jobs()) == 2 and not [j for j in jobs() if j.metadata.name.endswith("-a2")]
+    assert status()["preempted"] == 1 and [r.get("p", 0) for r in status()["experiments"]].count(1) == 1
 
 
 def test_the_pod_template_reaches_the_jobs_pods(cluster):

@@ -155,6 +155,11 @@ def test_queued_jobs_hold_their_slots_and_the_sweep_says_queued(plan):
     # created with a queueName: suspended by us until Kueue admits them, so Queued from the start
     fresh = reconcile(plan, ex(queue_name="gpu"), [], {}, 1, NOW)
     assert created(fresh) == [(0, 1), (1, 1)] and fresh.status["queued"] == 2 and fresh.status["phase"] == "Queued"
+    evicted = [ObservedJob(admitted[1].name, admitted[1].experiment, 1, "active", queued=True, started=True),
+               queued[0]]
+    after = reconcile(plan, ex(), evicted, actions.status, 1, NOW)  # Kueue took the running one back
+    assert after.status["preempted"] == 1 and after.status["queued"] == 2 and created(after) == []
+    assert reconcile(plan, ex(), evicted, after.status, 1, NOW).status["preempted"] == 1  # counted once
     unseen = reconcile(plan, ex(queue_name="gpu"), [], fresh.status, 1, NOW)  # the watch has not shown them yet
     assert created(unseen) == [(0, 1), (1, 1)]  # the same names: creating them again is success
 

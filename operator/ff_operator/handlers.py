@@ -249,7 +249,8 @@ def sweep_jobs(body: kopf.Body, namespace: str, **_: Any) -> dict[tuple[str, str
                         "annotations": dict(body["metadata"].get("annotations") or {}),
                         "ownerReferences": list(body["metadata"].get("ownerReferences") or [])},
            "spec": {"suspend": bool(body.get("spec", {}).get("suspend"))},
-           "status": {"conditions": list(body.get("status", {}).get("conditions", []))}}
+           "status": {"conditions": list(body.get("status", {}).get("conditions", [])),
+                      "startTime": body.get("status", {}).get("startTime")}}
     return {(namespace, job["metadata"]["labels"][LABEL_SWEEP]): observe(job)}
 
 

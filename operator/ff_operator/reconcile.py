@@ -47,6 +47,7 @@ class ObservedJob:
     members: tuple[tuple[str, int], ...] = ()  # a packed Job: (step id, attempt) of each member
     pack: str = ""  # a member of a packed Job (after `members_of`): the pack's id
     queued: bool = False  # active but suspended: waiting for a queue's admission (Kueue), no pod runs
+    started: bool = False  # it ran at some point (status.startTime): queued again, it was evicted (preempted)
 
 
 def members_of(jobs: list[ObservedJob], exits: dict[str, dict[str, int]]) -> list[ObservedJob]:
@@ -67,7 +68,7 @@ def members_of(jobs: list[ObservedJob], exits: dict[str, dict[str, int]]) -> lis
                 elif code != exit_codes.DONE:
                     state, permanent = "failed", code in exit_codes.PERMANENT
             out.append(ObservedJob(job.name, member, attempt, state, permanent, job.owner, pack=job.experiment,
-                                   queued=job.queued))
+                                   queued=job.queued, started=job.started))
     return out
 
 
@@ -89,7 +90,7 @@ def observe(job: dict[str, Any]) -> ObservedJob:
     owner = next((ref.get("uid") for ref in references if ref.get("controller")), None)
     members = parse_pack((job["metadata"].get("annotations") or {}).get(ANNOTATION_PACK, ""))
     return ObservedJob(job["metadata"]["name"], labels[LABEL_EXPERIMENT], int(labels[LABEL_ATTEMPT]), state, permanent,
-                       owner, members, queued=queued)
+                       owner, members, queued=queued, started=bool(job.get("status", {}).get("startTime")))
 
 
 @dataclass(frozen=True)
@@ -134,11 +135,13 @@ def _experiment_states(steps: tuple[Step, ...], jobs: list[ObservedJob], recorde
 
 
 def preemptions(recorded: dict[str, ExperimentRow], disrupted: list[tuple[str, str]],
-                states: dict) -> dict[str, tuple[int, tuple[str, ...]]]:
+                states: dict, evicted: set[str] = frozenset()) -> dict[str, tuple[int, tuple[str, ...]]]:
     """Per experiment: (preemptions so far, disrupted pod names already counted), for those with any.
 
     A preempted pod (condition DisruptionTarget) is replaced by the Job controller and costs no retry; it is
     counted once by name. Names are kept while the experiment runs and dropped once it ends: the count stays.
+    `evicted`: experiments recorded Running whose Job a queue has suspended again after it started (Kueue's
+    preemption, read from the Job alone: on a MultiKueue manager there are no pods): one more each.
     """
     seen: dict[str, set[str]] = defaultdict(set)
     for experiment, pod in disrupted:
@@ -147,7 +150,7 @@ def preemptions(recorded: dict[str, ExperimentRow], disrupted: list[tuple[str, s
     for eid, (state, _, _) in states.items():
         old = recorded.get(eid) or ExperimentRow(eid)
         known = set(old.disrupted_pods)
-        count = old.preemptions + len(seen[eid] - known)
+        count = old.preemptions + len(seen[eid] - known) + (eid in evicted)
         if count:
             out[eid] = (count, () if state in TERMINAL else tuple(sorted(known | seen[eid])))
     return out
@@ -215,8 +218,10 @@ def reconcile(plan: Plan, execution: Execution, jobs: list[ObservedJob], previou
             states[e.id] = (QUEUED if execution.queue_name else RUNNING, attempt, None)
         for pack in packs:
             packs_of |= {e.id: pack_id(pack) for e, _ in pack}
+    evicted = {j.experiment for j in jobs if j.state == "active" and j.queued and j.started
+               and recorded.get(j.experiment, ExperimentRow(j.experiment)).state == RUNNING}
     status = summarize(plan, execution, states, previous, generation, now, stopped,
-                       preemptions(recorded, list(disrupted), states), steps, packs_of)
+                       preemptions(recorded, list(disrupted), states, evicted), steps, packs_of)
     return Actions(tuple(create), tuple(delete), status, _events(previous, status, create, packs), tuple(packs))
 
 
