@@ -161,12 +161,13 @@ def test_analyze_checks_the_sweeps_learning_rate_against_its_pilot(tmp_path):
 A_TRUE, SIZES, GRID = -0.35, (1e6, 4e6, 1.6e7, 6.4e7), [3e-3 * 2.0**k for k in range(-4, 5)]
 
 
-def grid_file(tmp_path, tokens=(2e8,), rates=GRID, seed=0) -> Path:
+def grid_file(tmp_path, tokens=(2e8,), rates=GRID, seed=0, b=0.0, sizes=SIZES) -> Path:
+    """`b`: the exponent of D in LR* (ln LR* gains b ln(D / 2e8))."""
     rng = np.random.default_rng(seed)
     lines = ["n_params,tokens,lr,loss"]
     for d in tokens:
-        for n in SIZES:
-            best = math.log(3e-3) + A_TRUE * math.log(n / 1e6)
+        for n in sizes:
+            best = math.log(3e-3) + A_TRUE * math.log(n / 1e6) + b * math.log(d / 2e8)
             for lr in rates:
                 gap = math.log(lr) - best
                 loss = "" if gap > math.log(8) else f"{3.0 - 0.1 * math.log(n / 1e6) + 0.02 * gap**2 + rng.normal(0, 0.002):.5f}"
@@ -194,6 +195,48 @@ def test_a_published_grid_recovers_the_lr_exponent_better_than_the_grid_argmin(t
     assert result.transfers is False and "does not transfer" in result.verdict()
     assert result.sweep_lr == result.sizes[0].lr.value  # judged: the smallest size's LR* carried to all
     assert "the smallest size's LR* 0.00297 is x4.3 off" in result.verdict()
+
+
+B_TRUE = 0.3  # Step Law's sign: lr* grows with D at a fixed N (lr* = c N^a D^b, b ~ +0.31 there)
+
+
+def test_the_lr_law_of_n_and_d_recovers_both_exponents_and_predicts_a_held_out_size(tmp_path):
+    """LR* = c N^a D^b across 5 sizes x 3 token counts of a x2 grid: both exponents within their intervals and
+    closer to the truth than the same law fitted to each cell's best grid point (whole grid steps: the naive
+    reading); the law fitted without the largest size predicts its LR* within the grid's factor at every D."""
+    from ff_client.fit.lrgrid import analyze_grid, load_lr_grid
+
+    # sizes x3 apart and token counts x5 apart, so that the optima do not sit on grid points in step (with x4 and
+    # the truth's centre on the grid, the argmin's rounding cancels and the naive fit is exact by symmetry)
+    sizes, tokens = (1e6, 3e6, 9e6, 2.7e7, 8.1e7), (5e7, 2.5e8, 1.25e9)
+    path = grid_file(tmp_path, tokens=tokens, b=B_TRUE, sizes=sizes, rates=[3e-3 * 2.0**k for k in range(-7, 6)],
+                     seed=2)
+    runs = load_lr_grid(path)
+    found = analyze_grid(runs, seed=2)
+    (law,) = found.laws
+    assert law.cells == len(sizes) * len(tokens) and law.batch is None
+    assert law.a.low <= A_TRUE <= law.a.high and law.b.low <= B_TRUE <= law.b.high, (law.a, law.b)
+    truth = 3e-3 * 1e6 ** -A_TRUE * 2e8 ** -B_TRUE
+    assert law.c.low <= truth <= law.c.high and math.isclose(law.predict(1e6, 2e8), 3e-3, rel_tol=0.1)
+    cells = [(n, d) for n in sizes for d in tokens]
+    naive = [min((r for r in runs if (r.n_params, r.tokens) == cell and r.loss is not None), key=lambda r: r.loss).lr
+             for cell in cells]
+    design = np.column_stack([np.ones(len(cells)), np.log([n for n, _ in cells]), np.log([d for _, d in cells])])
+    _, naive_a, naive_b = np.linalg.lstsq(design, np.log(naive), rcond=None)[0]
+    assert abs(law.a.value - A_TRUE) < abs(naive_a - A_TRUE) and abs(law.b.value - B_TRUE) < abs(naive_b - B_TRUE)
+    assert [h.tokens for h in law.holdout] == list(tokens) and all(h.n_params == 8.1e7 for h in law.holdout)
+    assert all(h.within_step for h in law.holdout), [h.ratio for h in law.holdout]
+    text = found.text()
+    assert "## the learning-rate law: LR* = " in text and "hold-out: the law fitted without the largest size" in text
+    assert found.to_json()["laws"][0]["holdout"][0]["gridFactor"] == pytest.approx(2.0)
+
+
+def test_one_token_count_gives_the_n_law_only(tmp_path):
+    from ff_client.fit.lrgrid import analyze_grid, load_lr_grid
+
+    (law,) = analyze_grid(load_lr_grid(grid_file(tmp_path)), seed=0).laws
+    assert law.b is None and law.a.low <= A_TRUE <= law.a.high and "needs a grid at 2 or more token counts" in law.text()
+    assert len(law.holdout) == 1 and law.holdout[0].n_params == SIZES[-1]
 
 
 def test_a_grid_that_does_not_bracket_an_optimum_is_flagged_not_extrapolated(tmp_path):

@@ -7,7 +7,8 @@ point; a cell whose best finite point is its largest finite learning rate is the
 never extrapolated), as is one whose best is its smallest. Each token count (and batch) is one pilot: its sizes'
 optima (ff_client.fit.transfer: a local parabola in ln LR with a bootstrap interval) and the drift of ln LR*
 with ln N. The learning rate the drift is judged against is `lr` when given, else the smallest size's LR*: what
-carrying it to every size costs. A grid with no pilot to analyse is an error saying what was left out.
+carrying it to every size costs. Across pilots, the law LR* = c N^a D^b with its hold-out check on the largest
+size (ff_client.fit.lrlaw). A grid with no pilot to analyse is an error saying what was left out.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ff_client.fit.datafile import DataFileError, number, read_rows
+from ff_client.fit.lrlaw import LrLaw, fit_lr_laws
 from ff_client.fit.transfer import RESAMPLES, Transfer, analyze_transfer
 from ff_client.text import aligned
 from ff_core.errors import FlopsFitError
@@ -42,11 +44,13 @@ class GridAnalysis:
     pilots: tuple[tuple[float, float | None, Transfer], ...]  # (tokens, batch, its transfer analysis)
     left_out: tuple[str, ...]
     diverged: int
+    laws: tuple[LrLaw, ...] = ()  # LR*(N, D), one per batch size
 
     def text(self) -> str:
         parts = []
         for tokens, batch, result in self.pilots:
             parts += [f"## D = {tokens:.3g} tokens{_batch(batch)}", result.text(), ""]
+        parts += [part for law in self.laws for part in (law.text(), "")]
         parts += [f"left out: {reason}" for reason in self.left_out]
         if self.diverged:
             parts.append(f"{self.diverged} diverged run(s): counted as learning rates too high")
@@ -55,6 +59,7 @@ class GridAnalysis:
     def to_json(self) -> dict:
         return {"pilots": [{"tokens": tokens, "batch": batch} | result.to_json()
                            for tokens, batch, result in self.pilots],
+                "laws": [law.to_json() for law in self.laws],
                 "leftOut": list(self.left_out), "diverged": self.diverged}
 
     def summary(self) -> str:
@@ -65,7 +70,7 @@ class GridAnalysis:
             verdict = {True: "transfers", False: "drifts", None: "undetermined (edge)"}[r.transfers]
             rows.append((f"{tokens:.3g}", "-" if batch is None else f"{batch:g}", str(len(r.sizes)),
                          f"{r.slope.value:+.3f}", interval, verdict))
-        return aligned(rows)
+        return "\n".join([aligned(rows), *(law.formula() + _batch(law.batch) for law in self.laws)])
 
 
 def _batch(batch: float | None) -> str:
@@ -127,4 +132,4 @@ def analyze_grid(runs: list[GridRun], lr: float | None = None, seed: int = 0,
     if not pilots:
         raise FlopsFitError("no token count has 2 or more sizes with a learning-rate curve to analyse: "
                             + "; ".join(left))
-    return GridAnalysis(tuple(pilots), tuple(left), sum(r.loss is None for r in runs))
+    return GridAnalysis(tuple(pilots), tuple(left), sum(r.loss is None for r in runs), fit_lr_laws(tuple(pilots)))
