@@ -231,6 +231,46 @@ def test_the_lr_law_of_n_and_d_recovers_both_exponents_and_predicts_a_held_out_s
     assert found.to_json()["laws"][0]["holdout"][0]["gridFactor"] == pytest.approx(2.0)
 
 
+P_TRUE = 0.33  # B* = 256 (D / 2e8)^P_TRUE: the batch law's exponent (DeepSeek's B_opt ~ C^0.33)
+
+
+def test_the_batch_law_recovers_its_exponent_from_a_grid_of_batches(tmp_path):
+    """Batch sizes x2 apart (32 .. 2048) at 3 sizes x 3 token counts, each batch a pilot of its own: each cell's
+    loss at its LR*, a parabola in ln B for B*, then B* = k D^p. The exponent's interval holds the truth, and it
+    is closer than the same fit to each cell's best batch on the grid (the naive reading)."""
+    from ff_client.fit.lrgrid import analyze_grid, load_lr_grid
+
+    rng = np.random.default_rng(3)
+    sizes, tokens, batches = (1e6, 4e6, 1.6e7), (5e7, 2.5e8, 1.25e9), [32 * 2**k for k in range(7)]
+    lines = ["n_params,tokens,lr,loss,batch"]
+    for n in sizes:
+        for d in tokens:
+            b_opt = 256 * (d / 2e8) ** P_TRUE
+            for batch in batches:
+                for lr in [3e-3 * 2.0**k for k in range(-6, 4)]:
+                    gap = math.log(lr) - (math.log(3e-3) + A_TRUE * math.log(n / 1e6))
+                    loss = (3.0 - 0.1 * math.log(n / 1e6) + 0.02 * gap**2 + 0.03 * math.log(batch / b_opt) ** 2
+                            + rng.normal(0, 0.002))
+                    lines.append(f"{n:g},{d:g},{lr:g},{'' if gap > math.log(8) else f'{loss:.5f}'},{batch}")
+    path = tmp_path / "batches.csv"
+    path.write_text("\n".join(lines) + "\n")
+    runs = load_lr_grid(path)
+    found = analyze_grid(runs, seed=0)
+    law = found.batch_law
+    assert law is not None and len(law.optima) == len(sizes) * len(tokens)
+    assert law.p.low <= P_TRUE <= law.p.high and abs(law.p.value - P_TRUE) < 0.05, law.p
+    assert math.isclose(law.predict(2e8), 256, rel_tol=0.15)
+    naive = []
+    for n in sizes:
+        for d in tokens:
+            cell = [r for r in runs if (r.n_params, r.tokens) == (n, d) and r.loss is not None]
+            naive.append((d, min(cell, key=lambda r: r.loss).batch))
+    naive_p = float(np.polyfit(np.log([d for d, _ in naive]), np.log([b for _, b in naive]), 1)[0])
+    assert abs(law.p.value - P_TRUE) < abs(naive_p - P_TRUE), (law.p.value, naive_p)
+    assert "## the batch law: B* = " in found.text() and found.to_json()["batchLaw"]["p"]["value"] == law.p.value
+    assert len(found.laws) == len(batches)  # and an LR law per batch size
+
+
 def test_one_token_count_gives_the_n_law_only(tmp_path):
     from ff_client.fit.lrgrid import analyze_grid, load_lr_grid
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ff_client.fit.datafile import DataFileError, number, read_rows
-from ff_client.fit.lrlaw import LrLaw, fit_lr_laws
+from ff_client.fit.lrlaw import BatchLaw, LrLaw, fit_batch_law, fit_lr_laws
 from ff_client.fit.transfer import RESAMPLES, Transfer, analyze_transfer
 from ff_client.text import aligned
 from ff_core.errors import FlopsFitError
@@ -45,12 +45,14 @@ class GridAnalysis:
     left_out: tuple[str, ...]
     diverged: int
     laws: tuple[LrLaw, ...] = ()  # LR*(N, D), one per batch size
+    batch_law: BatchLaw | None = None  # B*(D), from 3 or more batch sizes
 
     def text(self) -> str:
         parts = []
         for tokens, batch, result in self.pilots:
             parts += [f"## D = {tokens:.3g} tokens{_batch(batch)}", result.text(), ""]
         parts += [part for law in self.laws for part in (law.text(), "")]
+        parts += [self.batch_law.text(), ""] if self.batch_law else []
         parts += [f"left out: {reason}" for reason in self.left_out]
         if self.diverged:
             parts.append(f"{self.diverged} diverged run(s): counted as learning rates too high")
@@ -60,6 +62,7 @@ class GridAnalysis:
         return {"pilots": [{"tokens": tokens, "batch": batch} | result.to_json()
                            for tokens, batch, result in self.pilots],
                 "laws": [law.to_json() for law in self.laws],
+                "batchLaw": self.batch_law.to_json() if self.batch_law else None,
                 "leftOut": list(self.left_out), "diverged": self.diverged}
 
     def summary(self) -> str:
@@ -70,7 +73,8 @@ class GridAnalysis:
             verdict = {True: "transfers", False: "drifts", None: "undetermined (edge)"}[r.transfers]
             rows.append((f"{tokens:.3g}", "-" if batch is None else f"{batch:g}", str(len(r.sizes)),
                          f"{r.slope.value:+.3f}", interval, verdict))
-        return "\n".join([aligned(rows), *(law.formula() + _batch(law.batch) for law in self.laws)])
+        laws = [law.formula() + _batch(law.batch) for law in self.laws]
+        return "\n".join([aligned(rows), *laws, *([self.batch_law.formula()] if self.batch_law else [])])
 
 
 def _batch(batch: float | None) -> str:
@@ -132,4 +136,5 @@ def analyze_grid(runs: list[GridRun], lr: float | None = None, seed: int = 0,
     if not pilots:
         raise FlopsFitError("no token count has 2 or more sizes with a learning-rate curve to analyse: "
                             + "; ".join(left))
-    return GridAnalysis(tuple(pilots), tuple(left), sum(r.loss is None for r in runs), fit_lr_laws(tuple(pilots)))
+    return GridAnalysis(tuple(pilots), tuple(left), sum(r.loss is None for r in runs), fit_lr_laws(tuple(pilots)),
+                        fit_batch_law(tuple(pilots), seed))

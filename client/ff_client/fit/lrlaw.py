@@ -8,6 +8,11 @@ the cells about the law, which a cell's few points can understate); each alone c
 synthetic grids. Cells at the grid's edge are left out (their LR* is a bound). One law
 per batch size: a batch is a pilot of its own.
 
+The batch law B* = k D^p (Step Law's B* = k D^p; DeepSeek's B_opt of C): per size and token count, each batch's
+loss at its LR* (its parabola's minimum), then a parabola in ln B through the best batch and its neighbours gives
+B*, and ln B* = ln k + p ln D is fitted across those cells, its intervals from resampled residuals. A cell whose
+best batch is the grid's smallest or largest is left out (a bound).
+
 The hold-out check refits without the largest size and predicts its LR* at each token count: the prediction's
 ratio to the measured optimum, and whether it lands within one step of the grid (the factor between its
 learning rates), say how far the law carries. Pure: cells in, numbers out.
@@ -90,6 +95,78 @@ class LrLaw:
         return {"batch": self.batch, "c": self.c.to_json(), "a": self.a.to_json(),
                 "b": self.b.to_json() if self.b else None, "cells": self.cells,
                 "holdout": [h.to_json() for h in self.holdout]}
+
+
+@dataclass(frozen=True)
+class BatchLaw:
+    k: Estimate
+    p: Estimate  # exponent of D
+    optima: tuple[tuple[float, float, float], ...]  # (N, D, B*) of each cell fitted
+
+    def predict(self, tokens: float) -> float:
+        return self.k.value * tokens**self.p.value
+
+    def formula(self) -> str:
+        return f"B* = {self.k.value:.4g} D^{self.p.value:+.3f}"
+
+    def text(self) -> str:
+        rows = [("N", "D", "B*")] + [(f"{n:.3g}", f"{d:.3g}", f"{b:.4g}") for n, d, b in self.optima]
+        return "\n".join([f"## the batch law: {self.formula()}, from {len(self.optima)} cells",
+                          f"exponent of D: {self.p.text()}", aligned(rows)])
+
+    def to_json(self) -> dict:
+        return {"k": self.k.to_json(), "p": self.p.to_json(),
+                "optima": [{"nParams": n, "tokens": d, "batch": b} for n, d, b in self.optima]}
+
+
+def fit_batch_law(pilots: tuple[tuple[float, float | None, Transfer], ...], seed: int = 0,
+                  resamples: int = 1000) -> BatchLaw | None:
+    """B* = k D^p from pilots at 3 or more batch sizes; None when no 2 token counts have a bracketed B*."""
+    losses: dict[tuple[float, float], dict[float, float]] = {}
+    for tokens, batch, result in pilots:
+        for s in result.sizes:
+            if batch is not None and not s.at_edge:
+                losses.setdefault((s.n_params, tokens), {})[batch] = _loss_at_optimum(s)
+    optima = []
+    for (n, d), by_batch in sorted(losses.items()):
+        if (best := _vertex(sorted(by_batch.items()))) is not None:
+            optima.append((n, d, best))
+    if len({d for _, d, _ in optima}) < 2:
+        return None
+    x, y = np.log([d for _, d, _ in optima]), np.log([b for _, _, b in optima])
+    slope, intercept = np.polyfit(x, y, 1)
+    fitted = intercept + slope * x
+    residuals = (y - fitted) * math.sqrt(len(y) / max(len(y) - 2, 1))
+    rng = np.random.default_rng(seed)
+    draws = [np.polyfit(x, fitted + rng.choice(residuals, len(y)), 1) for _ in range(resamples)]
+    return BatchLaw(percentile_estimate(math.exp(intercept), [math.exp(c[1]) for c in draws]),
+                    percentile_estimate(float(slope), [float(c[0]) for c in draws]), tuple(optima))
+
+
+def _loss_at_optimum(s: SizeOptimum) -> float:
+    """The loss at a cell's LR*: its local parabola's minimum (the best grid loss if no parabola fits)."""
+    return _parabola_min(sorted(s.curve))[1]
+
+
+def _parabola_min(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """(ln x at the minimum, the loss there) of a parabola in ln x through the best point and up to 2 neighbours
+    on each side; the best point itself when no upward parabola fits."""
+    x, y = np.log([p for p, _ in points]), np.array([v for _, v in points])
+    best = int(np.argmin(y))
+    lo, hi = max(0, best - 2), min(len(points), best + 3)
+    if hi - lo >= 3:
+        coef = np.polyfit(x[lo:hi], y[lo:hi], 2)
+        if coef[0] > 0:
+            vertex = float(np.clip(-coef[1] / (2 * coef[0]), x[lo], x[hi - 1]))
+            return vertex, float(np.polyval(coef, vertex))
+    return float(x[best]), float(y[best])
+
+
+def _vertex(by_batch: list[tuple[float, float]]) -> float | None:
+    """B* of one cell: None below 3 batches, or when the best is the smallest or largest batch (a bound)."""
+    if len(by_batch) < 3 or int(np.argmin([v for _, v in by_batch])) in (0, len(by_batch) - 1):
+        return None
+    return math.exp(_parabola_min(by_batch)[0])
 
 
 def fit_lr_laws(pilots: tuple[tuple[float, float | None, Transfer], ...]) -> tuple[LrLaw, ...]:
