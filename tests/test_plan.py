@@ -88,3 +88,23 @@ def test_nothing_planned_is_an_error(tiny_manifest):
     tiny_manifest["spec"]["budgets"] = [1.0e3]
     with pytest.raises(SpecError, match="plans no experiments.*less than one global batch"):
         plan_sweep(parse_sweep(tiny_manifest))
+
+
+def test_a_learning_rate_law_is_checked_at_every_point(tiny_manifest):
+    """A law that gives some planned point a rate outside (0, 1] is refused naming that point; one whose rate
+    depends on D cannot drive a WSD sweep (one trunk per size serves every token count)."""
+    import copy
+
+    from ff_core.errors import SpecError
+
+    bad = copy.deepcopy(tiny_manifest)
+    bad["spec"]["training"]["learningRate"] = {"law": "power", "c": 1.0, "nExponent": 0.5}
+    with pytest.raises(SpecError, match=r"gives experiment e[0-9a-f]{11} \(N .*outside \(0, 1\]"):
+        plan_sweep(parse_sweep(bad))
+    wsd = copy.deepcopy(tiny_manifest)
+    wsd["spec"]["training"] |= {"schedule": "wsd", "warmupTokens": 1024,
+                                "learningRate": {"law": "power", "c": 0.01, "dExponent": 0.1}}
+    with pytest.raises(SpecError, match="cannot depend on D: set learningRate.dExponent 0"):
+        parse_sweep(wsd)
+    wsd["spec"]["training"]["learningRate"] = {"law": "power", "c": 0.03, "nExponent": -0.2}
+    assert len(plan_sweep(parse_sweep(wsd)).experiments) == 6  # a law in N alone is fine

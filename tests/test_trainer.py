@@ -237,6 +237,29 @@ def test_a_store_it_cannot_write_is_exit_3_before_training(tiny_manifest, write_
     assert "eval loss" not in proc.stderr  # nothing trained
 
 
+def test_a_learning_rate_law_trains_each_point_at_its_own_rate(tiny_manifest, write_sweep, tmp_path):
+    """training.learningRate as a law (c N^a D^b, what ffctl transfer --data fits): a point trains exactly as it
+    would with the rate the law gives it as a number, and the law is part of its id."""
+    import copy
+
+    law = {"law": "power", "c": 3e-3 * 7920**0.3, "nExponent": -0.3, "dExponent": 0.0}
+    with_law = copy.deepcopy(tiny_manifest)
+    with_law["spec"]["training"]["learningRate"] = law
+    planned = plan_sweep(parse_sweep(with_law)).experiments
+    point = planned[0]
+    rate = law["c"] * point.n_params ** law["nExponent"]
+    numeric = copy.deepcopy(tiny_manifest)
+    numeric["spec"]["training"]["learningRate"] = rate
+    assert point.id != first_id(numeric) and len({e.id for e in planned}) == len(planned)
+    for manifest, store in ((with_law, tmp_path / "law"), (numeric, tmp_path / "number")):
+        exp = first_id(manifest)
+        done = trainer(write_sweep(manifest), exp, store)
+        assert done.returncode == exit_codes.DONE, done.stderr[-2000:]
+    by_law, by_number = result(tmp_path / "law", with_law, point.id), result(tmp_path / "number", numeric,
+                                                                               first_id(numeric))
+    assert (by_law["final_loss"], by_law["eval_loss"]) == (by_number["final_loss"], by_number["eval_loss"])
+
+
 def test_compile_without_a_compiler_is_exit_3_naming_the_fix(tiny_manifest, write_sweep, tmp_path):
     """training.compile in an image with no C++ compiler (a PyTorch runtime base): exit 3 saying so, not
     inductor's InvalidCxxCompiler as a crash (exit 1, retried) at the first step."""

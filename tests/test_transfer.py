@@ -229,6 +229,15 @@ def test_the_lr_law_of_n_and_d_recovers_both_exponents_and_predicts_a_held_out_s
     text = found.text()
     assert "## the learning-rate law: LR* = " in text and "hold-out: the law fitted without the largest size" in text
     assert found.to_json()["laws"][0]["holdout"][0]["gridFactor"] == pytest.approx(2.0)
+    # the law as the report prints it is a sweep's training.learningRate, giving every point its own rate
+    import yaml
+
+    from ff_core.spec import Training
+
+    assert "in a sweep (each point at its own rate): learningRate: {law: power, c: " in text
+    spec = yaml.safe_load(law.spec_text())
+    rate = Training.model_validate(spec).at(1e6, 2e8).learning_rate
+    assert rate == pytest.approx(law.predict(1e6, 2e8), rel=1e-4)
 
 
 P_TRUE = 0.33  # B* = 256 (D / 2e8)^P_TRUE: the batch law's exponent (DeepSeek's B_opt ~ C^0.33)

@@ -156,8 +156,9 @@ def check_against_pilot(source: Source, observations, sweep: ScalingSweep | None
     from ff_client.fit.transfer import analyze_transfer, basin_check, pilot_runs
     from ff_client.pilot import pilot_folder
 
-    if sweep is not None:
+    if sweep is not None:  # a learning-rate law has no one rate to check against the pilot's basins
         name, lr = sweep.name, sweep.spec.training.learning_rate
+        lr = lr if isinstance(lr, float) else None
     else:  # no sweep.json: the records' own learning rate, when they agree on one
         rates = {((r.identity or {}).get("training") or {}).get("learning_rate") for r in observations.records}
         name, lr = observations.sweep, (rates.pop() if len(rates) == 1 else None)
@@ -282,7 +283,11 @@ def transfer(sweep: str, sizes: list[str] | None = None, lr_grid: str | None = N
         warn(f"left out: {reason}")
     if not runs:
         raise FlopsFitError(f"{folder_uri}: no finished pilot runs to analyse")
-    result = analyze_transfer(runs, resolved.spec.training.learning_rate, seed)
+    rate = resolved.spec.training.learning_rate
+    if not isinstance(rate, float):  # judged against the rate its law gives the pilot's smallest size
+        smallest = min((n for _, n, _, _ in runs))
+        rate = rate.at(smallest, min(e.tokens for p in pilots for e in plan_sweep(p).experiments))
+    result = analyze_transfer(runs, rate, seed)
     Path(out).mkdir(parents=True, exist_ok=True)
     return TransferRun(result, plot_transfer(result, Path(out) / "transfer.png"))
 

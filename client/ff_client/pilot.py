@@ -37,7 +37,11 @@ def pilot_sizes(sweep: ScalingSweep, names: list[str] | None = None) -> list[Siz
 
 
 def default_grid(sweep: ScalingSweep) -> list[float]:
-    return [sweep.spec.training.learning_rate * 2.0**k for k in LR_STEPS]
+    rate = sweep.spec.training.learning_rate
+    if not isinstance(rate, float):
+        raise SpecError("the sweep's learningRate is a law, so there is no one rate to centre the pilot's grid on: "
+                        "give the grid with --lr-grid")
+    return [rate * 2.0**k for k in LR_STEPS]
 
 
 def pilot_sweeps(sweep: ScalingSweep, sizes: list[SizeEntry], grid: list[float], tokens_per_param: float

@@ -38,9 +38,14 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     """Pydantic JSON Schema -> Kubernetes structural OpenAPI v3.0, recursively."""
     if "$ref" in node:
         return _structural(defs[node["$ref"].split("/")[-1]] | {k: v for k, v in node.items() if k != "$ref"}, defs)
-    variants = node.get("anyOf")
+    variants = node.get("anyOf") or node.get("oneOf")
     if variants:
         kept = [v for v in variants if v.get("type") != "null"]
+        if len(kept) == 2 and {v.get("type", "object") for v in kept} == {"number", "object"}:
+            # a number or an object (training.learningRate: a rate, or a law): any value structurally, and the
+            # spec's own validation (the operator's, ffctl's) says which of the two is wrong
+            return {"x-kubernetes-preserve-unknown-fields": True} | (
+                {"description": node["description"]} if "description" in node else {})
         if len(kept) != 1:
             raise ValueError(f"cannot express a union of {kept} structurally")
         out = _structural(kept[0], defs)

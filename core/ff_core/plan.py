@@ -67,6 +67,17 @@ class Plan:
 POINT_FIELDS = ("budget", "knobs", "tokens")
 
 
+def _rates_in_range(sweep: ScalingSweep, experiments: list[Experiment]) -> None:
+    """A learning-rate law must give every planned point a rate in (0, 1], as a number must be."""
+    training = sweep.spec.training
+    for e in experiments:
+        rate = training.at(e.n_params, e.tokens).learning_rate
+        if not (0 < rate <= 1) or math.isnan(rate):
+            raise SpecError(f"sweep {sweep.name!r}: spec.training.learningRate's law gives experiment {e.id} (N "
+                            f"{e.n_params:.3g}, D {e.tokens:.3g}) a learning rate of {rate:.3g}, outside (0, 1]; "
+                            "check its c and exponents")
+
+
 def experiment_identity(spec: SweepSpec, budget: float, size: SizeEntry, tokens: int) -> dict[str, Any]:
     """Everything that defines the experiment's result: its point and its recipe (plugins, training knobs).
     Result records carry it, so an id can be checked and two recipes in one store told apart."""
@@ -180,4 +191,5 @@ def plan_sweep(sweep: ScalingSweep) -> Plan:
             )
     if not experiments:
         raise SpecError(f"sweep {sweep.name!r} plans no experiments: " + " | ".join(notes))
+    _rates_in_range(sweep, experiments)
     return Plan(sweep=sweep.name, experiments=tuple(experiments), notes=tuple(notes))

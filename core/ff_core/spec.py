@@ -6,10 +6,11 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, StrictBool, Tag, ValidationError, field_validator,
+                      model_validator)
 from pydantic.alias_generators import to_camel
 
 from ff_core.errors import SpecError
@@ -110,13 +111,36 @@ class TokensPerParam(_Model):
         return self
 
 
+RATE, LAW = "rate", "law"  # the two forms of training.learningRate (tags: errors name only the form given)
+
+
+def _rate_or_law(value: Any) -> str:
+    return LAW if isinstance(value, dict | BaseModel) else RATE
+
+
+class LearningRateLaw(_Model):
+    """A learning rate per point, LR = c N^nExponent D^dExponent (N the size's nParams, D the experiment's tokens):
+    what `ffctl transfer --data` fits from a learning-rate grid (Step Law's lr* = c N^a D^b) and prints as this."""
+
+    law: Literal["power"] = "power"
+    c: float = Field(gt=0)
+    n_exponent: float = 0.0
+    d_exponent: float = 0.0
+
+    def at(self, n_params: float, tokens: float) -> float:
+        return self.c * n_params**self.n_exponent * tokens**self.d_exponent
+
+
 class Training(_Model):
     """Optimisation knobs shared by every experiment of the sweep."""
 
     global_batch_tokens: int = Field(default=8192, gt=0)
     sequence_length: int = Field(default=128, gt=0)
     micro_batch_size: int | None = Field(default=None, gt=0, description="sequences per forward pass")
-    learning_rate: float = Field(default=1e-3, gt=0, le=1.0)
+    learning_rate: Annotated[Annotated[Annotated[float, Field(gt=0, le=1.0)], Tag(RATE)]
+                             | Annotated[LearningRateLaw, Tag(LAW)], Discriminator(_rate_or_law)] = Field(
+        default=1e-3, description=(
+        "a number, or a law of each point: {law: power, c, nExponent, dExponent} (LR = c N^nExponent D^dExponent)"))
     warmup_fraction: float = Field(default=0.05, ge=0, lt=1)
     warmup_tokens: int | None = Field(default=None, ge=0, description=(
         "warmup length in tokens, the same for every token count (overrides warmupFraction); schedule wsd needs it"))
@@ -146,6 +170,28 @@ class Training(_Model):
                 f"sequenceLength ({self.sequence_length})"
             )
         return self
+
+    @field_validator("learning_rate", mode="before")
+    @classmethod
+    def _rate_not_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # the rate-or-law union hides this field from _numbers_are_not_booleans
+            raise ValueError(f"a number is expected, not {str(value).lower()}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_rate_per_trunk(self) -> Training:
+        law = self.learning_rate
+        if isinstance(law, LearningRateLaw) and law.d_exponent and SCHEDULES[self.schedule].trunks:
+            raise ValueError(f"schedule {self.schedule} trains one trunk per size for every token count, so its "
+                             f"learning rate cannot depend on D: set learningRate.dExponent 0 (it is "
+                             f"{law.d_exponent:g}), or use schedule cosine")
+        return self
+
+    def at(self, n_params: float, tokens: float) -> Training:
+        """These knobs for one point: its own learning rate where learningRate is a law."""
+        if not isinstance(self.learning_rate, LearningRateLaw):
+            return self
+        return self.model_copy(update={"learning_rate": self.learning_rate.at(n_params, tokens)})
 
     @model_validator(mode="after")
     def _wsd_warmup(self) -> Training:
@@ -525,7 +571,9 @@ class ScalingSweep(BaseModel):
 
 def _field_path(loc: tuple[Any, ...]) -> str:
     path = ""
-    for part in loc:
+    for before, part in zip((None, *loc), loc):
+        if before == "learningRate" and part in (RATE, LAW):
+            continue  # the form's tag: the value's own path is what the user wrote
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     return path
 

@@ -150,7 +150,8 @@ def run_info(sweep: ScalingSweep, step: Step) -> RunInfo:
     tags = {"size": experiment.size}
     params = {"size": experiment.size, "n_params": experiment.n_params,
               **{f"knobs.{k}": v for k, v in experiment.knobs.items()},
-              **{f"training.{k}": v for k, v in sweep.spec.training.model_dump(mode="json", by_alias=True).items()},
+              **{f"training.{k}": v for k, v in sweep.spec.training.at(experiment.n_params, experiment.tokens)
+                 .model_dump(mode="json", by_alias=True).items()},  # the rate this point trains at
               "model": sweep.spec.model.plugin, "data": sweep.spec.data.plugin, "loss": sweep.spec.loss.plugin}
     if step.kind == SEGMENT:
         return RunInfo(sweep.folder, step.trunk, "trunk", tags | {"trunk": step.trunk}, params)
@@ -189,7 +190,7 @@ def _train_step(sweep: ScalingSweep, step: Step, store: Store, world: World, plu
                 stop: StopFlag, tracker: Tracker | None = None) -> tuple[Outcome, float | None]:
     """Measure FLOPs, then train the step (resuming from its checkpoint; a branch from its trunk's)."""
     model_plugin, data, loss_fn = plugins
-    cfg = sweep.spec.training
+    cfg = sweep.spec.training.at(step.experiment.n_params, step.experiment.tokens)  # its own rate under a law
     ckpt = Checkpointer(store, checkpoint_key(sweep.folder, step.id), world.is_main)
 
     def trunk(at: int) -> Checkpointer:

@@ -75,12 +75,18 @@ class LrLaw:
     def formula(self) -> str:
         return f"LR* = {self.c.value:.4g} N^{self.a.value:+.3f}" + (f" D^{self.b.value:+.3f}" if self.b else "")
 
+    def spec_text(self) -> str:
+        """The law as spec.training.learningRate (ff_core.spec.LearningRateLaw) takes it."""
+        return (f"learningRate: {{law: power, c: {self.c.value:.6g}, nExponent: {self.a.value:.6g}, "
+                f"dExponent: {self.b.value if self.b else 0.0:.6g}}}")
+
     def text(self) -> str:
         batch = "" if self.batch is None else f" (batch {self.batch:g})"
         lines = [f"## the learning-rate law{batch}: {self.formula()}, from {self.cells} cells",
                  f"exponent of N: {self.a.text()}"]
         lines.append(f"exponent of D: {self.b.text()}" if self.b else
                      "exponent of D: needs a grid at 2 or more token counts")
+        lines.append(f"in a sweep (each point at its own rate): {self.spec_text()}")
         if self.holdout:
             rows = [("held out N", "D", "predicted LR*", "measured LR*", "ratio", "within a grid step")]
             rows += [(f"{h.n_params:.3g}", f"{h.tokens:.3g}", h.predicted.text(), h.measured.text(),
