@@ -47,8 +47,8 @@ tools: $(TEST_STAMP) $(TOOLS)/helm
 # Everything but the scenarios marked slow (each also runs elsewhere: the demo in `make bench`), in
 # TEST_PROCESSES pytest-xdist processes that steal work from each other at the end (tests/conftest.py puts the
 # long tests first); the ten slowest tests are printed at the end, so growth shows in every run. A fresh clone
-# of 3d8b014 took 8m55s on 2 cores, 454 s of it tests, user 13m31s + sys 1m49s of 17m50s core time: the suite
-# is CPU-bound (a831fe4 took 9m42s, an earlier commit 10m10s: the figure varies by about a minute).
+# of c0a1fe7 took 9m26s on 2 cores, 496 s of it tests, user 14m47s + sys 1m46s of 18m52s core time: the suite
+# is CPU-bound (3d8b014 took 8m55s with 441 tests, an earlier commit 10m10s: the figure varies by about a minute).
 test: lint $(TOOLS)/helm
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest -q -m "not slow" -n $(TEST_PROCESSES) --dist worksteal --durations=10
 
