@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from ff_client.fit.transfer import analyze_transfer
+from ff_core.plan import plan_sweep
 from ff_plugins.gpt import GPT
 
 WIDTHS = (32, 64, 128, 256)
@@ -278,6 +279,34 @@ def test_the_batch_law_recovers_its_exponent_from_a_grid_of_batches(tmp_path):
     assert abs(law.p.value - P_TRUE) < abs(naive_p - P_TRUE), (law.p.value, naive_p)
     assert "## the batch law: B* = " in found.text() and found.to_json()["batchLaw"]["p"]["value"] == law.p.value
     assert len(found.laws) == len(batches)  # and an LR law per batch size
+
+
+def test_transfer_writes_the_grids_law_into_a_sweep_that_then_plans_each_points_rate(tmp_path):
+    """ffctl transfer SWEEP --data GRID --write OUT: the sweep with the grid's law as its learningRate, planned
+    (ids change: the law is part of the recipe) and each point's rate the law's; misuse is a usage error."""
+    import yaml
+    from click.testing import CliRunner
+
+    from ff_client.cli import main
+    from ff_core.spec import load_sweep
+
+    grid = grid_file(tmp_path, tokens=(2e8, 8e8), b=0.1)
+    out = tmp_path / "lawful.yaml"
+    done = CliRunner().invoke(main, ["transfer", "examples/tiny.yaml", "--data", str(grid), "--write", str(out)])
+    assert done.exit_code == 0, done.output
+    assert "wrote " in done.output and "training.learningRate: {law: power, c: " in done.output
+    written = yaml.safe_load(out.read_text())
+    law = written["spec"]["training"]["learningRate"]
+    assert law["law"] == "power" and law["nExponent"] == pytest.approx(A_TRUE, abs=0.03)
+    assert written["spec"]["training"]["globalBatchTokens"] == 512  # the rest of the sweep as it was
+    lawful, original = load_sweep(str(out)), load_sweep("examples/tiny.yaml")
+    new, old = plan_sweep(lawful).experiments, plan_sweep(original).experiments
+    assert len(new) == len(old) and not {e.id for e in new} & {e.id for e in old}
+    e = new[0]
+    assert lawful.spec.training.at(e.n_params, e.tokens).learning_rate == pytest.approx(
+        law["c"] * e.n_params ** law["nExponent"] * e.tokens ** law["dExponent"])
+    alone = CliRunner().invoke(main, ["transfer", "--data", str(grid), "--write", str(out)])
+    assert alone.exit_code == 2 and "give both" in alone.output
 
 
 def test_one_token_count_gives_the_n_law_only(tmp_path):

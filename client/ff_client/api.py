@@ -238,6 +238,27 @@ def transfer_grid(path: str | Path, lr: float | None = None, seed: int = 0, out:
     return found
 
 
+def write_lr_law(sweep: str | Path, grid: str | Path, out: str | Path, seed: int = 0):
+    """The law LR*(N, D) fitted to `grid` (ffctl transfer --data) put into the sweep file's
+    training.learningRate, checked by planning it (every point's rate in (0, 1]) and written to `out`;
+    (the grid's analysis, the law, the new sweep). A grid with several batch sizes has a law for each: refused."""
+    from ff_client.fit.lrgrid import analyze_grid, load_lr_grid
+    from ff_core.spec import load_sweep, parse_sweep
+
+    found = analyze_grid(load_lr_grid(grid), None, seed)
+    if len(found.laws) != 1:
+        batches = ", ".join(f"{law.batch:g}" for law in found.laws) or "none"
+        raise UsageError(f"--write takes the grid's one learning-rate law; {grid} has {len(found.laws)} (batch sizes: "
+                         f"{batches}): give a grid of the sweep's batch size alone")
+    (law,) = found.laws
+    manifest = load_sweep(str(sweep)).to_manifest(only_set=True)
+    manifest["spec"].setdefault("training", {})["learningRate"] = law.spec_value()
+    lawful = parse_sweep(manifest, str(sweep))
+    plan_sweep(lawful)  # every planned point's rate in (0, 1], or an error naming the point
+    Path(out).write_text(yaml.safe_dump(lawful.to_manifest(only_set=True), sort_keys=False))
+    return found, law, lawful
+
+
 def transfer_pilots(sweep: str, sizes: list[str] | None = None, lr_grid: str | None = None,
                     tokens_per_param: float = 20.0, verify: bool = True, say: Say = _quiet):
     """(the sweep, its pilot sweeps: one per learning rate, over a few of its sizes at D/N `tokens_per_param`)."""

@@ -26,14 +26,28 @@ from ff_client.cli import output
 @click.option("--write-only", "write_only", type=click.Path(file_okay=False),
               help="Write the pilot's sweep files here (for `ffctl submit`) instead of training them here.")
 @click.option("--out", type=click.Path(file_okay=False), default="transfer-out", help="Folder for the plot.")
+@click.option("--write", "write_to", type=click.Path(dir_okay=False),
+              help="With SWEEP and --data: write SWEEP with the grid's law LR* = c N^a D^b as its "
+                   "training.learningRate to this file (each point then trains at its own rate; the grid's N and D "
+                   "must be counted as the sweep counts them).")
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
 @click.option("--seed", type=int, default=0, help="Seed of the bootstrap.")
-def transfer(sweep, grid, lr, sizes, lr_grid, tokens_per_param, store, workers, write_only, out, as_json,
+def transfer(sweep, grid, lr, sizes, lr_grid, tokens_per_param, store, workers, write_only, write_to, out, as_json,
              seed) -> None:
     """Train a pilot grid (learning rates x a few of SWEEP's sizes, at a small D/N) and say whether the
     sweep's learning rate is right for all its sizes: each size's optimum with an interval, and its drift."""
+    if write_to:
+        if not (sweep and grid) or sizes or lr_grid or write_only or lr is not None:
+            raise click.UsageError("--write puts a --data grid's law into a SWEEP file: give both, and nothing that "
+                                   "shapes a pilot (--sizes, --lr-grid, --write-only) or judges one (--lr)")
+        found, law, lawful = api.write_lr_law(sweep, grid, write_to, seed)
+        click.echo(law.text())
+        output.say(f"wrote {write_to}: sweep {lawful.name} with training.{law.spec_text()}")
+        output.next_step(f"ffctl plan {write_to}")
+        return
     if bool(sweep) == bool(grid):
-        raise click.UsageError("give a SWEEP file to train its pilot, or --data FILE to analyse a grid (one of them)")
+        raise click.UsageError("give a SWEEP file to train its pilot, or --data FILE to analyse a grid (one of them; "
+                               "both with --write, to put the grid's law into the sweep)")
     if grid and (sizes or lr_grid or write_only):
         raise click.UsageError("--sizes, --lr-grid and --write-only shape a pilot to train; a --data grid is analysed "
                                "as it is")

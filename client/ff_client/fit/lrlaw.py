@@ -75,10 +75,15 @@ class LrLaw:
     def formula(self) -> str:
         return f"LR* = {self.c.value:.4g} N^{self.a.value:+.3f}" + (f" D^{self.b.value:+.3f}" if self.b else "")
 
-    def spec_text(self) -> str:
+    def spec_value(self) -> dict:
         """The law as spec.training.learningRate (ff_core.spec.LearningRateLaw) takes it."""
-        return (f"learningRate: {{law: power, c: {self.c.value:.6g}, nExponent: {self.a.value:.6g}, "
-                f"dExponent: {self.b.value if self.b else 0.0:.6g}}}")
+        return {"law": "power", "c": float(f"{self.c.value:.6g}"), "nExponent": float(f"{self.a.value:.6g}"),
+                "dExponent": float(f"{self.b.value if self.b else 0.0:.6g}")}
+
+    def spec_text(self) -> str:
+        v = self.spec_value()
+        return (f"learningRate: {{law: power, c: {v['c']:g}, nExponent: {v['nExponent']:g}, "
+                f"dExponent: {v['dExponent']:g}}}")
 
     def text(self) -> str:
         batch = "" if self.batch is None else f" (batch {self.batch:g})"
