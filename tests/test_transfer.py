@@ -309,6 +309,24 @@ def test_transfer_writes_the_grids_law_into_a_sweep_that_then_plans_each_points_
     assert alone.exit_code == 2 and "give both" in alone.output
 
 
+def test_a_batch_law_from_two_cells_has_no_interval():
+    """Two cells fix the line exactly: no residuals to resample, so the exponent comes without an interval
+    rather than with one of zero width."""
+    from ff_client.fit.estimate import Estimate
+    from ff_client.fit.lrlaw import fit_batch_law
+    from ff_client.fit.transfer import SizeOptimum, Transfer
+
+    def pilot(tokens, batch, best):
+        curve = tuple((lr, 3.0 + 0.02 * math.log(lr / 3e-3) ** 2 + 0.03 * math.log(batch / best) ** 2)
+                      for lr in GRID)
+        size = SizeOptimum("n", 1e6, Estimate(3e-3), (3e-3, 3e-3), False, None, curve, np.zeros(10))
+        return (tokens, batch, Transfer((size,), Estimate(0.0), 3e-3, math.log(2), True))
+
+    pilots = tuple(pilot(d, b, best) for d, best in ((1e8, 200), (1e9, 400)) for b in (64, 128, 256, 512, 1024))
+    law = fit_batch_law(pilots)
+    assert len(law.optima) == 2 and law.p.low is None and law.p.value == pytest.approx(math.log10(2), abs=0.02)
+
+
 def test_one_token_count_gives_the_n_law_only(tmp_path):
     from ff_client.fit.lrgrid import analyze_grid, load_lr_grid
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ff_client.fit.estimate import Estimate, percentile_estimate
-from ff_client.fit.transfer import SizeOptimum, Transfer
+from ff_client.fit.transfer import RESAMPLES, SizeOptimum, Transfer
 from ff_client.text import aligned
 
 
@@ -131,7 +131,7 @@ class BatchLaw:
 
 
 def fit_batch_law(pilots: tuple[tuple[float, float | None, Transfer], ...], seed: int = 0,
-                  resamples: int = 1000) -> BatchLaw | None:
+                  resamples: int = RESAMPLES) -> BatchLaw | None:
     """B* = k D^p from pilots at 3 or more batch sizes; None when no 2 token counts have a bracketed B*."""
     losses: dict[tuple[float, float], dict[float, float]] = {}
     for tokens, batch, result in pilots:
@@ -146,6 +146,8 @@ def fit_batch_law(pilots: tuple[tuple[float, float | None, Transfer], ...], seed
         return None
     x, y = np.log([d for _, d, _ in optima]), np.log([b for _, _, b in optima])
     slope, intercept = np.polyfit(x, y, 1)
+    if len(optima) < 3:  # two cells fix the line exactly: no residuals to resample, so no interval (not a zero one)
+        return BatchLaw(Estimate(math.exp(intercept)), Estimate(float(slope)), tuple(optima))
     fitted = intercept + slope * x
     residuals = (y - fitted) * math.sqrt(len(y) / max(len(y) - 2, 1))
     rng = np.random.default_rng(seed)
