@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from ff_client.fit.lrlaw import parabola_min
 from ff_client.fit.transfer import analyze_transfer
 from ff_core.plan import plan_sweep
 from ff_plugins.gpt import GPT
@@ -376,3 +377,45 @@ def test_a_grid_keeps_batch_sizes_apart_and_refuses_what_it_cannot_analyse(tmp_p
     (tmp_path / "one.csv").write_text("\n".join([lines[0]] + lines[1:10]) + "\n")  # one size only
     with pytest.raises(FlopsFitError, match="no token count has 2 or more sizes"):
         analyze_grid(load_lr_grid(tmp_path / "one.csv"))
+
+
+def test_the_joint_optimum_of_a_step_law_grid_recovers_both_laws_where_the_best_batchs_rate_does_not(tmp_path):
+    """Step Law's design: 4 sizes, each at 3 token counts of its own (no two sizes share a D, so no per-token
+    pilot has 2 sizes), every cell a grid of learning rates x batch sizes. The valley tilts: ln LR*(B) rises 0.6
+    per ln B, so the LR* of the best grid batch (the naive joint optimum) is off by 0.6 x the distance from the grid
+    batch to B*. Each cell's LR* read at B* on the valley's line recovers a, b and p within their intervals."""
+    from ff_client.fit.lrgrid import analyze_grid, load_lr_grid
+
+    a, b, p, tilt = -0.7, 0.3, 0.55, 0.6
+    rng = np.random.default_rng(5)
+    lines, truth = ["n_params,tokens,lr,batch,loss"], {}
+    for n in (1e8, 2e8, 4e8, 8e8):
+        for ratio in (15, 45, 135):
+            d = float(f"{n * ratio * rng.uniform(0.8, 1.25):.4g}")
+            b_opt, lr_opt = 300 * (d / 1e10) ** p, 2e-3 * (n / 3e8) ** a * (d / 1e10) ** b
+            truth[(n, d)] = lr_opt
+            for batch in (32 * 2**k for k in range(8)):
+                valley = math.log(lr_opt) + tilt * math.log(batch / b_opt)
+                for lr in (2.5e-4 * 2 ** (k / 2) for k in range(14)):
+                    gap = math.log(lr) - valley
+                    loss = 2.5 + 0.03 * gap**2 + 0.02 * math.log(batch / b_opt) ** 2 + rng.normal(0, 0.001)
+                    lines.append(f"{n:g},{d:g},{lr:.6g},{batch},{'' if gap > math.log(8) else f'{loss:.5f}'}")
+    path = tmp_path / "steplaw-like.csv"
+    path.write_text("\n".join(lines) + "\n")
+    found = analyze_grid(load_lr_grid(path), seed=0, resamples=300)
+    joint = found.joint
+    assert not found.pilots and len(joint.cells) == 12 and not any(c.flag for c in joint.cells)
+    for estimate, value in ((joint.law.a, a), (joint.law.b, b), (joint.batch_law.p, p)):
+        assert estimate.low <= value <= estimate.high and abs(estimate.value - value) < 0.05, (estimate, value)
+    ours = [abs(math.log(c.lr / truth[(c.n_params, c.tokens)])) for c in joint.cells]
+    runs = load_lr_grid(path)
+    naive = []
+    for c in joint.cells:
+        mine = [r for r in runs if (r.n_params, r.tokens) == (c.n_params, c.tokens) and r.loss is not None]
+        best = min(mine, key=lambda r: r.loss).batch
+        curve = sorted((r.lr, r.loss) for r in mine if r.batch == best)
+        naive.append(abs(math.log(math.exp(parabola_min(curve)[0]) / truth[(c.n_params, c.tokens)])))
+    assert max(ours) < 0.05 < max(naive), (max(ours), max(naive))
+    assert "## the learning-rate law at B*: LR* = " in found.text() and "at B*: B* = " in found.summary()
+    assert found.to_json()["joint"]["law"]["a"]["value"] == joint.law.a.value
+    assert joint.law.holdout and all(h.within_step for h in joint.law.holdout)

@@ -8,7 +8,10 @@ never extrapolated), as is one whose best is its smallest. Each token count (and
 optima (ff_client.fit.transfer: a local parabola in ln LR with a bootstrap interval) and the drift of ln LR*
 with ln N. The learning rate the drift is judged against is `lr` when given, else the smallest size's LR*: what
 carrying it to every size costs. Across pilots, the law LR* = c N^a D^b with its hold-out check on the largest
-size (ff_client.fit.lrlaw). A grid with no pilot to analyse is an error saying what was left out.
+size (ff_client.fit.lrlaw). A grid at 3 or more batch sizes also gets each cell's joint optimum of learning rate
+and batch, and the laws LR*(N, D) at B* and B*(D) through those (ff_client.fit.jointlaw): Step Law's design, in which
+each size has token counts of its own. A grid with neither a pilot nor a joint optimum to analyse is an error saying
+what was left out.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from ff_client.fit.datafile import DataFileError, number, read_rows
+from ff_client.fit.jointlaw import MIN_BATCHES, JointAnalysis, analyze_joint
 from ff_client.fit.lrlaw import BatchLaw, LrLaw, fit_batch_law, fit_lr_laws
 from ff_client.fit.transfer import RESAMPLES, Transfer, analyze_transfer
 from ff_client.text import aligned
@@ -46,6 +52,7 @@ class GridAnalysis:
     diverged: int
     laws: tuple[LrLaw, ...] = ()  # LR*(N, D), one per batch size
     batch_law: BatchLaw | None = None  # B*(D), from 3 or more batch sizes
+    joint: JointAnalysis | None = None  # each cell's joint optimum (LR x batch) and the laws through it
 
     def text(self) -> str:
         parts = []
@@ -53,6 +60,7 @@ class GridAnalysis:
             parts += [f"## D = {tokens:.3g} tokens{_batch(batch)}", result.text(), ""]
         parts += [part for law in self.laws for part in (law.text(), "")]
         parts += [self.batch_law.text(), ""] if self.batch_law else []
+        parts += [self.joint.text(), ""] if self.joint else []
         parts += [f"left out: {reason}" for reason in self.left_out]
         if self.diverged:
             parts.append(f"{self.diverged} diverged run(s): counted as learning rates too high")
@@ -63,6 +71,7 @@ class GridAnalysis:
                            for tokens, batch, result in self.pilots],
                 "laws": [law.to_json() for law in self.laws],
                 "batchLaw": self.batch_law.to_json() if self.batch_law else None,
+                "joint": self.joint.to_json() if self.joint else None,
                 "leftOut": list(self.left_out), "diverged": self.diverged}
 
     def summary(self) -> str:
@@ -74,7 +83,10 @@ class GridAnalysis:
             rows.append((f"{tokens:.3g}", "-" if batch is None else f"{batch:g}", str(len(r.sizes)),
                          f"{r.slope.value:+.3f}", interval, verdict))
         laws = [law.formula() + _batch(law.batch) for law in self.laws]
-        return "\n".join([aligned(rows), *laws, *([self.batch_law.formula()] if self.batch_law else [])])
+        laws += [self.batch_law.formula()] if self.batch_law else []
+        if self.joint:
+            laws += [f"at B*: {law.formula()}" for law in (self.joint.law, self.joint.batch_law) if law]
+        return "\n".join([aligned(rows), *laws] if len(rows) > 1 else laws)
 
 
 def _batch(batch: float | None) -> str:
@@ -110,8 +122,9 @@ def load_lr_grid(path: str | Path) -> list[GridRun]:
 def analyze_grid(runs: list[GridRun], lr: float | None = None, seed: int = 0,
                  resamples: int = RESAMPLES) -> GridAnalysis:
     """Each (token count, batch) pilot: the sizes with MIN_RATES finite learning rates, analysed as ffctl transfer
-    does. No pilot at all is an error saying what was left out."""
-    left, pilots = [], []
+    does; with MIN_BATCHES batch sizes, each cell's joint optimum too. Neither is an error saying what was left
+    out."""
+    left, pilots, lonely = [], [], {}
     for tokens, batch in sorted({(r.tokens, r.batch) for r in runs}, key=lambda k: (k[0], k[1] or 0.0)):
         where = f"D={tokens:.3g}{_batch(batch)}"
         cells: dict[float, list[GridRun]] = {}
@@ -127,14 +140,30 @@ def analyze_grid(runs: list[GridRun], lr: float | None = None, seed: int = 0,
                 continue
             usable += [(f"N={n:.3g}", n, r.lr, r.loss) for r in finite]
         if len({n for _, n, _, _ in usable}) < 2:
-            left.append(f"{where}: fewer than 2 sizes with a usable learning-rate curve; no drift")
+            lonely.setdefault(tokens, []).append(batch)
             continue
         result = analyze_transfer(usable, lr or 1.0, seed, resamples)
         if lr is None:  # the smallest size's LR*, carried to every size
             result = analyze_transfer(usable, result.sizes[0].lr.value, seed, resamples)
         pilots.append((tokens, batch, replace(result, judged="--lr" if lr is not None else "the smallest size's LR*")))
-    if not pilots:
-        raise FlopsFitError("no token count has 2 or more sizes with a learning-rate curve to analyse: "
-                            + "; ".join(left))
+    for tokens, batches in lonely.items():  # one line per token count, however many batch sizes it has
+        at = "" if batches == [None] else f" (batch {', '.join(f'{b:g}' for b in batches if b is not None)})"
+        left.append(f"D={tokens:.3g}{at}: fewer than 2 sizes with a usable learning-rate curve; no drift")
+    joint = None
+    if len({r.batch for r in runs if r.batch is not None}) >= MIN_BATCHES:
+        joint = analyze_joint([(r.n_params, r.tokens, r.lr, r.batch, r.loss) for r in runs], _grid_step(runs), seed,
+                              resamples)
+    if not pilots and joint is None:
+        raise FlopsFitError("no token count has 2 or more sizes with a learning-rate curve to analyse, and no cell "
+                            f"has {MIN_BATCHES} batch sizes for a joint optimum: " + "; ".join(left))
     return GridAnalysis(tuple(pilots), tuple(left), sum(r.loss is None for r in runs), fit_lr_laws(tuple(pilots)),
-                        fit_batch_law(tuple(pilots), seed))
+                        fit_batch_law(tuple(pilots), seed), joint)
+
+
+def _grid_step(runs: list[GridRun]) -> float:
+    """ln of the factor between a grid's neighbouring learning rates: the median over its curves."""
+    steps = []
+    for key in {(r.n_params, r.tokens, r.batch) for r in runs}:
+        rates = np.log(sorted({r.lr for r in runs if (r.n_params, r.tokens, r.batch) == key}))
+        steps += list(np.diff(rates))
+    return float(np.median(steps)) if steps else 0.0

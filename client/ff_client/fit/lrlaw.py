@@ -158,10 +158,10 @@ def fit_batch_law(pilots: tuple[tuple[float, float | None, Transfer], ...], seed
 
 def _loss_at_optimum(s: SizeOptimum) -> float:
     """The loss at a cell's LR*: its local parabola's minimum (the best grid loss if no parabola fits)."""
-    return _parabola_min(sorted(s.curve))[1]
+    return parabola_min(sorted(s.curve))[1]
 
 
-def _parabola_min(points: list[tuple[float, float]]) -> tuple[float, float]:
+def parabola_min(points: list[tuple[float, float]]) -> tuple[float, float]:
     """(ln x at the minimum, the loss there) of a parabola in ln x through the best point and up to 2 neighbours
     on each side; the best point itself when no upward parabola fits."""
     x, y = np.log([p for p, _ in points]), np.array([v for _, v in points])
@@ -179,7 +179,7 @@ def _vertex(by_batch: list[tuple[float, float]]) -> float | None:
     """B* of one cell: None below 3 batches, or when the best is the smallest or largest batch (a bound)."""
     if len(by_batch) < 3 or int(np.argmin([v for _, v in by_batch])) in (0, len(by_batch) - 1):
         return None
-    return math.exp(_parabola_min(by_batch)[0])
+    return math.exp(parabola_min(by_batch)[0])
 
 
 def fit_lr_laws(pilots: tuple[tuple[float, float | None, Transfer], ...]) -> tuple[LrLaw, ...]:
