@@ -238,6 +238,21 @@ def transfer_grid(path: str | Path, lr: float | None = None, seed: int = 0, out:
     return found
 
 
+def overtrain(path: str | Path, error_law: str = "exponential", seed: int = 0, resamples: int | None = None,
+              out: str | Path | None = None):
+    """Gadre's over-training law L(N, D) and error-from-loss law fitted to a file's runs, its held-out targets
+    predicted (ff_client.fit.overtrain); `out` gets overtraining.png. (the analysis, the plot's path or None)."""
+    from ff_client.fit.overtrain import RESAMPLES, analyze_overtraining, load_runs
+    from ff_client.fit.plots import plot_overtraining
+
+    found = analyze_overtraining(load_runs(path), error_law, seed, RESAMPLES if resamples is None else resamples)
+    plot = None
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        plot = plot_overtraining(found, Path(out) / "overtraining.png")
+    return found, plot
+
+
 def write_lr_law(sweep: str | Path, grid: str | Path, out: str | Path, seed: int = 0):
     """The law LR*(N, D) fitted to `grid` (ffctl transfer --data) put into the sweep file's
     training.learningRate, checked by planning it (every point's rate in (0, 1]) and written to `out`;

@@ -1,6 +1,6 @@
 """ffctl: a thin click layer over ff_client's API; messages go to stderr, data to stdout.
 
-The only package of ours that imports click: local.py (plan, run), analyze.py, compare.py, suggest.py,
+The only package of ours that imports click: local.py (plan, run), analyze.py, compare.py, suggest.py, overtrain.py,
 transfer.py, cluster.py (submit, status, logs, delete), options.py (options several commands take), output.py
 (terminal output). What the commands do is ff_client.api's.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from ff_client.cli import analyze, cluster, compare, local, output, suggest, transfer
+from ff_client.cli import analyze, cluster, compare, local, output, overtrain, suggest, transfer
 from ff_core.errors import FlopsFitError, UsageError
 
 
@@ -32,6 +32,6 @@ def main() -> None:
     output.route_warnings()
 
 
-for _module in (local, analyze, compare, suggest, transfer, cluster):
+for _module in (local, analyze, compare, suggest, transfer, overtrain, cluster):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -238,3 +238,51 @@ def plot_transfer(transfer, path: Path) -> Path:
         fig.savefig(path)
         plt.close(fig)
     return path
+
+
+def plot_overtraining(found, path: Path) -> Path:
+    """Left: reducible loss against compute, the fitted runs and the targets, the law's line at each of their
+    token multipliers M; right (with an error law): error against loss, the law's curve, each target measured and
+    predicted."""
+    from ff_client.fit.overtrain import error_law, loss_law
+
+    theta = np.array([found.parameters[k].value for k in ("E", "A", "B", "eta")])
+    theta[1:3] = np.log(theta[1:3])
+    runs = found.loss_fit + tuple(q.run for q in found.predictions)
+    multipliers = sorted({round(r.multiplier, 6) for r in runs})
+    colors = dict(zip(multipliers, _budget_colors(len(multipliers))))
+    panels = 2 if found.error_kind else 1
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), layout="constrained", squeeze=False)
+        ax = axes[0][0]
+        sizes = np.geomspace(min(r.n_params for r in runs) / 2, max(r.n_params for r in runs) * 2, 60)
+        for m in multipliers:
+            ax.plot(6 * sizes * sizes * m, loss_law(theta, sizes, sizes * m) - theta[0], color=colors[m], lw=1,
+                    ls="--", label=f"M = {m:.3g}")
+        for r in found.loss_fit:
+            ax.plot(r.flops, r.loss - theta[0], "o", color=colors[round(r.multiplier, 6)])
+        for q in found.predictions:
+            color = colors[round(q.run.multiplier, 6)]
+            ax.plot(q.run.flops, q.run.loss - theta[0], "*", color=color, ms=11)
+            ax.plot(q.run.flops, q.loss.value - theta[0], "o", mfc="none", color=color, ms=11)
+        ax.set(xscale="log", yscale="log", xlabel="compute C = 6ND (FLOPs)", ylabel="reducible loss L - E",
+               title="Over-training: fitted (dots), held out (stars), predicted (rings)")
+        ax.legend(frameon=False, fontsize=8)
+        if found.error_kind:
+            ax = axes[0][1]
+            phi = np.array([v.value for v in found.error_parameters.values()])
+            if found.error_kind == "exponential":
+                phi[1] = np.log(phi[1])
+            losses = [r.loss for r in found.error_fit] + [q.run.loss for q in found.predictions]
+            grid = np.linspace(min(losses) * 0.95, max(losses) * 1.02, 100)
+            ax.plot(grid, error_law(found.error_kind, phi, grid), color="grey", lw=1, ls="--")
+            ax.plot([r.loss for r in found.error_fit], [r.error for r in found.error_fit], "o", color="C0")
+            for q in found.predictions:
+                if q.run.error is not None:
+                    ax.plot(q.run.loss, q.run.error, "*", color="C3", ms=11)
+                if q.error is not None:
+                    ax.plot(q.loss.value, q.error.value, "o", mfc="none", color="C3", ms=11)
+            ax.set(xlabel="loss", ylabel="error", title=f"Error from loss ({found.error_kind})")
+        fig.savefig(path)
+        plt.close(fig)
+    return path
