@@ -216,3 +216,10 @@ class GPTCountRaises(GPTMiscounted):
 
 def negative_flops(knobs, sequence_length):
     return -1.0
+
+
+class BadEval:
+    """An eval plugin whose metric is not a number."""
+
+    def evaluate(self, model, data, *, sequence_length, device, seed):
+        return {"accuracy": "high"}

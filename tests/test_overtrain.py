@@ -72,7 +72,7 @@ def test_the_published_testbed_predicts_the_over_trained_1_4b_and_the_6_9b_withi
     the 6.9B model at M = 20, each from 5 small runs. Their paper quotes 0.7% for the first; the bar is 1.5%."""
     out = tmp_path / "out"
     done = CliRunner().invoke(main, ["overtrain", "--data", "benchmarks/published/gadre-rpj.csv", "--json",
-                                     "--resamples", "40", "--out", str(out)])
+                                     "--bootstrap", "40", "--out", str(out)])
     assert done.exit_code == 0, done.output
     data = json.loads(done.stdout)
     by_name = {p["name"]: p for p in data["predictions"]}
@@ -110,3 +110,28 @@ def test_without_a_use_column_the_largest_size_is_held_out(tmp_path):
     found = analyze_overtraining(runs, resamples=50)
     assert found.error_kind is None and all(q.loss_relative_error < 0.002 for q in found.predictions)
     assert "resampled residuals" in found.interval_source  # 6 runs, 4 parameters, no loss_se
+
+
+def test_a_ladder_sweep_trains_and_its_analysis_has_the_over_training_section(tiny_manifest, write_sweep,
+                                                                              tmp_path):
+    """A sweep with a ladder (3 sizes x M = 1, 2, 4) and the built-in eval plugin, trained by `ffctl run` and
+    analysed: the ladder runs are not isoFLOP points; they get their own section, JSON part and plot, the largest
+    size held out, with the task error of each run's last evaluation."""
+    tiny_manifest["spec"]["budgets"] = [6.0e8]
+    tiny_manifest["spec"]["ladder"] = {"tokenMultipliers": [1, 2, 4]}
+    tiny_manifest["spec"]["evaluation"] = {"plugin": "ff_plugins.tasks:NextChunkChoice", "args": {"items": 16}}
+    tiny_manifest["spec"]["storage"] = {"uri": f"file://{tmp_path / 'store'}"}
+    sweep = write_sweep(tiny_manifest)
+    ran = CliRunner().invoke(main, ["run", str(sweep), "--workers", "2"])
+    assert ran.exit_code == 0, ran.output
+    out = tmp_path / "out"
+    analysed = CliRunner().invoke(main, ["analyze", f"file://{tmp_path / 'store'}/unit", "--out", str(out),
+                                         "--bootstrap", "20", "--json"])
+    assert analysed.exit_code == 0, analysed.output
+    data = json.loads(analysed.stdout)
+    assert data["points"] == 3  # the grid's budget only
+    over = data["overtraining"]
+    assert len(over["lossFit"]) == 6 and len(over["predictions"]) == 3 and over["errorLaw"]["kind"] == "exponential"
+    assert all(p["name"].startswith("m M=") and p["error"] is not None for p in over["predictions"])
+    assert "## Over-training ladder (largest size held out)" in (out / "report.txt").read_text()
+    assert (out / "overtraining.png").is_file()

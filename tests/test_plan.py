@@ -108,3 +108,29 @@ def test_a_learning_rate_law_is_checked_at_every_point(tiny_manifest):
         parse_sweep(wsd)
     wsd["spec"]["training"]["learningRate"] = {"law": "power", "c": 0.03, "nExponent": -0.2}
     assert len(plan_sweep(parse_sweep(wsd)).experiments) == 6  # a law in N alone is fine
+
+
+def test_a_ladder_adds_each_sizes_runs_at_its_token_multipliers(tiny_manifest):
+    """ladder.tokenMultipliers: each of its sizes also at D = M N (whole batches), after the grid, with ids of
+    their own; a point the grid already has is not planned twice; under one batch is a note; unknown sizes and
+    repeated multipliers are refused."""
+    grid = plan_sweep(parse_sweep(tiny_manifest)).experiments
+    tiny_manifest["spec"]["ladder"] = {"tokenMultipliers": [80, 20, 0.001], "sizes": ["xs", "m"]}
+    plan = plan_sweep(parse_sweep(tiny_manifest))
+    ladder = [e for e in plan.experiments if e.ladder is not None]
+    assert plan.experiments[: len(grid)] == tuple(grid)  # the grid's ids are untouched
+    assert [(e.size, e.ladder) for e in ladder] == [("xs", 20), ("xs", 80), ("m", 20), ("m", 80)]
+    for e in ladder:
+        assert e.tokens % 512 == 0 and abs(e.tokens - e.ladder * e.n_params) <= 256 and e.identity["ladder"] == e.ladder
+        assert e.budget == pytest.approx(e.flops, rel=1e-6)
+    assert len({e.id for e in plan.experiments}) == len(plan.experiments)
+    assert any("ladder: xs at M=0.001 is less than one global batch" in n for n in plan.notes)
+    same = tiny_manifest["spec"]["ladder"] = {"tokenMultipliers": [grid[0].tokens / grid[0].n_params],
+                                              "sizes": [grid[0].size]}
+    assert same and len(plan_sweep(parse_sweep(tiny_manifest)).experiments) == len(grid)  # already on the grid
+    tiny_manifest["spec"]["ladder"] = {"tokenMultipliers": [20], "sizes": ["xl"]}
+    with pytest.raises(SpecError, match="ladder.sizes names xl, not in sizes"):
+        parse_sweep(tiny_manifest)
+    tiny_manifest["spec"]["ladder"] = {"tokenMultipliers": [20, 20]}
+    with pytest.raises(SpecError, match="tokenMultipliers repeat a value"):
+        parse_sweep(tiny_manifest)

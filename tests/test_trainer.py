@@ -283,3 +283,32 @@ def test_compile_without_pythons_headers_is_named(monkeypatch, tmp_path):
     assert compile_toolchain_missing() is None  # this environment has both
     monkeypatch.setattr(sysconfig, "get_paths", lambda: {"include": str(tmp_path)})
     assert "Python.h" in compile_toolchain_missing() and "python3-dev" in compile_toolchain_missing()
+
+
+def test_an_eval_plugin_records_task_metrics_at_each_checkpoint_without_changing_training(
+        tiny_manifest, write_sweep, tmp_path):
+    """spec.evaluation (the built-in multiple-choice task on the held-out data): its metrics at every checkpoint
+    and at the end go into the record, with the same losses as the run without it (an evaluation restores every
+    RNG); it is not part of the id. A plugin that returns a non-number is exit 3, naming it."""
+    import copy
+
+    tiny_manifest["spec"]["training"]["deterministic"] = True
+    evaluated = copy.deepcopy(tiny_manifest)
+    evaluated["spec"]["evaluation"] = {"plugin": "ff_plugins.tasks:NextChunkChoice", "args": {"items": 16}}
+    exp = first_id(tiny_manifest)
+    assert first_id(evaluated) == exp
+    for manifest, store in ((tiny_manifest, tmp_path / "plain"), (evaluated, tmp_path / "tasks")):
+        done = trainer(write_sweep(manifest), exp, store)
+        assert done.returncode == exit_codes.DONE, done.stderr[-2000:]
+    plain, tasks = result(tmp_path / "plain", tiny_manifest, exp), result(tmp_path / "tasks", evaluated, exp)
+    assert plain["task_metrics"] is None and (plain["eval_loss"], plain["loss_curve"]) == (tasks["eval_loss"],
+                                                                                          tasks["loss_curve"])
+    steps = [t["step"] for t in tasks["task_metrics"]]
+    assert steps == [5, 10, 15, 20, 25]  # checkpointEverySteps 5, and the end (step 25)
+    last = tasks["task_metrics"][-1]["metrics"]
+    assert set(last) == {"accuracy", "error", "loglik"} and last["error"] == pytest.approx(1 - last["accuracy"])
+    assert last["loglik"] > tasks["task_metrics"][0]["metrics"]["loglik"]  # the right answer grows likelier
+    evaluated["spec"]["evaluation"] = {"plugin": "helper_plugins:BadEval"}
+    broken = trainer(write_sweep(evaluated), exp, tmp_path / "broken")
+    assert broken.returncode == exit_codes.BAD_CONFIG and "helper_plugins:BadEval" in broken.stderr
+    assert "finite number" in broken.stderr

@@ -88,9 +88,12 @@ def trunk_table(steps: tuple[Step, ...]) -> str:
 def plan_table(plan: Plan) -> str:
     rows = [("id", "budget C", "size", "N", "D", "steps", "FLOPs", "D/N")]
     for e in plan.experiments:
-        rows.append((e.id, f"{e.budget:.2e}", e.size, human(e.n_params), human(e.tokens), str(e.steps),
-                     f"{e.flops:.2e}", f"{e.tokens_per_param:.1f}"))
+        rows.append((e.id, f"ladder M={e.ladder:g}" if e.ladder is not None else f"{e.budget:.2e}", e.size,
+                     human(e.n_params), human(e.tokens), str(e.steps), f"{e.flops:.2e}", f"{e.tokens_per_param:.1f}"))
     lines = [aligned(rows)]
-    budgets = len({e.budget for e in plan.experiments})
-    lines.append(f"{len(plan.experiments)} experiments over {budgets} budgets, {plan.total_flops:.3g} FLOPs in total")
+    budgets = len({e.budget for e in plan.experiments if e.ladder is None})
+    ladder = [e for e in plan.experiments if e.ladder is not None]
+    rungs = f" and {len(ladder)} ladder runs (M = {', '.join(f'{m:g}' for m in sorted({e.ladder for e in ladder}))})"
+    lines.append(f"{len(plan.experiments)} experiments over {budgets} budgets{rungs if ladder else ''}, "
+                 f"{plan.total_flops:.3g} FLOPs in total")
     return "\n".join(lines)

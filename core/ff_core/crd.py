@@ -30,7 +30,8 @@ def parse_pack(annotation: str) -> tuple[tuple[str, int], ...]:
     return tuple((m.rsplit(":", 1)[0], int(m.rsplit(":", 1)[1])) for m in annotation.split(",") if m)
 MAX_EXPERIMENTS = 2000
 # Fields that define the plan (and so the experiment ids): changing them would orphan running Jobs.
-IMMUTABLE = ("model", "data", "loss", "flops", "budgets", "sizes", "pointsPerBudget", "tokensPerParam", "training")
+IMMUTABLE = ("model", "data", "loss", "flops", "budgets", "sizes", "pointsPerBudget", "tokensPerParam", "training",
+             "ladder", "evaluation")
 _DROP = {"title", "default", "description", "$defs"}
 
 

@@ -32,6 +32,7 @@ class Experiment:
     steps: int
     flops: float
     identity: dict[str, Any] = field(default_factory=dict, hash=False, compare=False, repr=False)  # what id hashes
+    ladder: float | None = None  # an over-training ladder run's token multiplier M; None on the isoFLOP grid
 
     @property
     def tokens_per_param(self) -> float:
@@ -64,7 +65,7 @@ class Plan:
 
 
 # The parts of an experiment's identity that are its point (where on the N-D plane); the rest is its recipe.
-POINT_FIELDS = ("budget", "knobs", "tokens")
+POINT_FIELDS = ("budget", "knobs", "tokens", "ladder")
 
 
 def _rates_in_range(sweep: ScalingSweep, experiments: list[Experiment]) -> None:
@@ -78,10 +79,11 @@ def _rates_in_range(sweep: ScalingSweep, experiments: list[Experiment]) -> None:
                             "check its c and exponents")
 
 
-def experiment_identity(spec: SweepSpec, budget: float, size: SizeEntry, tokens: int) -> dict[str, Any]:
+def experiment_identity(spec: SweepSpec, budget: float, size: SizeEntry, tokens: int,
+                        ladder: float | None = None) -> dict[str, Any]:
     """Everything that defines the experiment's result: its point and its recipe (plugins, training knobs).
     Result records carry it, so an id can be checked and two recipes in one store told apart."""
-    return {
+    return ({"ladder": ladder} if ladder is not None else {}) | {
         "budget": f"{budget:.6e}",
         "model": spec.model.model_dump(mode="json"),
         "knobs": size.knobs,
@@ -189,7 +191,35 @@ def plan_sweep(sweep: ScalingSweep) -> Plan:
                     identity=identity,
                 )
             )
+    experiments += _ladder(spec, experiments, notes)
     if not experiments:
         raise SpecError(f"sweep {sweep.name!r} plans no experiments: " + " | ".join(notes))
     _rates_in_range(sweep, experiments)
     return Plan(sweep=sweep.name, experiments=tuple(experiments), notes=tuple(notes))
+
+
+def _ladder(spec: SweepSpec, grid: list[Experiment], notes: list[str]) -> list[Experiment]:
+    """The ladder's runs, after the grid's: per size (ascending N), D = M N rounded to whole global batches for
+    each M (ascending); a point the grid already trains is not planned twice, and one under a batch is a note."""
+    if spec.ladder is None:
+        return []
+    batch = spec.training.global_batch_tokens
+    names = set(spec.ladder.sizes or [s.name for s in spec.sizes])
+    planned = {(e.size, e.tokens) for e in grid}
+    out: list[Experiment] = []
+    for size in sorted((s for s in spec.sizes if s.name in names), key=lambda s: (s.n_params, s.name)):
+        for m in spec.ladder.token_multipliers:
+            steps = round(m * size.n_params / batch)
+            if steps < 1:
+                notes.append(f"ladder: {size.name} at M={m:g} is less than one global batch ({batch} tokens); left out")
+                continue
+            tokens = steps * batch
+            if (size.name, tokens) in planned:
+                continue
+            planned.add((size.name, tokens))
+            flops = flops_per_token(size.n_params, size.flops_per_token) * tokens
+            identity = experiment_identity(spec, flops, size, tokens, ladder=m)
+            out.append(Experiment(id=identity_id(identity), index=len(grid) + len(out), budget=float(f"{flops:.6e}"),
+                                  size=size.name, knobs=dict(size.knobs), n_params=size.n_params, tokens=tokens,
+                                  steps=steps, flops=flops, identity=identity, ladder=m))
+    return out

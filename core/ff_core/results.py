@@ -21,6 +21,15 @@ class CurvePoint(BaseModel):
     loss: float
 
 
+class TaskPoint(BaseModel):
+    """The eval plugin's metrics (spec.evaluation) after `tokens` tokens (step `step`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    step: int
+    tokens: int
+    metrics: dict[str, float]
+
+
 class ResultRecord(BaseModel):
     """What one finished experiment reports; "has result.json" means "finished"."""
 
@@ -54,6 +63,8 @@ class ResultRecord(BaseModel):
     final_loss: float | None = Field(description="mean training loss over the last logging interval")
     eval_loss: float | None = Field(description="loss on held-out data after training; None if diverged")
     loss_curve: list[CurvePoint]
+    task_metrics: list[TaskPoint] | None = Field(default=None, description="the eval plugin's metrics at each "
+                                                 "checkpoint and at the end (spec.evaluation); None without one")
     tokens_per_second: float = Field(ge=0)
     mfu: float | None = None
     wall_seconds: float = Field(ge=0)

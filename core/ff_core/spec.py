@@ -464,6 +464,25 @@ class Tracking(_Model):
         return [name for name in type(self).model_fields if getattr(self, name) is not None]
 
 
+class Ladder(_Model):
+    """An over-training ladder: each of its sizes also trained at D = M N for each token multiplier M (Gadre et
+    al.'s M = 20, 80, 320 ...), beside the isoFLOP grid; `ffctl analyze` fits the over-training law to them."""
+
+    token_multipliers: list[float] = Field(min_length=1, max_length=16, description=(
+        "tokens per parameter M = D/N of each ladder run, e.g. [20, 80, 320]"))
+    sizes: list[str] | None = Field(default=None, description="the sizes climbing it [default: every size]")
+
+    @field_validator("token_multipliers")
+    @classmethod
+    def _positive_unique(cls, value: list[float]) -> list[float]:
+        for i, m in enumerate(value):
+            if not (m > 0 and math.isfinite(m)):
+                raise ValueError(f"tokenMultipliers[{i}] is {m:g}; every multiplier M = D/N must be > 0")
+        if len(set(value)) != len(value):
+            raise ValueError("tokenMultipliers repeat a value; list each M once")
+        return sorted(value)
+
+
 class SweepSpec(_Model):
     """What to train: plugins, budgets, the size family and the training knobs."""
 
@@ -481,6 +500,10 @@ class SweepSpec(_Model):
     storage: Storage = Storage()
     execution: Execution = Execution()
     tracking: Tracking | None = Field(default=None, description="experiment tracking: MLflow, W&B, TensorBoard")
+    ladder: Ladder | None = Field(default=None, description="over-training runs at token multipliers M = D/N")
+    evaluation: PluginRef | None = Field(default=None, description=(
+        "an eval plugin: task metrics (e.g. accuracy, log-likelihood of the right answer) at every checkpoint and "
+        "at the end, written into each result record"))
 
     @field_validator("budgets")
     @classmethod
@@ -506,6 +529,15 @@ class SweepSpec(_Model):
                 raise ValueError(f"sizes {seen[key]} and {size.name} have the same knobs; give each size its own")
             seen[key] = size.name
         return value
+
+    @model_validator(mode="after")
+    def _ladder_sizes(self) -> SweepSpec:
+        if self.ladder and self.ladder.sizes is not None:
+            names = {s.name for s in self.sizes}
+            unknown = [n for n in self.ladder.sizes if n not in names]
+            if unknown:
+                raise ValueError(f"ladder.sizes names {', '.join(unknown)}, not in sizes ({', '.join(sorted(names))})")
+        return self
 
     @model_validator(mode="after")
     def _batch_splits(self) -> SweepSpec:

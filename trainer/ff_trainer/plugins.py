@@ -63,6 +63,16 @@ class FlopsFn(Protocol):
     def __call__(self, knobs: Mapping[str, Any], sequence_length: int) -> float: ...
 
 
+@runtime_checkable
+class EvalPlugin(Protocol):
+    """Task metrics of a model partway through training (spec.evaluation): e.g. the accuracy on a multiple-choice
+    task and the mean log-likelihood of the right answer. Called in the main process with the model in eval mode,
+    under no_grad, and every RNG restored after it, so an evaluation never changes training."""
+
+    def evaluate(self, model: Any, data: Any, *, sequence_length: int, device: Any, seed: int) -> Mapping[str, float]:
+        """{metric name: a finite number} for this model; `data` is the sweep's data plugin."""
+
+
 def load_object(path: str) -> Any:
     """Resolve "package.module:Name" (Name may be dotted), naming the path in every error."""
     module_name, sep, attr_path = path.partition(":")

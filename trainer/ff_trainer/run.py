@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import random
@@ -28,7 +29,8 @@ from ff_core.tracking import RunInfo, Tracker
 from ff_trainer.checkpoint import Checkpointer
 from ff_trainer.errors import ConfigError
 from ff_trainer.metrics import measure_flops_per_token, mfu
-from ff_trainer.plugins import DataPlugin, FlopsFn, LossFn, ModelPlugin, count_of, flops_of, load_plugin
+from ff_trainer.plugins import (DataPlugin, EvalPlugin, FlopsFn, LossFn, ModelPlugin, count_of, flops_of,
+                                load_plugin)
 from ff_trainer.signals import StopFlag
 from ff_trainer.train import Interrupted, Job, Outcome, train
 from ff_trainer.world import World, setup_world, teardown_world
@@ -111,6 +113,7 @@ def make_record(sweep: ScalingSweep, experiment: Experiment, outcome: Outcome, n
         tokens=experiment.tokens, unique_tokens=unique_tokens, untrained_loss=untrained_loss, flops=flops,
         branch_tokens=branch_tokens, status=outcome.status, final_loss=outcome.final_loss,
         eval_loss=outcome.eval_loss, loss_curve=outcome.curve, tokens_per_second=outcome.tokens_per_second,
+        task_metrics=outcome.task_metrics or None,
         mfu=mfu(best, outcome.tokens_per_second, device, world.world_size), wall_seconds=outcome.train_seconds,
         world_size=world.world_size, device=device, seed=sweep.spec.training.seed, versions=_versions(),
     )
@@ -204,9 +207,43 @@ def _train_step(sweep: ScalingSweep, step: Step, store: Store, world: World, plu
         track = {"tracker": tracker, "flops_per_token": measured or flops_per_token(step.experiment.n_params)}
         job = (Job.segment(step.end, ckpt, trunk(step.end), initial) if step.kind == SEGMENT
                else Job.run(step.end, ckpt, initial))
-        return train(model, data, loss_fn, cfg, job, world, groups, stop, **track), measured
+        evaluator = _evaluator(sweep, data, world)
+        return train(model, data, loss_fn, cfg, job, world, groups, stop, evaluator=evaluator, **track), measured
     except torch.cuda.OutOfMemoryError:
         raise ConfigError(_oom_message(cfg, world)) from None
+
+
+def _evaluator(sweep: ScalingSweep, data, world: World):
+    """spec.evaluation's plugin as `model -> {metric: value}`, each value checked to be a finite number; None
+    without one."""
+    ref = sweep.spec.evaluation
+    if ref is None:
+        return None
+    plugin = load_plugin(ref, EvalPlugin, "evaluation")
+    cfg = sweep.spec.training
+
+    def evaluate(model) -> dict[str, float]:
+        try:
+            metrics = plugin.evaluate(model, data, sequence_length=cfg.sequence_length, device=world.device,
+                                      seed=cfg.seed)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as error:  # user code: whatever it raises is permanent
+            raise ConfigError(f"the eval plugin {ref.plugin!r} failed: {type(error).__name__}: {error}") from None
+        bad = {k: v for k, v in dict(metrics).items() if not (isinstance(k, str) and _finite_number(v))}
+        if not metrics or bad:
+            raise ConfigError(f"the eval plugin {ref.plugin!r} must return {{name: finite number}}; it returned "
+                              f"{dict(metrics) if not bad else bad}")
+        return {k: float(v) for k, v in metrics.items()}
+
+    return evaluate
+
+
+def _finite_number(value) -> bool:
+    try:
+        return math.isfinite(float(value)) and not isinstance(value, bool)
+    except (TypeError, ValueError):
+        return False
 
 
 def _train_and_record(sweep: ScalingSweep, step: Step, store: Store, world: World, plugins: tuple,

@@ -37,6 +37,7 @@ class Outcome:
     curve: list[dict[str, float]] = field(default_factory=list)
     tokens_per_second: float = 0.0
     train_seconds: float = 0.0
+    task_metrics: list[dict] = field(default_factory=list)  # the eval plugin's, at each checkpoint and the end
 
 
 def _optimizer(model: torch.nn.Module, cfg: Training, device: torch.device,
@@ -187,9 +188,9 @@ class Job:
         return cls(ckpt, None, until, initial, output)
 
 
-def _resume(job: Job, model, optimizer, world: World, tracker: Tracker) -> tuple[int, list, float, tuple]:
-    """(start step, curve, elapsed seconds, open logging interval) from the job's checkpoint, else from the
-    trunk's it starts from, else a fresh start; model, optimizer and RNGs are restored in place."""
+def _resume(job: Job, model, optimizer, world: World, tracker: Tracker) -> tuple[int, list, float, tuple, list]:
+    """(start step, curve, elapsed seconds, open logging interval, task metrics) from the job's checkpoint, else
+    from the trunk's it starts from, else a fresh start; model, optimizer and RNGs are restored in place."""
     state = job.ckpt.load()
     if state is None and job.initial is not None:
         state = job.initial.load()
@@ -197,14 +198,14 @@ def _resume(job: Job, model, optimizer, world: World, tracker: Tracker) -> tuple
             raise RuntimeError(f"the trunk checkpoint {job.initial.key} this run starts from is missing; its segment "
                                "must finish first")  # retryable: the executors run the segment before
     if state is None:
-        return 0, [], 0.0, (0.0, 0)
+        return 0, [], 0.0, (0.0, 0), []
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     _set_rng(state["rng"][world.rank % len(state["rng"])])  # a new world size reuses states
     if world.is_main:
         print(f"resuming at step {state['step']}/{job.until}", file=sys.stderr)
     tracker.resumed(state["step"])
-    return state["step"], state["curve"], state["elapsed"], state["interval"]
+    return state["step"], state["curve"], state["elapsed"], state["interval"], list(state.get("tasks", []))
 
 
 def _accumulate_fitting(step_loss, optimizer, inputs, targets, micro: int, accum: int, ddp, world: World,
@@ -226,16 +227,31 @@ def _accumulate_fitting(step_loss, optimizer, inputs, targets, micro: int, accum
                   "the same global batch)", file=sys.stderr)
 
 
+def run_evaluator(evaluator, model, device: torch.device, step: int, tokens: int) -> dict:
+    """The eval plugin's metrics at this step, with the model in eval mode and every RNG as it was before: an
+    evaluation never changes what training computes next."""
+    rng = _get_rng(device)
+    model.eval()
+    try:
+        with torch.no_grad(), _autocast(device):
+            metrics = evaluator(model)
+    finally:
+        model.train()
+        _set_rng(rng)
+    return {"step": step, "tokens": tokens, "metrics": metrics}
+
+
 def train(model, data, loss_fn, cfg: Training, job: Job, world: World, param_groups: list[dict] | None = None,
           stop: StopFlag | None = None, tracker: Tracker | None = None,
-          flops_per_token: float | None = None) -> Outcome:
+          flops_per_token: float | None = None, evaluator=None) -> Outcome:
     """Train `model` through `job` (ff_trainer.train.Job: a run, a trunk segment or a branch), optimizer steps of
     the global batch, resuming from the job's checkpoint when it has one.
 
     `stop` is polled once per step: when set (SIGTERM), a checkpoint is written and Interrupted raised. A
     segment ends with its state in `job.output` (status "segment", no evaluation). Each curve point also goes
     to `tracker` (with the learning rate, tokens/s over the interval and MFU where `flops_per_token` and the GPU
-    are known).
+    are known). `evaluator(model) -> {metric: value}` (the eval plugin, main process only) is run at every
+    checkpoint of a run and after its last step; its metrics go into the outcome and the checkpoints.
     """
     stop = stop or StopFlag(install=False)
     tracker = tracker or Tracker()
@@ -250,7 +266,8 @@ def train(model, data, loss_fn, cfg: Training, job: Job, world: World, param_gro
     log_every = cfg.log_every(steps or 0)
 
     # everything the loop needs to continue exactly where it stopped
-    start, curve, elapsed, interval = _resume(job, model, optimizer, world, tracker)
+    start, curve, elapsed, interval, tasks = _resume(job, model, optimizer, world, tracker)
+    evaluates = evaluator is not None and world.is_main and job.output is None
     interval_loss = torch.tensor(interval[0], device=world.device)  # loss summed since the last curve point
     interval_steps = interval[1]
 
@@ -259,7 +276,7 @@ def train(model, data, loss_fn, cfg: Training, job: Job, world: World, param_gro
         pending = (float(world.mean(interval_loss)), interval_steps)
         rng = world.gather(_get_rng(world.device))  # every rank's generators, saved by rank 0
         to.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                   "curve": curve, "interval": pending, "rng": rng,
+                   "curve": curve, "interval": pending, "rng": rng, "tasks": tasks,
                    "elapsed": elapsed + time.perf_counter() - began})
 
     stream = device_batches(data.batches(
@@ -300,6 +317,8 @@ def train(model, data, loss_fn, cfg: Training, job: Job, world: World, param_gro
                                    "train/tokens": done * cfg.global_batch_tokens, "train/tokens_per_second": rate,
                                    "train/mfu": mfu(flops_per_token or 0.0, rate, device, world.world_size)})
         if done % cfg.checkpoint_every_steps == 0 and done < until:
+            if evaluates:
+                tasks.append(run_evaluator(evaluator, model, world.device, done, done * cfg.global_batch_tokens))
             save(done)
         # Across processes the flag is agreed by an all-reduce (a host sync), so only every few steps.
         if (world.world_size == 1 or done % STOP_POLL_STEPS == 0) and world.any(stop.set):
@@ -314,5 +333,7 @@ def train(model, data, loss_fn, cfg: Training, job: Job, world: World, param_gro
         return Outcome("segment", None, None, curve, tokens_per_second, elapsed + this_run)
     eval_loss = evaluate(model, losses, data, cfg, world, micro)
     status = "completed" if math.isfinite(eval_loss) else "diverged"
+    if evaluates and status == "completed":
+        tasks.append(run_evaluator(evaluator, model, world.device, until, until * cfg.global_batch_tokens))
     return Outcome(status, curve[-1]["loss"], eval_loss if status == "completed" else None,
-                   thinned(curve, cfg.log_points), tokens_per_second, elapsed + this_run)
+                   thinned(curve, cfg.log_points), tokens_per_second, elapsed + this_run, tasks)

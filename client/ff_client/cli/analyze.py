@@ -39,7 +39,8 @@ def analyze(store_uri, data_file, out, as_json, formats, plot_formats, track, en
     click.echo(json.dumps(report.to_json(), indent=1) if as_json else report.text())
     if report.files:
         output.say("wrote: " + ", ".join(str(f) for f in report.files))
-    if not any(r.parameters for r in report.results.values()):
+    laddered = report.overtraining is not None and not isinstance(report.overtraining, str)
+    if not any(r.parameters for r in report.results.values()) and not laddered:
         raise click.ClickException("nothing could be fitted (see the warnings above): train more sizes or budgets")
 
 

@@ -18,7 +18,8 @@ from ff_client.fit.overtrain import ERROR_LAWS, RESAMPLES
 @click.option("--error-law", type=click.Choice(ERROR_LAWS), default="exponential",
               help="Error from loss: exponential (Gadre et al.'s eps - k exp(-gamma L)) or sigmoid (for accuracy-like "
                    "metrics that saturate).")
-@click.option("--resamples", type=click.IntRange(0), default=RESAMPLES, help="Bootstrap refits for the intervals.")
+@click.option("--bootstrap", "resamples", type=click.IntRange(0), default=RESAMPLES,
+              help="Bootstrap refits for the intervals (0: none).")
 @click.option("--seed", type=int, default=0, help="Seed of the bootstrap.")
 @click.option("--out", type=click.Path(file_okay=False), default="overtrain-out", help="Folder for the plot.")
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")

@@ -44,6 +44,7 @@ class Analysis:
     warnings: tuple[str, ...] = ()
     files: list[Path] = field(default_factory=list)
     schedule: str = ""  # the learning-rate schedule(s) the points were trained with, as the report names it
+    overtraining: Any = None  # ff_client.fit.overtrain.Overtraining of the ladder runs, or why there is none (str)
 
     def fit(self, name: str) -> Any | None:
         """An approach's fit of all the data (None where it was not fitted)."""
@@ -162,7 +163,23 @@ def analyze(observations: Observations, settings: Settings = Settings(),
     warnings += _disagreements(results)
     rows = tuple(row for r in results.values() for row in r.rows)
     return Analysis(observations.sweep, points, results, rows, settings, excluded, backtest(points, settings),
-                    tuple(flags), tuple(warnings), schedule=schedule_of(observations.records))
+                    tuple(flags), tuple(warnings), schedule=schedule_of(observations.records),
+                    overtraining=_overtraining(observations.ladder, settings))
+
+
+def _overtraining(ladder, settings: Settings):
+    """The over-training law of the ladder runs, the largest size held out; the reason as text when it cannot
+    be fitted; None without a ladder."""
+    if not ladder:
+        return None
+    from ff_client.fit.overtrain import analyze_overtraining, runs_from_records
+    from ff_core.errors import FlopsFitError
+
+    try:
+        return analyze_overtraining(runs_from_records(ladder), seed=settings.seed,
+                                    resamples=min(settings.resamples, 200))
+    except FlopsFitError as error:
+        return f"not fitted: {error}"
 
 
 def write_outputs(analysis: Analysis, out_dir: str | Path, formats=tuple(WRITERS), plot_formats=("png",)) -> list[Path]:

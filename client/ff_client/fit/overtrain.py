@@ -93,6 +93,20 @@ def load_runs(path: str | Path) -> list[Run]:
     return runs
 
 
+def runs_from_records(records) -> list[Run]:
+    """A sweep's ladder runs (ff_core.results.ResultRecord with identity.ladder) as runs: the largest size is the
+    target, every other size fitted; `error` is the eval plugin's last `error` (or 1 - `accuracy`) when it has one."""
+    largest = max(r.n_params for r in records)
+    runs = []
+    for r in sorted(records, key=lambda r: (r.n_params, r.tokens)):
+        last = r.task_metrics[-1].metrics if r.task_metrics else {}
+        error = last.get("error", 1.0 - last["accuracy"] if "accuracy" in last else None)
+        runs.append(Run(f"{r.size} M={r.identity['ladder']:g}", float(r.n_params), float(r.tokens),
+                        float(r.eval_loss), "target" if r.n_params == largest else "fit",
+                        error=error if error is not None and error > 0 else None))
+    return runs
+
+
 # --- the laws ---------------------------------------------------------------------------------------------------
 
 def loss_law(theta: np.ndarray, n: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -210,6 +224,11 @@ class Overtraining:
                           "-" if q.error_relative_error is None else f"{q.error_relative_error:.2%}",
                           _maybe(q.error_at_measured)) for q in self.predictions]
                 lines += [aligned(rows)]
+                outside = [q.run.name for q in self.predictions if q.error and not 0 <= q.error.value <= 1]
+                if outside:
+                    lines.append(f"outside [0, 1]: {', '.join(outside)}: the {self.error_kind} law does not hold that "
+                                 "far from its fitted losses" + ("; try --error-law sigmoid"
+                                                                 if self.error_kind == "exponential" else ""))
         lines += ["", f"intervals: {self.interval_source}"]
         if self.unused:
             lines.append(f"{self.unused} run(s) with no `use` neither fitted nor predicted")
@@ -295,8 +314,7 @@ def _bootstrap(loss_fit, error_fit, targets, theta, phi, kind, seed, resamples) 
                     "freedom; give loss_se (and error_se) columns for intervals from the evaluation's noise")
     fitted = loss_law(theta, n, d)
     e_loss = np.array([r.loss for r in error_fit])
-    e_err = np.array([r.error for r in error_fit])
-    e_se = np.array([r.error_se or 0.0 for r in error_fit])
+    e_noise = _error_noise(kind, phi, error_fit, rng) if kind else None
     draws = []
     for _ in range(resamples):
         drawn = [Run(r.name, r.n_params, r.tokens, float(v), r.use)
@@ -308,7 +326,7 @@ def _bootstrap(loss_fit, error_fit, targets, theta, phi, kind, seed, resamples) 
         p = None
         if kind:
             loss_se = np.array([r.loss_se or 0.0 for r in error_fit])
-            p = fit_error_law(kind, e_loss + rng.normal(0.0, loss_se), e_err + rng.normal(0.0, e_se), starts=[phi])
+            p = fit_error_law(kind, e_loss + rng.normal(0.0, loss_se), e_noise(), starts=[phi])
             if p is None:
                 continue
             out["phi"] = p
@@ -317,6 +335,19 @@ def _bootstrap(loss_fit, error_fit, targets, theta, phi, kind, seed, resamples) 
             out["targets"].append((predicted, float(error_law(kind, p, np.array([predicted]))[0]) if kind else None))
         draws.append(out)
     return draws, spread
+
+
+def _error_noise(kind: str, phi: np.ndarray, runs, rng):
+    """A draw of the error law's fitted errors: from each run's error_se when every run has one, else its fit
+    plus resampled residuals (the error law's scatter: without it, an interval would claim certainty)."""
+    losses, errors = np.array([r.loss for r in runs]), np.array([r.error for r in runs])
+    if all(r.error_se is not None for r in runs):
+        se = np.array([r.error_se for r in runs])
+        return lambda: errors + rng.normal(0.0, se)
+    fitted = error_law(kind, phi, losses)
+    dof = max(len(runs) - len(ERROR_NAMES[kind]), 1)
+    residuals = (errors - fitted) * math.sqrt(len(runs) / dof)
+    return lambda: fitted + rng.choice(residuals, len(runs))
 
 
 def _loss_parameters(theta: np.ndarray, draws: list[dict]) -> dict[str, Estimate]:

@@ -174,6 +174,8 @@ def write_plots(analysis, out: Path, ext: str) -> list[Path]:
     if analysis.fit("parametric") is not None:
         files.append(plot_contours(analysis, out / f"contours.{ext}"))
         files.append(plot_residuals(analysis, out / f"residuals.{ext}"))
+    if analysis.overtraining is not None and not isinstance(analysis.overtraining, str):
+        files.append(plot_overtraining(analysis.overtraining, out / f"overtraining.{ext}"))
     return files
 
 

@@ -38,6 +38,7 @@ class Observations:
     excluded: tuple[Exclusion, ...] = field(default=())
     records: tuple[ResultRecord, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())  # what the reader flagged without excluding (become warnings)
+    ladder: tuple[ResultRecord, ...] = field(default=())  # over-training ladder runs: their own section, not a budget
 
 
 def point_from_record(record: ResultRecord) -> Point:
@@ -74,7 +75,7 @@ def load_observations(store: Store, recipe: str | None = None, all_recipes: bool
         notes = tuple(n for n in [missing_results(store, sweeps[0], records)] if n)
         records, set_aside = select(records, store, sweeps[0], recipe, all_recipes)
         excluded += [Exclusion(label, reason) for label, reason in set_aside]
-    points, seen = [], {}
+    points, ladder, seen = [], [], {}
     for record in records:
         same = seen.setdefault((record.n_params, record.tokens, record.eval_loss), record.experiment)
         if same != record.experiment and record.eval_loss is not None:  # a copied record: one point, counted once
@@ -85,11 +86,13 @@ def load_observations(store: Store, recipe: str | None = None, all_recipes: bool
         elif not (math.isfinite(record.eval_loss) and record.eval_loss > 0):
             excluded.append(Exclusion(record.experiment, f"implausible: eval loss {record.eval_loss} is not a positive "
                                                          f"finite number (N={record.n_params}, D={record.tokens})"))
+        elif (record.identity or {}).get("ladder") is not None:
+            ladder.append(record)
         else:
             points.append(point_from_record(record))
     if not records:
         raise StoreError(f"{store.uri}: every result record is unreadable: {_unreadable(store, excluded)}")
-    return Observations(sweeps[0], tuple(points), tuple(excluded), tuple(records), notes)
+    return Observations(sweeps[0], tuple(points), tuple(excluded), tuple(records), notes, tuple(ladder))
 
 
 def _unreadable(store: Store, excluded: list[Exclusion]) -> str:

@@ -56,6 +56,16 @@ def _backtest_section(bt: dict | None) -> list[str]:
     return lines
 
 
+def _overtraining_section(found) -> list[str]:
+    if found is None:
+        return []
+    if isinstance(found, str):
+        return ["## Over-training ladder (largest size held out)", f"  {found}", ""]
+    body = found.text().replace("## ", "### ")
+    return ["## Over-training ladder (largest size held out)", *(f"  {line}" if line else "" for line in
+                                                                  body.splitlines()), ""]
+
+
 def report_text(analysis) -> str:
     """Table first, then per approach its fit statistics and parameters with intervals, backtest, exclusions."""
     s = analysis.settings
@@ -69,6 +79,7 @@ def report_text(analysis) -> str:
     for result in analysis.results.values():
         lines += result.approach.section(result)
     lines += _backtest_section(analysis.backtest)
+    lines += _overtraining_section(analysis.overtraining)
     kept = [f for f in analysis.outliers if not f.excluded]
     if kept:
         lines += ["## Flagged outliers (kept: the Huber loss bounds their pull; --exclude-outliers drops them)"]
@@ -76,6 +87,13 @@ def report_text(analysis) -> str:
     if analysis.excluded:
         lines += ["## Excluded"] + [f"  {e.label}: {e.reason}" for e in analysis.excluded]
     return "\n".join(lines)
+
+
+def _overtraining_json(found) -> dict[str, Any]:
+    """The ladder's part, only where the sweep has a ladder (a sweep without one reads as it always did)."""
+    if found is None:
+        return {}
+    return {"overtraining": {"error": found} if isinstance(found, str) else found.to_json()}
 
 
 def report_json(analysis) -> dict[str, Any]:
@@ -100,4 +118,4 @@ def report_json(analysis) -> dict[str, Any]:
         "bootstrap_failures": {name: r.failed for name, r in analysis.results.items() if r.failed is not None},
         "warnings": list(analysis.warnings),
         "files": [str(f) for f in analysis.files],
-    }
+    } | _overtraining_json(analysis.overtraining)
