@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -117,11 +118,13 @@ def analyze(source: str | Source, settings=None, out: str | Path | None = None, 
     stored = source.sweep() if source.kind == "store" else None
     tracked = tracked_sweep(source) if track else None
     observations = source.observations(recipe, all_recipes)
-    if source.kind == "store":
-        check_against_pilot(source, observations, stored, say, warn)
+    far = check_against_pilot(source, observations, stored, say, warn) if source.kind == "store" else None
     with tempfile.TemporaryDirectory(prefix="ff-fit-") as scratch:  # --track without --out: files for the tracker
-        report = finish(run_analysis(observations, settings or Settings()), out or (scratch if track else None),
-                        formats=formats or FORMATS, plot_formats=plot_formats)
+        analysed = run_analysis(observations, settings or Settings())
+        if far:  # named in the analysis (report.json's warnings) as well as on the terminal
+            analysed = dataclasses.replace(analysed, warnings=analysed.warnings + tuple(far))
+        report = finish(analysed, out or (scratch if track else None), formats=formats or FORMATS,
+                        plot_formats=plot_formats)
         if tracked is not None:
             from ff_client.fit.tracked import track_fit
 
@@ -149,10 +152,11 @@ def tracked_sweep(source: Source) -> ScalingSweep:
 
 
 def check_against_pilot(source: Source, observations, sweep: ScalingSweep | None, say: Say = _quiet,
-                        warn: Say = _quiet) -> None:
+                        warn: Say = _quiet) -> list[str] | None:
     """Where the store holds the sweep's transfer pilot beside it (<name>-transfer, from `ffctl transfer`), say
     whether the sweep's learning rate (`sweep`'s, the store's sweep.json) lies in each pilot size's basin, and
-    warn for each size where it does not."""
+    warn for each size where it does not. A pilot with a law LR*(N, D) instead names the sweep's points trained
+    far from it (returned, for the analysis's warnings)."""
     from ff_client.fit.transfer import analyze_transfer, basin_check, pilot_runs
     from ff_client.pilot import pilot_folder
 
@@ -163,6 +167,9 @@ def check_against_pilot(source: Source, observations, sweep: ScalingSweep | None
         rates = {((r.identity or {}).get("training") or {}).get("learning_rate") for r in observations.records}
         name, lr = observations.sweep, (rates.pop() if len(rates) == 1 else None)
     pilot = source.beside(pilot_folder(name))
+    far = _far_from_the_pilots_law(pilot, observations.records)
+    if far is not None:
+        return far
     runs, left = pilot_runs(pilot)
     if not runs or lr is None:
         return
@@ -179,6 +186,43 @@ def check_against_pilot(source: Source, observations, sweep: ScalingSweep | None
     if inside:
         say(f"transfer pilot ({pilot.uri}): the sweep's learning rate {float(lr):.3g} is within the basin of "
             f"{', '.join(inside)}")
+
+
+def _far_from_the_pilots_law(pilot, records) -> list[str] | None:
+    """Where the pilot beside the sweep is a grid at 2 or more token counts (`ffctl transfer --tokens-per-param
+    A,B`), its law LR*(N, D); the sweep's points trained more than one grid step from it, named (the warnings);
+    None where the pilot has no such law."""
+    from ff_client.fit.lrgrid import analyze_grid
+    from ff_client.fit.transfer import pilot_grid
+    from ff_core.spec import Training
+
+    runs, _ = pilot_grid(pilot)
+    several = len({(r.n_params, r.tokens) for r in runs}) > len({r.n_params for r in runs})  # a size at 2+ D
+    if not several or len({r.batch for r in runs}) != 1:
+        return None
+    try:
+        found = analyze_grid(runs, None)
+    except FlopsFitError:
+        return None
+    if len(found.laws) != 1 or found.laws[0].b is None:
+        return None
+    law, far = found.laws[0], []
+    step = min(result.grid_step for _, _, result in found.pilots)
+    for record in records:
+        training = (record.identity or {}).get("training") or {}
+        if "learning_rate" not in training:
+            continue
+        rate = Training.model_validate({"learningRate": training["learning_rate"]}).at(
+            record.n_params, record.tokens).learning_rate
+        best = law.predict(record.n_params, record.tokens)
+        if abs(math.log(rate / best)) > step * 1.0001:
+            far.append(f"{record.experiment} ({record.size}, N={record.n_params:.3g}, D={record.tokens:.3g}): trained "
+                       f"at learning rate {rate:.3g}, the pilot's law {law.formula()} gives {best:.3g} (x"
+                       f"{rate / best:.2f}, more than the grid's step x{math.exp(step):.2f})")
+    warnings = ([f"{len(far)} point(s) trained far from the transfer pilot's learning-rate law ({pilot.uri}); "
+                 "their losses are above what a tuned run reaches: train at the law's rate with `ffctl transfer SWEEP "
+                 "--data GRID --write`, or read the fit with care"] + far) if far else []
+    return warnings  # the analysis's warnings, which ffctl analyze prints
 
 
 def compare(a: str | Source, b: str | Source, approach: str = "parametric", settings=None,
@@ -275,15 +319,20 @@ def write_lr_law(sweep: str | Path, grid: str | Path, out: str | Path, seed: int
 
 
 def transfer_pilots(sweep: str, sizes: list[str] | None = None, lr_grid: str | None = None,
-                    tokens_per_param: float = 20.0, verify: bool = True, say: Say = _quiet):
-    """(the sweep, its pilot sweeps: one per learning rate, over a few of its sizes at D/N `tokens_per_param`)."""
+                    tokens_per_param: float | list[float] = 20.0, verify: bool = True, say: Say = _quiet,
+                    batches: list[int] | None = None):
+    """(the sweep, its pilot sweeps: one per learning rate (x batch x D/N), over a few of its sizes at D/N
+    `tokens_per_param`)."""
     from ff_client.pilot import grid_of, pilot_sizes, pilot_sweeps
 
     resolved = load_resolved(sweep, verify=verify, say=say)
-    pilots = pilot_sweeps(resolved, pilot_sizes(resolved, sizes), grid_of(lr_grid, resolved), tokens_per_param)
+    grid = grid_of(lr_grid, resolved)
+    pilots = pilot_sweeps(resolved, pilot_sizes(resolved, sizes), grid, tokens_per_param, batches)
     cost = sum(plan_sweep(p).total_flops for p in pilots)
-    say(f"transfer pilot: {len(pilots)} learning rates x {len(pilots[0].spec.budgets)} sizes at D/N "
-        f"{tokens_per_param:g}, {cost:.3g} FLOPs ({cost / plan_sweep(resolved).total_flops:.1%} of the sweep)")
+    ratios = tokens_per_param if isinstance(tokens_per_param, list) else [tokens_per_param]
+    shape = f"{len(grid)} learning rates" + (f" x {len(batches)} batch sizes" if batches else "")
+    say(f"transfer pilot: {shape} x {len(pilots[0].spec.budgets)} sizes at D/N {', '.join(f'{r:g}' for r in ratios)}"
+        f", {cost:.3g} FLOPs ({cost / plan_sweep(resolved).total_flops:.1%} of the sweep)")
     return resolved, pilots
 
 
@@ -298,15 +347,18 @@ def write_pilots(pilots, folder: str | Path) -> list[Path]:
     return written
 
 
-def transfer(sweep: str, sizes: list[str] | None = None, lr_grid: str | None = None, tokens_per_param: float = 20.0,
-             store: str | None = None, workers: int = 1, out: str | Path = "transfer-out", seed: int = 0,
-             say: Say = _quiet, warn: Say = _quiet) -> TransferRun:
+def transfer(sweep: str, sizes: list[str] | None = None, lr_grid: str | None = None,
+             tokens_per_param: float | list[float] = 20.0, store: str | None = None, workers: int = 1,
+             out: str | Path = "transfer-out", seed: int = 0, say: Say = _quiet, warn: Say = _quiet,
+             batches: list[int] | None = None) -> TransferRun:
     """Train the pilot grid here (a rerun trains only what is missing), then say whether the sweep's learning
-    rate is right for all its sizes: each size's optimum with an interval, and its drift with ln N."""
+    rate is right for all its sizes: each size's optimum with an interval, and its drift with ln N. With several
+    batch sizes or token counts, the grid's analysis (ff_client.fit.lrgrid.GridAnalysis): the laws LR*(N, D) (and
+    B*) with the hold-out of the largest size."""
     from ff_client.fit.plots import plot_transfer
-    from ff_client.fit.transfer import analyze_transfer, pilot_runs
+    from ff_client.fit.transfer import analyze_transfer, pilot_grid, pilot_runs
 
-    resolved, pilots = transfer_pilots(sweep, sizes, lr_grid, tokens_per_param, say=say)
+    resolved, pilots = transfer_pilots(sweep, sizes, lr_grid, tokens_per_param, say=say, batches=batches)
     uri = store or anchored(resolved.spec.storage.uri, Path(sweep).parent)
     target = open_store(uri, spec_endpoint=resolved.spec.storage.endpoint_url)
     for pilot in pilots:
@@ -314,7 +366,19 @@ def transfer(sweep: str, sizes: list[str] | None = None, lr_grid: str | None = N
         if summary.failed:
             warn(f"{pilot.name}: {len(summary.failed)} run(s) failed; logs under {target.uri}/{pilot.folder}/logs")
     folder_uri = within(target.uri, pilots[0].folder)
-    runs, left = pilot_runs(open_store(folder_uri, spec_endpoint=resolved.spec.storage.endpoint_url))
+    folder = open_store(folder_uri, spec_endpoint=resolved.spec.storage.endpoint_url)
+    if (batches and len(batches) > 1) or (isinstance(tokens_per_param, list) and len(tokens_per_param) > 1):
+        from ff_client.fit.lrgrid import analyze_grid
+
+        grid, left = pilot_grid(folder)
+        for reason in left:
+            warn(f"left out: {reason}")
+        found = analyze_grid(grid, None, seed)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        for tokens, batch, result in found.pilots:
+            plot_transfer(result, Path(out) / f"transfer-D{tokens:.3g}{'' if batch is None else f'-B{batch:g}'}.png")
+        return TransferRun(found, Path(out))
+    runs, left = pilot_runs(folder)
     for reason in left:
         warn(f"left out: {reason}")
     if not runs:
