@@ -1,7 +1,7 @@
 """A tiny GPT pilot's learning-rate law, on the CPU: does it predict a held-out width's best learning rate?
 
 `ffctl transfer` on the demo's sweep (examples/tiny.yaml: the built-in GPT, standard parameterization, on the
-synthetic corpus) with 4 widths of one layer x 2 token counts (D/N 5 and 20) x learning rates a factor 2^0.5
+synthetic corpus) with 4 widths of one layer x 2 token counts (D/N 40 and 160) x learning rates a factor 2^0.5
 apart: the law LR* = c N^a D^b is fitted without the widest size and predicts its LR* at each D; the hold-out says
 whether each prediction lands within one step of the grid. Trains about 100 small runs (minutes on 2 cores).
 Usage: python benchmarks/lr_pilot.py [--workers 2] [--store /tmp/ff-lr-pilot]
@@ -16,7 +16,7 @@ import time
 from ff_client import api
 
 SIZES = ["d8-l1", "d12-l1", "d16-l1", "d24-l1"]
-GRID = ",".join(f"{3e-3 * 2 ** (k / 2):.4g}" for k in range(-6, 7))
+GRID = ",".join(f"{3e-3 * 2 ** (k / 2):.4g}" for k in range(-2, 9))
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--store", default="/tmp/ff-lr-pilot")
     args = parser.parse_args()
     began = time.perf_counter()
-    outcome = api.transfer("examples/tiny.yaml", SIZES, GRID, [5.0, 20.0], f"file://{args.store}", args.workers,
+    outcome = api.transfer("examples/tiny.yaml", SIZES, GRID, [40.0, 160.0], f"file://{args.store}", args.workers,
                            "/tmp/ff-lr-pilot-plots", say=print, warn=print)
     found = outcome.result
     print(found.summary())

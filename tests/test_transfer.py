@@ -419,3 +419,89 @@ def test_the_joint_optimum_of_a_step_law_grid_recovers_both_laws_where_the_best_
     assert "## the learning-rate law at B*: LR* = " in found.text() and "at B*: B* = " in found.summary()
     assert found.to_json()["joint"]["law"]["a"]["value"] == joint.law.a.value
     assert joint.law.holdout and all(h.within_step for h in joint.law.holdout)
+
+
+def test_analyze_names_the_points_trained_far_from_the_pilots_law(tmp_path):
+    """A pilot beside the sweep at 2 token counts per size (ffctl transfer --tokens-per-param 5,20; here
+    synthetic: LR* = 3e-3 (N/1e4)^-0.5): its law LR*(N, D), and the demo's points trained at 3e-3 more than a
+    grid step (x2) from it are named in the analysis's warnings: the large sizes, not the small ones."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from ff_client.cli import main
+
+    demo = Path(__file__).resolve().parent / "data" / "demo-store" / "tiny"
+    shutil.copytree(demo, tmp_path / "tiny")
+    template = json.loads(next(demo.glob("*/result.json")).read_text())
+    rng, i = np.random.default_rng(0), 0
+    for n in (1e4, 4e4, 1.6e5):
+        for ratio in (5, 20):
+            for lr in GRID:
+                gap = math.log(lr / (3e-3 * (n / 1e4) ** -0.5))
+                record = template | {"experiment": f"e{i:011d}", "sweep": "tiny-transfer", "size": f"n{n:g}",
+                                     "n_params": int(n), "tokens": int(n * ratio),
+                                     "eval_loss": 3.0 + 0.02 * gap**2 + rng.normal(0, 0.001),
+                                     "identity": {"training": {"learning_rate": lr, "global_batch_tokens": 512}}}
+                (tmp_path / "tiny-transfer" / record["experiment"]).mkdir(parents=True)
+                (tmp_path / "tiny-transfer" / record["experiment"] / "result.json").write_text(json.dumps(record))
+                i += 1
+    done = CliRunner().invoke(main, ["analyze", str(tmp_path / "tiny"), "--bootstrap", "0", "--json"])
+    assert done.exit_code == 0, done.output
+    warnings = json.loads(done.stdout)["warnings"]
+    (head,) = [w for w in warnings if "trained far from the transfer pilot's learning-rate law" in w]
+    named = [w for w in warnings if w.startswith("e") and "the pilot's law LR* = " in w]
+    assert named and int(head.split()[0]) == len(named)
+    assert all("d48-l2" in w or "d40-l2" in w or "d32-l2" in w for w in named)  # LR* < 1.5e-3 there
+    assert not any("d8-l1" in w for w in named)  # 3e-3 is within x2 of its LR* (5.1e-3)
+
+
+def test_a_pilot_of_each_size_at_its_own_d_is_analysed_by_d_over_n():
+    """ffctl transfer's design at 2 token counts: each size at D = R N (R = 5, 40), so no token count has 2 sizes.
+    The pilots are one per D/N, each size at its own D; the law LR*(N, D) still recovers both exponents and the
+    held-out largest size."""
+    from ff_client.fit.lrgrid import GridRun, analyze_grid
+
+    rng, runs = np.random.default_rng(1), []
+    for n in SIZES:
+        for ratio in (5, 40):
+            d = n * ratio
+            for lr in GRID:
+                gap = math.log(lr) - (math.log(3e-3) + A_TRUE * math.log(n / 1e6) + 0.2 * math.log(d / 2e7))
+                runs.append(GridRun(n, d, lr, 3.0 + 0.02 * gap**2 + rng.normal(0, 0.002)))
+    found = analyze_grid(runs, seed=0, resamples=200)
+    assert found.by_ratio and [key for key, _, _ in found.pilots] == [5.0, 40.0]
+    (law,) = found.laws
+    assert law.a.low <= A_TRUE <= law.a.high and law.b.low <= 0.2 <= law.b.high, (law.a, law.b)
+    assert law.holdout and all(h.within_step for h in law.holdout)
+    assert "## D/N = 5" in found.text() and found.to_json()["pilots"][0]["tokensPerParam"] == 5.0
+
+
+def test_the_laws_pilot_is_one_sweep_per_rate_batch_and_token_count(tmp_path):
+    """--batches and --tokens-per-param with several values: a sweep per (learning rate, batch, D/N), all in one
+    store folder, each planning every chosen size once at its D/N and batch; files for `ffctl submit`."""
+    from click.testing import CliRunner
+
+    from ff_client.cli import main
+    from ff_core.spec import load_sweep
+
+    out = tmp_path / "pilots"
+    done = CliRunner().invoke(main, ["transfer", "examples/tiny.yaml", "--sizes", "d8-l1,d16-l1", "--lr-grid",
+                                     "1e-3,3e-3,1e-2", "--tokens-per-param", "40,160", "--batches", "256,512,1024",
+                                     "--write-only", str(out)])
+    assert done.exit_code == 0, done.output
+    assert "3 learning rates x 3 batch sizes x 2 sizes at D/N 40, 160" in done.output
+    sweeps = [load_sweep(str(p)) for p in sorted(out.glob("*.yaml"))]
+    assert len(sweeps) == 18 and len({s.name for s in sweeps}) == 18 and {s.folder for s in sweeps} == {"tiny-transfer"}
+    seen = set()
+    for sweep in sweeps:
+        planned = plan_sweep(sweep).experiments
+        batch = sweep.spec.training.global_batch_tokens
+        assert sorted(e.size for e in planned) == ["d16-l1", "d8-l1"]
+        for e in planned:
+            ratio = e.tokens / e.n_params
+            assert min(abs(ratio - 40), abs(ratio - 160)) < batch / e.n_params
+            seen.add((sweep.spec.training.learning_rate, batch, round(ratio, -1), e.size))
+    assert len(seen) == 3 * 3 * 2 * 2
+    bad = CliRunner().invoke(main, ["transfer", "examples/tiny.yaml", "--batches", "256,x", "--write-only", str(out)])
+    assert bad.exit_code != 0 and "--batches '256,x': give whole numbers separated by commas" in bad.output

@@ -167,7 +167,7 @@ def check_against_pilot(source: Source, observations, sweep: ScalingSweep | None
         rates = {((r.identity or {}).get("training") or {}).get("learning_rate") for r in observations.records}
         name, lr = observations.sweep, (rates.pop() if len(rates) == 1 else None)
     pilot = source.beside(pilot_folder(name))
-    far = _far_from_the_pilots_law(pilot, observations.records)
+    far = _far_from_the_pilots_law(pilot, observations.records, sweep)
     if far is not None:
         return far
     runs, left = pilot_runs(pilot)
@@ -188,7 +188,7 @@ def check_against_pilot(source: Source, observations, sweep: ScalingSweep | None
             f"{', '.join(inside)}")
 
 
-def _far_from_the_pilots_law(pilot, records) -> list[str] | None:
+def _far_from_the_pilots_law(pilot, records, sweep: ScalingSweep | None) -> list[str] | None:
     """Where the pilot beside the sweep is a grid at 2 or more token counts (`ffctl transfer --tokens-per-param
     A,B`), its law LR*(N, D); the sweep's points trained more than one grid step from it, named (the warnings);
     None where the pilot has no such law."""
@@ -208,12 +208,15 @@ def _far_from_the_pilots_law(pilot, records) -> list[str] | None:
         return None
     law, far = found.laws[0], []
     step = min(result.grid_step for _, _, result in found.pilots)
-    for record in records:
+    for record in records:  # each point's own rate: its record's, else the sweep's (records before identities)
         training = (record.identity or {}).get("training") or {}
-        if "learning_rate" not in training:
+        if "learning_rate" in training:
+            recipe = Training.model_validate({"learningRate": training["learning_rate"]})
+        elif sweep is not None:
+            recipe = sweep.spec.training
+        else:
             continue
-        rate = Training.model_validate({"learningRate": training["learning_rate"]}).at(
-            record.n_params, record.tokens).learning_rate
+        rate = recipe.at(record.n_params, record.tokens).learning_rate
         best = law.predict(record.n_params, record.tokens)
         if abs(math.log(rate / best)) > step * 1.0001:
             far.append(f"{record.experiment} ({record.size}, N={record.n_params:.3g}, D={record.tokens:.3g}): trained "
@@ -375,8 +378,9 @@ def transfer(sweep: str, sizes: list[str] | None = None, lr_grid: str | None = N
             warn(f"left out: {reason}")
         found = analyze_grid(grid, None, seed)
         Path(out).mkdir(parents=True, exist_ok=True)
-        for tokens, batch, result in found.pilots:
-            plot_transfer(result, Path(out) / f"transfer-D{tokens:.3g}{'' if batch is None else f'-B{batch:g}'}.png")
+        for key, batch, result in found.pilots:
+            name = f"transfer-{'R' if found.by_ratio else 'D'}{key:.3g}{'' if batch is None else f'-B{batch:g}'}.png"
+            plot_transfer(result, Path(out) / name)
         return TransferRun(found, Path(out))
     runs, left = pilot_runs(folder)
     for reason in left:

@@ -53,11 +53,13 @@ class GridAnalysis:
     laws: tuple[LrLaw, ...] = ()  # LR*(N, D), one per batch size
     batch_law: BatchLaw | None = None  # B*(D), from 3 or more batch sizes
     joint: JointAnalysis | None = None  # each cell's joint optimum (LR x batch) and the laws through it
+    by_ratio: bool = False  # pilots keyed by D/N (each size at D = R N), not by a shared token count
 
     def text(self) -> str:
         parts = []
         for tokens, batch, result in self.pilots:
-            parts += [f"## D = {tokens:.3g} tokens{_batch(batch)}", result.text(), ""]
+            head = f"D/N = {tokens:.3g}" if self.by_ratio else f"D = {tokens:.3g} tokens"
+            parts += [f"## {head}{_batch(batch)}", result.text(), ""]
         parts += [part for law in self.laws for part in (law.text(), "")]
         parts += [self.batch_law.text(), ""] if self.batch_law else []
         parts += [self.joint.text(), ""] if self.joint else []
@@ -67,7 +69,7 @@ class GridAnalysis:
         return "\n".join(parts).rstrip()
 
     def to_json(self) -> dict:
-        return {"pilots": [{"tokens": tokens, "batch": batch} | result.to_json()
+        return {"pilots": [{"tokensPerParam" if self.by_ratio else "tokens": tokens, "batch": batch} | result.to_json()
                            for tokens, batch, result in self.pilots],
                 "laws": [law.to_json() for law in self.laws],
                 "batchLaw": self.batch_law.to_json() if self.batch_law else None,
@@ -76,7 +78,8 @@ class GridAnalysis:
 
     def summary(self) -> str:
         """Per token count, ln LR*'s slope in ln N with its interval, as one table."""
-        rows = [("D (tokens)", "batch", "sizes", "d ln LR* / d ln N", "interval", "verdict")]
+        rows = [("D/N" if self.by_ratio else "D (tokens)", "batch", "sizes", "d ln LR* / d ln N", "interval",
+                 "verdict")]
         for tokens, batch, r in self.pilots:
             interval = f"[{r.slope.low:+.3f}, {r.slope.high:+.3f}]" if r.slope.low is not None else "-"
             verdict = {True: "transfers", False: "drifts", None: "undetermined (edge)"}[r.transfers]
@@ -125,11 +128,13 @@ def analyze_grid(runs: list[GridRun], lr: float | None = None, seed: int = 0,
     does; with MIN_BATCHES batch sizes, each cell's joint optimum too. Neither is an error saying what was left
     out."""
     left, pilots, lonely = [], [], {}
-    for tokens, batch in sorted({(r.tokens, r.batch) for r in runs}, key=lambda k: (k[0], k[1] or 0.0)):
-        where = f"D={tokens:.3g}{_batch(batch)}"
+    by_ratio = _by_ratio(runs)
+    key_of = (lambda r: _ratio(r)) if by_ratio else (lambda r: r.tokens)
+    for tokens, batch in sorted({(key_of(r), r.batch) for r in runs}, key=lambda k: (k[0], k[1] or 0.0)):
+        where = f"{'D/N' if by_ratio else 'D'}={tokens:.3g}{_batch(batch)}"
         cells: dict[float, list[GridRun]] = {}
         for r in runs:
-            if (r.tokens, r.batch) == (tokens, batch):
+            if (key_of(r), r.batch) == (tokens, batch):
                 cells.setdefault(r.n_params, []).append(r)
         usable = []
         for n, cell in sorted(cells.items()):
@@ -156,8 +161,33 @@ def analyze_grid(runs: list[GridRun], lr: float | None = None, seed: int = 0,
     if not pilots and joint is None:
         raise FlopsFitError("no token count has 2 or more sizes with a learning-rate curve to analyse, and no cell "
                             f"has {MIN_BATCHES} batch sizes for a joint optimum: " + "; ".join(left))
-    return GridAnalysis(tuple(pilots), tuple(left), sum(r.loss is None for r in runs), fit_lr_laws(tuple(pilots)),
-                        fit_batch_law(tuple(pilots), seed), joint)
+    tokens_of = _tokens_of(runs) if by_ratio else (lambda key, batch, n: key)
+    return GridAnalysis(tuple(pilots), tuple(left), sum(r.loss is None for r in runs),
+                        fit_lr_laws(tuple(pilots), tokens_of), fit_batch_law(tuple(pilots), seed, tokens_of=tokens_of),
+                        joint, by_ratio)
+
+
+def _ratio(r: GridRun) -> float:
+    return float(f"{r.tokens / r.n_params:.2g}")
+
+
+def _by_ratio(runs: list[GridRun]) -> bool:
+    """A pilot grid of ffctl transfer's design (each size at D = R N) shares no token count across sizes, but
+    D/N: its pilots are then one per D/N (and batch), each size at its own D."""
+    shared = any(len({r.n_params for r in runs if r.tokens == d}) >= 2 for d in {r.tokens for r in runs})
+    return not shared and any(len({r.n_params for r in runs if _ratio(r) == q}) >= 2 for q in map(_ratio, runs))
+
+
+def _tokens_of(runs: list[GridRun]):
+    """(D/N, batch, N) -> that size's D in a by-ratio grid (batch None: the median over its batches)."""
+    exact = {(_ratio(r), r.batch, r.n_params): r.tokens for r in runs}
+
+    def tokens_of(key: float, batch: float | None, n_params: float) -> float:
+        if batch is not None or (key, None, n_params) in exact:
+            return exact[(key, batch, n_params)]
+        return float(np.median([d for (q, _, n), d in exact.items() if (q, n) == (key, n_params)]))
+
+    return tokens_of
 
 
 def _grid_step(runs: list[GridRun]) -> float:

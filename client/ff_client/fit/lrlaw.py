@@ -130,14 +130,19 @@ class BatchLaw:
                 "optima": [{"nParams": n, "tokens": d, "batch": b} for n, d, b in self.optima]}
 
 
+def _same(key: float, batch: float | None, n_params: float) -> float:
+    return key
+
+
 def fit_batch_law(pilots: tuple[tuple[float, float | None, Transfer], ...], seed: int = 0,
-                  resamples: int = RESAMPLES) -> BatchLaw | None:
-    """B* = k D^p from pilots at 3 or more batch sizes; None when no 2 token counts have a bracketed B*."""
+                  resamples: int = RESAMPLES, tokens_of=_same) -> BatchLaw | None:
+    """B* = k D^p from pilots at 3 or more batch sizes; None when no 2 token counts have a bracketed B*.
+    `tokens_of(key, batch, N)` is a size's D in the pilot keyed `key` (the key itself: pilots by token count)."""
     losses: dict[tuple[float, float], dict[float, float]] = {}
-    for tokens, batch, result in pilots:
+    for key, batch, result in pilots:
         for s in result.sizes:
             if batch is not None and not s.at_edge:
-                losses.setdefault((s.n_params, tokens), {})[batch] = _loss_at_optimum(s)
+                losses.setdefault((s.n_params, tokens_of(key, None, s.n_params)), {})[batch] = _loss_at_optimum(s)
     optima = []
     for (n, d), by_batch in sorted(losses.items()):
         if (best := _vertex(sorted(by_batch.items()))) is not None:
@@ -182,12 +187,14 @@ def _vertex(by_batch: list[tuple[float, float]]) -> float | None:
     return math.exp(parabola_min(by_batch)[0])
 
 
-def fit_lr_laws(pilots: tuple[tuple[float, float | None, Transfer], ...]) -> tuple[LrLaw, ...]:
-    """One law per batch size over its pilots' bracketed cells; a batch with fewer than 2 such sizes has none."""
+def fit_lr_laws(pilots: tuple[tuple[float, float | None, Transfer], ...], tokens_of=_same) -> tuple[LrLaw, ...]:
+    """One law per batch size over its pilots' bracketed cells; a batch with fewer than 2 such sizes has none.
+    `tokens_of` as fit_batch_law's."""
     laws = []
     for batch in sorted({b for _, b, _ in pilots}, key=lambda b: b or 0.0):
-        mine = [(tokens, result) for tokens, b, result in pilots if b == batch]
-        cells = [Cell(s.n_params, tokens, s) for tokens, result in mine for s in result.sizes if not s.at_edge]
+        mine = [(key, result) for key, b, result in pilots if b == batch]
+        cells = [Cell(s.n_params, tokens_of(key, batch, s.n_params), s) for key, result in mine
+                 for s in result.sizes if not s.at_edge]
         if len({c.n_params for c in cells}) < 2:
             continue
         step = min(result.grid_step for _, result in mine)
