@@ -53,7 +53,7 @@ def manifest(**spec) -> dict:
 
 
 def test_rules_exist_and_compile():
-    assert len(RULES) == 3 + len(IMMUTABLE) + 2  # + the podTemplate's reserved prefix, labels and annotations
+    assert len(RULES) == 3 + len(IMMUTABLE) + 2 + 1  # + the podTemplate's reserved prefix (labels, annotations), learningRate
     for _, rule, _ in RULES:
         ENV.compile(rule)
 
@@ -104,3 +104,17 @@ def test_multikueue_needs_a_queue():
     assert violations(manifest(execution={"managedBy": "kueue.x-k8s.io/multikueue", "queueName": "q"})) == []
     assert violations(manifest(execution={"managedBy": "kueue.x-k8s.io/multikueue"})) == [
         "execution.managedBy needs execution.queueName: MultiKueue dispatches only queued Jobs"]
+
+
+@pytest.mark.parametrize("rate, allowed", [
+    (3e-3, True), (1, True), (1.5, False), (0, False), ("fast", False),
+    ({"law": "power", "c": 0.5, "nExponent": -0.3, "dExponent": 0.1}, True), ({"c": 2, "nExponent": -1}, True),
+    ({"law": "cosine", "c": 0.5}, False), ({"c": -1.0}, False), ({"nExponent": -0.3}, False),
+    ({"c": 1.0, "nExponent": "steep"}, False), ({"c": 1.0, "warmup": 3}, False), ([3e-3], False)])
+def test_a_learning_rate_is_a_number_or_a_law(rate, allowed):
+    """The CRD keeps training.learningRate as any value (its two forms); CEL refuses what is neither, before any
+    Job, as the operator's own validation would."""
+    body = manifest()
+    body["spec"]["training"] = dict(body["spec"]["training"], learningRate=rate)
+    message = "training.learningRate is a number in (0, 1] or a law"
+    assert (not any(message in m for m in violations(body))) == allowed
