@@ -112,26 +112,39 @@ def test_without_a_use_column_the_largest_size_is_held_out(tmp_path):
     assert "resampled residuals" in found.interval_source  # 6 runs, 4 parameters, no loss_se
 
 
-def test_a_ladder_sweep_trains_and_its_analysis_has_the_over_training_section(tiny_manifest, write_sweep,
-                                                                              tmp_path):
-    """A sweep with a ladder (3 sizes x M = 1, 2, 4) and the built-in eval plugin, trained by `ffctl run` and
-    analysed: the ladder runs are not isoFLOP points; they get their own section, JSON part and plot, the largest
-    size held out, with the task error of each run's last evaluation."""
-    tiny_manifest["spec"]["budgets"] = [6.0e8]
-    tiny_manifest["spec"]["ladder"] = {"tokenMultipliers": [1, 2, 4]}
-    tiny_manifest["spec"]["evaluation"] = {"plugin": "ff_plugins.tasks:NextChunkChoice", "args": {"items": 16}}
-    tiny_manifest["spec"]["storage"] = {"uri": f"file://{tmp_path / 'store'}"}
-    sweep = write_sweep(tiny_manifest)
-    ran = CliRunner().invoke(main, ["run", str(sweep), "--workers", "2"])
-    assert ran.exit_code == 0, ran.output
+def test_ladder_runs_in_a_store_get_their_own_section_with_the_largest_size_held_out(tmp_path):
+    """A store with the demo's isoFLOP points and ladder runs beside them (records as the trainer writes them
+    for spec.ladder and spec.evaluation; here synthetic, on the truth above): `ffctl analyze` keeps the ladder out
+    of the isoFLOP points and gives it its own section, JSON part and plot, the largest size predicted from the
+    others, the task error taken from each run's last evaluation."""
+    import shutil
+
+    from ff_core.plan import identity_id
+
+    demo = Path(__file__).resolve().parent / "data" / "demo-store" / "tiny"
+    shutil.copytree(demo, tmp_path / "tiny")
+    template = json.loads(next(demo.glob("*/result.json")).read_text())
+    points = len(list(demo.glob("*/result.json")))
+    rng = np.random.default_rng(2)
+    for n in (1e7, 4e7, 1.6e8):
+        for m in (20, 80, 320):
+            loss = truth(n, n * m) + rng.normal(0, 0.002)
+            identity = {"ladder": m, "knobs": {"n": n}, "tokens": int(n * m), "training": {"seed": 0}}
+            record = template | {"experiment": identity_id(identity), "identity": identity, "size": f"n{n:g}",
+                                 "n_params": int(n), "tokens": int(n * m), "eval_loss": loss,
+                                 "task_metrics": [{"step": 1, "tokens": int(n * m), "metrics": {
+                                     "accuracy": 1 - true_error(loss), "error": true_error(loss)}}]}
+            (tmp_path / "tiny" / record["experiment"]).mkdir()
+            (tmp_path / "tiny" / record["experiment"] / "result.json").write_text(json.dumps(record))
     out = tmp_path / "out"
-    analysed = CliRunner().invoke(main, ["analyze", f"file://{tmp_path / 'store'}/unit", "--out", str(out),
-                                         "--bootstrap", "20", "--json"])
+    analysed = CliRunner().invoke(main, ["analyze", str(tmp_path / "tiny"), "--out", str(out), "--bootstrap", "20",
+                                         "--json"])
     assert analysed.exit_code == 0, analysed.output
     data = json.loads(analysed.stdout)
-    assert data["points"] == 3  # the grid's budget only
+    assert data["points"] == points  # the isoFLOP points only
     over = data["overtraining"]
-    assert len(over["lossFit"]) == 6 and len(over["predictions"]) == 3 and over["errorLaw"]["kind"] == "exponential"
-    assert all(p["name"].startswith("m M=") and p["error"] is not None for p in over["predictions"])
+    assert len(over["lossFit"]) == 6 and over["errorLaw"]["kind"] == "exponential"
+    assert [p["name"] for p in over["predictions"]] == ["n1.6e+08 M=20", "n1.6e+08 M=80", "n1.6e+08 M=320"]
+    assert all(p["lossRelativeError"] < 0.005 and p["errorRelativeError"] < 0.02 for p in over["predictions"])
     assert "## Over-training ladder (largest size held out)" in (out / "report.txt").read_text()
     assert (out / "overtraining.png").is_file()
