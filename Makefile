@@ -47,8 +47,9 @@ tools: $(TEST_STAMP) $(TOOLS)/helm
 # Everything but the scenarios marked slow (each also runs elsewhere: the demo in `make bench`), in
 # TEST_PROCESSES pytest-xdist processes that steal work from each other at the end (tests/conftest.py puts the
 # long tests first); the ten slowest tests are printed at the end, so growth shows in every run. A fresh clone
-# of eb7a7ee took 9m26s on 2 cores, 499 s of it tests, user 14m44s + sys 1m45s of 18m52s core time: the suite
-# is CPU-bound (3d8b014 took 8m55s with 441 tests, an earlier commit 10m10s: the figure varies by about a minute).
+# of 73ca454 took 10m45s on 2 cores, 526 s of it tests (498 passed), user 16m08s + sys 2m08s of 21m30s core time:
+# the suite is CPU-bound (eb7a7ee took 9m26s with 499 s of tests; about 2 minutes of each run is creating .venv,
+# which varies with the package downloads; one run here took 13m45s on a busier machine).
 test: lint $(TOOLS)/helm
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest -q -m "not slow" -n $(TEST_PROCESSES) --dist worksteal --durations=10
 
