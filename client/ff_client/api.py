@@ -192,8 +192,7 @@ def _far_from_the_pilots_law(pilot, records, sweep: ScalingSweep | None) -> list
     """Where the pilot beside the sweep is a grid at 2 or more token counts (`ffctl transfer --tokens-per-param
     A,B`), its law LR*(N, D); the sweep's points trained more than one grid step from it, named (the warnings);
     None where the pilot has no such law."""
-    from ff_client.fit.lrgrid import analyze_grid
-    from ff_client.fit.transfer import pilot_grid
+    from ff_client.fit.lrgrid import analyze_grid, pilot_grid
     from ff_core.spec import Training
 
     runs, _ = pilot_grid(pilot)
@@ -359,7 +358,8 @@ def transfer(sweep: str, sizes: list[str] | None = None, lr_grid: str | None = N
     batch sizes or token counts, the grid's analysis (ff_client.fit.lrgrid.GridAnalysis): the laws LR*(N, D) (and
     B*) with the hold-out of the largest size."""
     from ff_client.fit.plots import plot_transfer
-    from ff_client.fit.transfer import analyze_transfer, pilot_grid, pilot_runs
+    from ff_client.fit.lrgrid import analyze_grid, pilot_grid
+    from ff_client.fit.transfer import analyze_transfer, pilot_runs
 
     resolved, pilots = transfer_pilots(sweep, sizes, lr_grid, tokens_per_param, say=say, batches=batches)
     uri = store or anchored(resolved.spec.storage.uri, Path(sweep).parent)
@@ -371,8 +371,6 @@ def transfer(sweep: str, sizes: list[str] | None = None, lr_grid: str | None = N
     folder_uri = within(target.uri, pilots[0].folder)
     folder = open_store(folder_uri, spec_endpoint=resolved.spec.storage.endpoint_url)
     if (batches and len(batches) > 1) or (isinstance(tokens_per_param, list) and len(tokens_per_param) > 1):
-        from ff_client.fit.lrgrid import analyze_grid
-
         grid, left = pilot_grid(folder)
         for reason in left:
             warn(f"left out: {reason}")

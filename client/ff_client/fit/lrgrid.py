@@ -17,6 +17,7 @@ what was left out.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,9 +26,12 @@ import numpy as np
 from ff_client.fit.datafile import DataFileError, number, read_rows
 from ff_client.fit.jointlaw import MIN_BATCHES, JointAnalysis, analyze_joint
 from ff_client.fit.lrlaw import BatchLaw, LrLaw, fit_batch_law, fit_lr_laws
-from ff_client.fit.transfer import RESAMPLES, Transfer, analyze_transfer
+from ff_client.fit.transfer import RESAMPLES, Transfer, recipe_but_lr, analyze_transfer
 from ff_client.text import aligned
-from ff_core.errors import FlopsFitError
+from ff_core.errors import FlopsFitError, StoreError
+from ff_core.layout import is_result_key
+from ff_core.results import parse_result
+from ff_core.store import Store
 
 REQUIRED = ("n_params", "tokens", "lr", "loss")
 DIVERGED = ("", "nan", "inf", "+inf", "diverged")
@@ -197,3 +201,41 @@ def _grid_step(runs: list[GridRun]) -> float:
         rates = np.log(sorted({r.lr for r in runs if (r.n_params, r.tokens, r.batch) == key}))
         steps += list(np.diff(rates))
     return float(np.median(steps)) if steps else 0.0
+
+
+def pilot_grid(store: Store) -> tuple[list[GridRun], list[str]]:
+    """The pilot of several batch sizes or token counts as grid runs (ff_client.fit.lrgrid.GridRun: N, D, learning
+    rate, eval loss or None when it diverged, batch in tokens), and what was left out: the runs of the recipe with
+    the most runs (but for learning rate and batch) are analysed, the others named, never pooled."""
+    left, records = [], []
+    for key in store.list():
+        if not is_result_key(key):
+            continue
+        try:
+            records.append(parse_result(store.get_json(key), f"{store.uri}/{key}"))
+        except StoreError as error:
+            left.append(f"{key}: unreadable: {error}")
+    recipes = Counter(recipe_but_lr(r, ("global_batch_tokens",)) for r in records)
+    if not recipes:
+        return [], left
+    recipe = recipes.most_common(1)[0][0]
+    runs = []
+    for r in records:
+        training = (r.identity or {}).get("training") or {}
+        label = f"{r.experiment} ({r.size}, lr {training.get('learning_rate')})"
+        if recipe_but_lr(r, ("global_batch_tokens",)) != recipe:
+            left.append(f"{label}: trained with other settings than the pilot's other runs")
+        elif "learning_rate" not in training:
+            left.append(f"{label}: its record does not say its learning rate")
+        elif r.status == "diverged" or (r.status == "completed" and math.isfinite(r.eval_loss or math.nan)):
+            runs.append(GridRun(float(r.n_params), float(r.tokens), float(training["learning_rate"]),
+                                None if r.status == "diverged" else float(r.eval_loss),
+                                _batch_of(training)))
+        else:
+            left.append(f"{label}: {r.status}, eval loss {r.eval_loss}")
+    return runs, left
+
+
+def _batch_of(training: dict) -> float | None:
+    batch = training.get("global_batch_tokens")
+    return None if batch is None else float(batch)

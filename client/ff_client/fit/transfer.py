@@ -156,7 +156,7 @@ def analyze_transfer(runs: list[tuple[str, float, float, float]], sweep_lr: floa
 
 
 
-def _recipe_but_lr(record, also: tuple[str, ...] = ()) -> str:
+def recipe_but_lr(record, also: tuple[str, ...] = ()) -> str:
     """What every run of one pilot shares: the recipe (plugins, training knobs) but for the learning rate (and
     the training knobs in `also`)."""
     identity = dict(record.identity or {})
@@ -188,14 +188,14 @@ def pilot_runs(store: Store) -> tuple[list[tuple[str, float, float, float]], lis
         records.append((record, float(lr)))
     if not records:
         return [], left
-    recipes = Counter(_recipe_but_lr(r) for r, _ in records)
+    recipes = Counter(recipe_but_lr(r) for r, _ in records)
     recipe = recipes.most_common(1)[0][0]
-    tokens = {size: Counter(r.tokens for r, _ in records if r.size == size and _recipe_but_lr(r) == recipe)
-              .most_common(1)[0][0] for size in {r.size for r, _ in records if _recipe_but_lr(r) == recipe}}
+    tokens = {size: Counter(r.tokens for r, _ in records if r.size == size and recipe_but_lr(r) == recipe)
+              .most_common(1)[0][0] for size in {r.size for r, _ in records if recipe_but_lr(r) == recipe}}
     runs = []
     for record, lr in records:
         label = f"{record.experiment} ({record.size}, lr {lr:g})"
-        if _recipe_but_lr(record) != recipe:
+        if recipe_but_lr(record) != recipe:
             left.append(f"{label}: trained with other settings than the pilot's other runs")
         elif record.tokens != tokens[record.size]:
             left.append(f"{label}: trained on {record.tokens} tokens, the pilot's other {record.size} runs on "
@@ -221,42 +221,3 @@ def basin_check(result: Transfer) -> tuple[list[str], list[str]]:
                         "run's loss and bend the fit (ffctl transfer shows the curves)")
     return inside, warnings
 
-
-def pilot_grid(store: Store) -> tuple[list, list[str]]:
-    """The pilot of several batch sizes or token counts as grid runs (ff_client.fit.lrgrid.GridRun: N, D, learning
-    rate, eval loss or None when it diverged, batch in tokens), and what was left out: the runs of the recipe with
-    the most runs (but for learning rate and batch) are analysed, the others named, never pooled."""
-    from ff_client.fit.lrgrid import GridRun
-
-    left, records = [], []
-    for key in store.list():
-        if not is_result_key(key):
-            continue
-        try:
-            records.append(parse_result(store.get_json(key), f"{store.uri}/{key}"))
-        except StoreError as error:
-            left.append(f"{key}: unreadable: {error}")
-    recipes = Counter(_recipe_but_lr(r, ("global_batch_tokens",)) for r in records)
-    if not recipes:
-        return [], left
-    recipe = recipes.most_common(1)[0][0]
-    runs = []
-    for r in records:
-        training = (r.identity or {}).get("training") or {}
-        label = f"{r.experiment} ({r.size}, lr {training.get('learning_rate')})"
-        if _recipe_but_lr(r, ("global_batch_tokens",)) != recipe:
-            left.append(f"{label}: trained with other settings than the pilot's other runs")
-        elif "learning_rate" not in training:
-            left.append(f"{label}: its record does not say its learning rate")
-        elif r.status == "diverged" or (r.status == "completed" and math.isfinite(r.eval_loss or math.nan)):
-            runs.append(GridRun(float(r.n_params), float(r.tokens), float(training["learning_rate"]),
-                                None if r.status == "diverged" else float(r.eval_loss),
-                                _batch_of(training)))
-        else:
-            left.append(f"{label}: {r.status}, eval loss {r.eval_loss}")
-    return runs, left
-
-
-def _batch_of(training: dict) -> float | None:
-    batch = training.get("global_batch_tokens")
-    return None if batch is None else float(batch)
