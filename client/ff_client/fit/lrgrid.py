@@ -26,7 +26,7 @@ import numpy as np
 from ff_client.fit.datafile import DataFileError, number, read_rows
 from ff_client.fit.jointlaw import MIN_BATCHES, JointAnalysis, analyze_joint
 from ff_client.fit.lrlaw import BatchLaw, LrLaw, fit_batch_law, fit_lr_laws
-from ff_client.fit.transfer import RESAMPLES, Transfer, recipe_but_lr, analyze_transfer
+from ff_client.fit.transfer import RESAMPLES, Transfer, analyze_transfer, recipe_but_lr
 from ff_client.text import aligned
 from ff_core.errors import FlopsFitError, StoreError
 from ff_core.layout import is_result_key
@@ -157,7 +157,8 @@ def analyze_grid(runs: list[GridRun], lr: float | None = None, seed: int = 0,
         pilots.append((tokens, batch, replace(result, judged="--lr" if lr is not None else "the smallest size's LR*")))
     for tokens, batches in lonely.items():  # one line per token count, however many batch sizes it has
         at = "" if batches == [None] else f" (batch {', '.join(f'{b:g}' for b in batches if b is not None)})"
-        left.append(f"D={tokens:.3g}{at}: fewer than 2 sizes with a usable learning-rate curve; no drift")
+        left.append(f"{'D/N' if by_ratio else 'D'}={tokens:.3g}{at}: fewer than 2 sizes with a usable learning-rate "
+                    "curve; no drift")
     joint = None
     if len({r.batch for r in runs if r.batch is not None}) >= MIN_BATCHES:
         joint = analyze_joint([(r.n_params, r.tokens, r.lr, r.batch, r.loss) for r in runs], _grid_step(runs), seed,
@@ -178,8 +179,12 @@ def _ratio(r: GridRun) -> float:
 def _by_ratio(runs: list[GridRun]) -> bool:
     """A pilot grid of ffctl transfer's design (each size at D = R N) shares no token count across sizes, but
     D/N: its pilots are then one per D/N (and batch), each size at its own D."""
-    shared = any(len({r.n_params for r in runs if r.tokens == d}) >= 2 for d in {r.tokens for r in runs})
-    return not shared and any(len({r.n_params for r in runs if _ratio(r) == q}) >= 2 for q in map(_ratio, runs))
+    sizes_at: dict[float, set[float]] = {}
+    sizes_of: dict[float, set[float]] = {}
+    for r in runs:
+        sizes_at.setdefault(r.tokens, set()).add(r.n_params)
+        sizes_of.setdefault(_ratio(r), set()).add(r.n_params)
+    return (not any(len(s) >= 2 for s in sizes_at.values())) and any(len(s) >= 2 for s in sizes_of.values())
 
 
 def _tokens_of(runs: list[GridRun]):
