@@ -148,3 +148,11 @@ def test_ladder_runs_in_a_store_get_their_own_section_with_the_largest_size_held
     assert all(p["lossRelativeError"] < 0.005 and p["errorRelativeError"] < 0.02 for p in over["predictions"])
     assert "## Over-training ladder (largest size held out)" in (out / "report.txt").read_text()
     assert (out / "overtraining.png").is_file()
+
+
+def test_an_error_law_it_cannot_fit_is_said_not_skipped(tmp_path):
+    runs = [r if r.use == "fit" and r.n_params < 1e8 else Run(r.name, r.n_params, r.tokens, r.loss, r.use, r.loss_se)
+            for r in load_runs(synthetic(tmp_path))]  # errors on 3 fitted runs only
+    found = analyze_overtraining(runs, resamples=20)
+    assert found.error_kind is None and "not fitted: 3 fitted run(s) have an error; the exponential law needs 4" in (
+        found.text())

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ff_client.fit.estimate import Estimate, percentile_estimate
+from ff_client.fit.estimate import MAX_FAILED_SHARE, Estimate, percentile_estimate
 from ff_client.fit.lrlaw import BatchLaw, HoldOut, LrLaw, parabola_min
 from ff_client.fit.transfer import RESAMPLES
 from ff_client.text import aligned
@@ -136,7 +136,7 @@ def _resampled(cells: Sequence[JointCell], fit, seed: int, resamples: int) -> li
         drawn = [cells[i] for i in rng.integers(0, len(cells), len(cells))]
         if len({c.n_params for c in drawn}) >= 2 and len({c.tokens for c in drawn}) >= 2:
             draws.append(fit(drawn))
-    return draws
+    return draws if len(draws) >= resamples * (1 - MAX_FAILED_SHARE) else []  # mostly failing: no interval
 
 
 def _identified(cells: Sequence[JointCell]) -> bool:
@@ -148,7 +148,7 @@ def _lr_law(cells: list[JointCell], grid_step: float, seed: int, resamples: int)
     if not _identified(cells):
         return None
     coef = _coefficients(cells)
-    draws = np.array(_resampled(cells, _coefficients, seed, resamples))
+    draws = np.array(_resampled(cells, _coefficients, seed, resamples)).reshape(-1, 3)
     c, a, b = (percentile_estimate(float(v), list(draws[:, k]))
                for k, v in enumerate((coef[0], coef[1], coef[2])))
     c = Estimate(math.exp(c.value), *(math.exp(v) if v is not None else None for v in (c.low, c.high)))
@@ -161,7 +161,7 @@ def _hold_out(cells: list[JointCell], grid_step: float, seed: int, resamples: in
     if not _identified(train):
         return ()
     coef = _coefficients(train)
-    draws = np.array(_resampled(train, _coefficients, seed, resamples))
+    draws = np.array(_resampled(train, _coefficients, seed, resamples)).reshape(-1, 3)
     out = []
     for held in sorted((c for c in cells if c.n_params == largest), key=lambda c: c.tokens):
         x = _design([held])[0]

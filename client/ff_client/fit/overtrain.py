@@ -32,7 +32,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from ff_client.fit.datafile import DataFileError, number, read_rows
-from ff_client.fit.estimate import Estimate, percentile_estimate
+from ff_client.fit.estimate import MAX_FAILED_SHARE, Estimate, percentile_estimate
 from ff_client.text import aligned
 from ff_core.errors import FlopsFitError
 
@@ -202,6 +202,7 @@ class Overtraining:
     predictions: tuple[Prediction, ...]
     interval_source: str  # what the intervals resample, or why there are none
     unused: int
+    error_note: str = ""  # why there is no error law although runs have an error
 
     def text(self) -> str:
         p = self.parameters
@@ -229,6 +230,8 @@ class Overtraining:
                     lines.append(f"outside [0, 1]: {', '.join(outside)}: the {self.error_kind} law does not hold that "
                                  "far from its fitted losses" + ("; try --error-law sigmoid"
                                                                  if self.error_kind == "exponential" else ""))
+        if self.error_note:
+            lines += ["", f"error law: {self.error_note}"]
         lines += ["", f"intervals: {self.interval_source}"]
         if self.unused:
             lines.append(f"{self.unused} run(s) with no `use` neither fitted nor predicted")
@@ -272,9 +275,13 @@ def analyze_overtraining(runs: Sequence[Run], error_kind: str = "exponential", s
         raise FlopsFitError("the loss law did not converge from any start; check the losses are of one eval set")
     with_error = [r for r in runs if r.use in ("fit", "fit-error") and r.error is not None]
     kind = error_kind if len(with_error) >= len(ERROR_NAMES[error_kind]) + 1 else None
-    phi = None
+    phi, note = None, ""
+    if with_error and not kind:
+        note = (f"not fitted: {len(with_error)} fitted run(s) have an error; the {error_kind} law needs "
+                f"{len(ERROR_NAMES[error_kind]) + 1} or more (use fit or fit-error)")
     if kind:
         phi = fit_error_law(kind, np.array([r.loss for r in with_error]), np.array([r.error for r in with_error]))
+        note = "" if phi is not None else f"not fitted: the {error_kind} law did not converge from any start"
         kind = kind if phi is not None else None
     targets = [r for r in runs if r.use == "target"]
     draws, source = _bootstrap(loss_fit, with_error if kind else [], targets, theta, phi, kind, seed, resamples)
@@ -291,7 +298,7 @@ def analyze_overtraining(runs: Sequence[Run], error_kind: str = "exponential", s
             error_at = float(error_law(kind, phi, np.array([t.loss]))[0])
         predictions.append(Prediction(t, loss_estimate, error, error_at))
     return Overtraining(tuple(loss_fit), tuple(with_error) if kind else (), parameters, kind, error_parameters,
-                        tuple(predictions), source, sum(r.use == "" for r in runs))
+                        tuple(predictions), source, sum(r.use == "" for r in runs), note)
 
 
 def _bootstrap(loss_fit, error_fit, targets, theta, phi, kind, seed, resamples) -> tuple[list[dict], str]:
@@ -334,6 +341,8 @@ def _bootstrap(loss_fit, error_fit, targets, theta, phi, kind, seed, resamples) 
             predicted = float(loss_law(t, np.array([target.n_params]), np.array([target.tokens]))[0])
             out["targets"].append((predicted, float(error_law(kind, p, np.array([predicted]))[0]) if kind else None))
         draws.append(out)
+    if len(draws) < resamples * (1 - MAX_FAILED_SHARE):  # the survivors of a mostly failing bootstrap: no interval
+        return [], f"none: {resamples - len(draws)} of {resamples} refits failed"
     return draws, spread
 
 
