@@ -157,7 +157,7 @@ def check_against_pilot(source: Source, observations, sweep: ScalingSweep | None
     whether the sweep's learning rate (`sweep`'s, the store's sweep.json) lies in each pilot size's basin, and
     warn for each size where it does not. A pilot with a law LR*(N, D) instead names the sweep's points trained
     far from it (returned, for the analysis's warnings)."""
-    from ff_client.fit.transfer import analyze_transfer, basin_check, pilot_runs
+    from ff_client.fit.transfer import analyze_transfer, basin_check, pilot_records, pilot_runs
     from ff_client.pilot import pilot_folder
 
     if sweep is not None:  # a learning-rate law has no one rate to check against the pilot's basins
@@ -167,10 +167,11 @@ def check_against_pilot(source: Source, observations, sweep: ScalingSweep | None
         rates = {((r.identity or {}).get("training") or {}).get("learning_rate") for r in observations.records}
         name, lr = observations.sweep, (rates.pop() if len(rates) == 1 else None)
     pilot = source.beside(pilot_folder(name))
-    far = _far_from_the_pilots_law(pilot, observations.records, sweep)
+    read = pilot_records(pilot)  # once, for both readings of the pilot
+    far = _far_from_the_pilots_law(pilot, read, observations.records, sweep)
     if far is not None:
         return far
-    runs, left = pilot_runs(pilot)
+    runs, left = pilot_runs(pilot, read)
     if not runs or lr is None:
         return
     if left:
@@ -188,14 +189,14 @@ def check_against_pilot(source: Source, observations, sweep: ScalingSweep | None
             f"{', '.join(inside)}")
 
 
-def _far_from_the_pilots_law(pilot, records, sweep: ScalingSweep | None) -> list[str] | None:
+def _far_from_the_pilots_law(pilot, read, records, sweep: ScalingSweep | None) -> list[str] | None:
     """Where the pilot beside the sweep is a grid at 2 or more token counts (`ffctl transfer --tokens-per-param
     A,B`), its law LR*(N, D); the sweep's points trained more than one grid step from it, named (the warnings);
     None where the pilot has no such law."""
     from ff_client.fit.lrgrid import analyze_grid, pilot_grid
     from ff_core.spec import Training
 
-    runs, _ = pilot_grid(pilot)
+    runs, _ = pilot_grid(pilot, read)
     several = len({(r.n_params, r.tokens) for r in runs}) > len({r.n_params for r in runs})  # a size at 2+ D
     if not several or len({r.batch for r in runs}) != 1:
         return None

@@ -86,19 +86,13 @@ def numbers_of(text: str, option: str, integer: bool = False) -> list:
     try:
         values = [int(v) if integer else float(v) for v in text.split(",")]
     except ValueError:
-        raise SpecError(f"{option} {text!r}: give {'whole ' if integer else ''}numbers separated by commas") from None
+        raise SpecError(f"{option} {text!r}: give {'whole ' if integer else ''}numbers separated by commas, e.g. "
+                        f"{'256,512,1024' if integer else '1e-3,3e-3,1e-2'}") from None
     if any(not (v > 0 and math.isfinite(v)) for v in values):
         raise SpecError(f"{option} {text!r}: every value must be a positive number")
     return values
 
 
 def grid_of(text: str | None, sweep: ScalingSweep) -> list[float]:
-    if not text:
-        return default_grid(sweep)
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise SpecError(f"--lr-grid {text!r}: give learning rates separated by commas, e.g. 1e-3,3e-3,1e-2") from None
-    if any(not (v > 0 and math.isfinite(v)) for v in values):
-        raise SpecError(f"--lr-grid {text!r}: every learning rate must be a positive number")
-    return values
+    """--lr-grid's learning rates, or the default grid around the sweep's rate."""
+    return numbers_of(text, "--lr-grid") if text else default_grid(sweep)

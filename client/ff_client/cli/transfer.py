@@ -43,7 +43,7 @@ def transfer(sweep, grid, lr, sizes, lr_grid, tokens_per_param, batches, store, 
     if write_to:
         if not (sweep and grid) or sizes or lr_grid or write_only or batches or lr is not None:
             raise click.UsageError("--write puts a --data grid's law into a SWEEP file: give both, and nothing that "
-                                   "shapes a pilot (--sizes, --lr-grid, --write-only) or judges one (--lr)")
+                                   "shapes a pilot (--sizes, --lr-grid, --batches, --write-only) or judges one (--lr)")
         found, law, lawful = api.write_lr_law(sweep, grid, write_to, seed)
         click.echo(law.text())
         output.say(f"wrote {write_to}: sweep {lawful.name} with training.{law.spec_text()}")

@@ -26,11 +26,9 @@ import numpy as np
 from ff_client.fit.datafile import DataFileError, number, read_rows
 from ff_client.fit.jointlaw import MIN_BATCHES, JointAnalysis, analyze_joint
 from ff_client.fit.lrlaw import BatchLaw, LrLaw, fit_batch_law, fit_lr_laws
-from ff_client.fit.transfer import RESAMPLES, Transfer, analyze_transfer, recipe_but_lr
+from ff_client.fit.transfer import RESAMPLES, Transfer, analyze_transfer, pilot_records, recipe_but_lr
 from ff_client.text import aligned
-from ff_core.errors import FlopsFitError, StoreError
-from ff_core.layout import is_result_key
-from ff_core.results import parse_result
+from ff_core.errors import FlopsFitError
 from ff_core.store import Store
 
 REQUIRED = ("n_params", "tokens", "lr", "loss")
@@ -208,18 +206,13 @@ def _grid_step(runs: list[GridRun]) -> float:
     return float(np.median(steps)) if steps else 0.0
 
 
-def pilot_grid(store: Store) -> tuple[list[GridRun], list[str]]:
-    """The pilot of several batch sizes or token counts as grid runs (ff_client.fit.lrgrid.GridRun: N, D, learning
-    rate, eval loss or None when it diverged, batch in tokens), and what was left out: the runs of the recipe with
-    the most runs (but for learning rate and batch) are analysed, the others named, never pooled."""
-    left, records = [], []
-    for key in store.list():
-        if not is_result_key(key):
-            continue
-        try:
-            records.append(parse_result(store.get_json(key), f"{store.uri}/{key}"))
-        except StoreError as error:
-            left.append(f"{key}: unreadable: {error}")
+def pilot_grid(store: Store, read: tuple[list, list[str]] | None = None) -> tuple[list[GridRun], list[str]]:
+    """The pilot of several batch sizes or token counts as grid runs (GridRun: N, D, learning rate, eval loss or
+    None when it diverged, batch in tokens), and what was left out: the runs of the recipe with the most runs (but
+    for learning rate and batch) are analysed, the others named, never pooled. `read`: the folder's
+    ff_client.fit.transfer.pilot_records, when already read."""
+    records, unreadable = read or pilot_records(store)
+    left = list(unreadable)
     recipes = Counter(recipe_but_lr(r, ("global_batch_tokens",)) for r in records)
     if not recipes:
         return [], left

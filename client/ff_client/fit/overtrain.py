@@ -153,8 +153,11 @@ def _best_fit(residuals: Callable[[np.ndarray], np.ndarray], starts: Sequence, b
 
 
 def fit_loss_law(runs: Sequence[Run], starts: Sequence = LOSS_STARTS) -> np.ndarray | None:
-    n, d = np.array([r.n_params for r in runs]), np.array([r.tokens for r in runs])
-    loss = np.array([r.loss for r in runs])
+    return _fit_loss(np.array([r.n_params for r in runs]), np.array([r.tokens for r in runs]),
+                     np.array([r.loss for r in runs]), starts)
+
+
+def _fit_loss(n: np.ndarray, d: np.ndarray, loss: np.ndarray, starts: Sequence) -> np.ndarray | None:
     with np.errstate(over="ignore", invalid="ignore"):
         return _best_fit(lambda t: loss_law(t, n, d) - loss, starts, LOSS_BOUNDS)
 
@@ -307,33 +310,31 @@ def _bootstrap(loss_fit, error_fit, targets, theta, phi, kind, seed, resamples) 
     rng = np.random.default_rng(seed)
     n, d = np.array([r.n_params for r in loss_fit]), np.array([r.tokens for r in loss_fit])
     loss = np.array([r.loss for r in loss_fit])
+    fitted = loss_law(theta, n, d)
     given = all(r.loss_se is not None for r in loss_fit)
     if given:
         spread = ("the evaluation's noise: each fitted run's loss (and error) drawn from its own loss_se "
                   f"(error_se), {resamples} refits; run-to-run (seed) variance is not in it")
         noise = lambda: rng.normal(0.0, [r.loss_se for r in loss_fit])  # noqa: E731
     elif len(loss_fit) - LOSS_PARAMETERS >= 2:
-        residuals = (loss_law(theta, n, d) - loss) * math.sqrt(len(loss) / (len(loss) - LOSS_PARAMETERS))
+        residuals = (fitted - loss) * math.sqrt(len(loss) / (len(loss) - LOSS_PARAMETERS))
         spread = f"resampled residuals of the loss law ({resamples} refits); give loss_se for the eval's own noise"
         noise = lambda: rng.choice(residuals, len(loss))  # noqa: E731
     else:
         return [], (f"none: {len(loss_fit)} runs for {LOSS_PARAMETERS} parameters leave fewer than 2 degrees of "
                     "freedom; give loss_se (and error_se) columns for intervals from the evaluation's noise")
-    fitted = loss_law(theta, n, d)
     e_loss = np.array([r.loss for r in error_fit])
+    e_loss_se = np.array([r.loss_se or 0.0 for r in error_fit])
     e_noise = _error_noise(kind, phi, error_fit, rng) if kind else None
     draws = []
     for _ in range(resamples):
-        drawn = [Run(r.name, r.n_params, r.tokens, float(v), r.use)
-                 for r, v in zip(loss_fit, (loss if given else fitted) + noise())]
-        t = fit_loss_law(drawn, starts=[theta])
+        t = _fit_loss(n, d, (loss if given else fitted) + noise(), [theta])
         if t is None:
             continue
         out = {"theta": t, "targets": []}
         p = None
         if kind:
-            loss_se = np.array([r.loss_se or 0.0 for r in error_fit])
-            p = fit_error_law(kind, e_loss + rng.normal(0.0, loss_se), e_noise(), starts=[phi])
+            p = fit_error_law(kind, e_loss + rng.normal(0.0, e_loss_se), e_noise(), starts=[phi])
             if p is None:
                 continue
             out["phi"] = p

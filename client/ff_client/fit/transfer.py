@@ -166,21 +166,31 @@ def recipe_but_lr(record, also: tuple[str, ...] = ()) -> str:
                       sort_keys=True)
 
 
-def pilot_runs(store: Store) -> tuple[list[tuple[str, float, float, float]], list[str]]:
-    """(size, N, learning rate, eval loss) of every finished pilot run in the folder; what was left out, and why.
-
-    A folder may hold pilots run twice with other settings (other training knobs, another D/N): the runs of
-    the recipe with the most runs, and of each size the token count with the most runs, are analysed; the
-    others are left out with the reason, never pooled."""
-    left, records = [], []
+def pilot_records(store: Store) -> tuple[list, list[str]]:
+    """Every result record in a pilot's folder, and the unreadable ones named (read once, for pilot_runs and
+    ff_client.fit.lrgrid.pilot_grid alike)."""
+    records, left = [], []
     for key in store.list():
         if not is_result_key(key):
             continue
         try:
-            record = parse_result(store.get_json(key), f"{store.uri}/{key}")
+            records.append(parse_result(store.get_json(key), f"{store.uri}/{key}"))
         except StoreError as error:
             left.append(f"{key}: unreadable: {error}")
-            continue
+    return records, left
+
+
+def pilot_runs(store: Store, read: tuple[list, list[str]] | None = None
+               ) -> tuple[list[tuple[str, float, float, float]], list[str]]:
+    """(size, N, learning rate, eval loss) of every finished pilot run in the folder; what was left out, and why.
+    `read`: the folder's pilot_records, when already read.
+
+    A folder may hold pilots run twice with other settings (other training knobs, another D/N): the runs of
+    the recipe with the most runs, and of each size the token count with the most runs, are analysed; the
+    others are left out with the reason, never pooled."""
+    found, unreadable = read or pilot_records(store)
+    left, records = list(unreadable), []
+    for record in found:
         lr = ((record.identity or {}).get("training") or {}).get("learning_rate")
         if record.status != "completed" or lr is None or not math.isfinite(record.eval_loss or math.nan):
             left.append(f"{record.experiment} ({record.size}, lr {lr}): {record.status}, eval loss {record.eval_loss}")
