@@ -94,6 +94,32 @@ def test_an_optimum_at_the_grids_edge_is_undetermined():
     assert result.transfers is None and "widen the grid" in result.verdict()
 
 
+
+
+def test_a_curve_that_is_not_one_valley_is_flagged_rough_not_fitted():
+    """A tiny model that stays on a plateau at one rate and escapes it at the next (measured on the CPU: the muP
+    GPT's d24 at D/N 60 gave 1.236, 1.827, 1.273 at rates x1.41 apart): the parabola through the best point and its
+    neighbours is pulled more than a grid step from the true optimum, so the size is flagged rough, with no
+    interval, the verdict is undetermined and the laws leave it out. Diverged runs far above the valley that
+    differ among themselves are not roughness."""
+    runs = synthetic(-0.5, noise=0.0)
+    smallest = sorted({lr for name, _, lr, _ in runs if name == "n1e+04"})
+    best = smallest.index(3e-3)
+    spiked = {smallest[best + 1]: 1.3, smallest[best + 2]: 1.01}  # up onto a plateau, then back near the valley
+    rough = [(name, n, lr, loss * spiked.get(lr, 1.0) if name == "n1e+04" else loss) for name, n, lr, loss in runs]
+    result = analyze_transfer(rough, sweep_lr=3e-3)
+    size = result.sizes[0]
+    assert size.rough and not size.at_edge and size.undetermined and size.lr.low is None
+    assert result.transfers is None and "not one valley" in result.verdict() and "rough curve" in result.text()
+    assert result.to_json()["sizes"][0]["rough"] is True
+    # what the parabola alone would have said: its vertex more than a grid step from the truth (3e-3)
+    curve = sorted((lr, loss) for name, _, lr, loss in rough if name == "n1e+04")
+    near = curve[best - 2:best + 3]
+    coef = np.polyfit(np.log([lr for lr, _ in near]), [loss for _, loss in near], 2)
+    assert coef[0] <= 0 or abs(-coef[1] / (2 * coef[0]) - math.log(3e-3)) > math.log(2)
+    diverged = {lr: 7.0 - 0.1 * k for k, lr in enumerate(smallest[best + 3:])}  # diverged: 3x the best loss
+    plateau = [(name, n, lr, diverged.get(lr, loss) if name == "n1e+04" else loss) for name, n, lr, loss in runs]
+    assert not analyze_transfer(plateau, sweep_lr=3e-3).sizes[0].rough
 @pytest.mark.long
 def test_ffctl_transfer_trains_the_pilot_and_prints_a_verdict(tiny_manifest, write_sweep, tmp_path):
     """The pilot is ordinary sweeps in one folder (one per learning rate): trained here, analysed, plotted;

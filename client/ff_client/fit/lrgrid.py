@@ -84,7 +84,9 @@ class GridAnalysis:
                  "verdict")]
         for tokens, batch, r in self.pilots:
             interval = f"[{r.slope.low:+.3f}, {r.slope.high:+.3f}]" if r.slope.low is not None else "-"
-            verdict = {True: "transfers", False: "drifts", None: "undetermined (edge)"}[r.transfers]
+            why = "/".join(w for w, flagged in (("edge", any(s.at_edge for s in r.sizes)),
+                                                ("rough", any(s.rough for s in r.sizes))) if flagged)
+            verdict = {True: "transfers", False: "drifts", None: f"undetermined ({why})"}[r.transfers]
             rows.append((f"{tokens:.3g}", "-" if batch is None else f"{batch:g}", str(len(r.sizes)),
                          f"{r.slope.value:+.3f}", interval, verdict))
         laws = [law.formula() + _batch(law.batch) for law in self.laws]

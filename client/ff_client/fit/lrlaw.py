@@ -141,7 +141,7 @@ def fit_batch_law(pilots: tuple[tuple[float, float | None, Transfer], ...], seed
     losses: dict[tuple[float, float], dict[float, float]] = {}
     for key, batch, result in pilots:
         for s in result.sizes:
-            if batch is not None and not s.at_edge:
+            if batch is not None and not s.undetermined:
                 losses.setdefault((s.n_params, tokens_of(key, None, s.n_params)), {})[batch] = _loss_at_optimum(s)
     optima = []
     for (n, d), by_batch in sorted(losses.items()):
@@ -194,7 +194,7 @@ def fit_lr_laws(pilots: tuple[tuple[float, float | None, Transfer], ...], tokens
     for batch in sorted({b for _, b, _ in pilots}, key=lambda b: b or 0.0):
         mine = [(key, result) for key, b, result in pilots if b == batch]
         cells = [Cell(s.n_params, tokens_of(key, batch, s.n_params), s) for key, result in mine
-                 for s in result.sizes if not s.at_edge]
+                 for s in result.sizes if not s.undetermined]
         if len({c.n_params for c in cells}) < 2:
             continue
         step = min(result.grid_step for _, result in mine)

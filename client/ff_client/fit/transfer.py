@@ -3,7 +3,12 @@
 Per size: the loss against ln(learning rate), the optimum LR* from a local parabola through the best grid point
 and its neighbours (up to 2 on each side), its 95% interval by a parametric bootstrap with the parabola's
 residual noise (floored at 0.1% of the loss), and the basin (the grid's learning rates within 1% of the best
-loss). Across sizes: the drift, the slope of ln LR* against ln N, with an interval from the same replicates.
+loss). A curve that is not one valley is rough: farther from its best point the loss falls again by more than 2%
+of the best loss, to within 10% of it, or no parabola through the best point and its neighbours has a minimum.
+A rough size's LR* is its best grid point with no interval; like one at the grid's edge, it leaves the verdict
+undetermined and stays out of the laws (ff_client.fit.lrlaw): small models that escape a plateau at some rates
+and not at others give such curves, and their best point is then a matter of luck.
+Across sizes: the drift, the slope of ln LR* against ln N, with an interval from the same replicates.
 Verdict: the learning rate transfers when the slope's interval holds 0 or the largest size's LR* is within one
 grid step of the smallest's; otherwise the report says how far the sweep's learning rate is from each size's
 LR* and what that costs in loss. Pure: points in, numbers out.
@@ -28,6 +33,8 @@ from ff_core.store import Store
 
 RESAMPLES = 1000
 BASIN = 0.01  # learning rates within 1% of the best loss
+ROUGH = 0.02  # a curve whose loss falls again by more than this fraction of the best loss is not one valley,
+NEAR = 0.10  # when it falls to within this fraction of the best loss
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,12 @@ class SizeOptimum:
     cost_of_sweep_lr: float | None  # loss at the sweep's learning rate minus at LR* (from the parabola)
     curve: tuple[tuple[float, float], ...]  # (learning rate, loss)
     replicates: np.ndarray  # ln LR* per bootstrap replicate
+    rough: bool = False  # interior best, but the curve is not one valley about it: LR* is a grid point, not found
+
+    @property
+    def undetermined(self) -> bool:
+        """At the grid's edge or rough: the grid point is not an optimum to fit a law to."""
+        return self.at_edge or self.rough
 
 
 @dataclass(frozen=True)
@@ -48,15 +61,23 @@ class Transfer:
     slope: Estimate  # d ln LR* / d ln N
     sweep_lr: float
     grid_step: float  # ln of the grid's spacing
-    transfers: bool | None  # None: some size's optimum lies at the grid's edge, so it was not found
+    transfers: bool | None  # None: some size's optimum lies at the grid's edge or on a rough curve
     judged: str = "the sweep's"  # whose learning rate sweep_lr is, in the verdict
 
     def verdict(self) -> str:
         smallest, largest = self.sizes[0], self.sizes[-1]
         edge = [s.size for s in self.sizes if s.at_edge]
+        rough = [s.size for s in self.sizes if s.rough]
         if self.transfers is None:
-            return (f"undetermined: the best learning rate of {', '.join(edge)} is at the grid's edge; widen the "
-                    "grid (--lr-grid) past it")
+            said = []
+            if edge:
+                said.append(f"the best learning rate of {', '.join(edge)} is at the grid's edge; widen the grid "
+                            "(--lr-grid) past it")
+            if rough:
+                said.append(f"the loss of {', '.join(rough)} is not one valley in the learning rate (farther from "
+                            f"the best it falls again, by more than {ROUGH:.0%}, to near the best): train more steps "
+                            "or larger sizes, or look at the curves")
+            return "undetermined: " + "; ".join(said)
         drift = (f"ln LR* moves {self.slope.value:+.2f} per ln N [{self.slope.low:+.2f}, {self.slope.high:+.2f}]"
                  if self.slope.low is not None else f"ln LR* moves {self.slope.value:+.2f} per ln N")
         if self.transfers:
@@ -72,7 +93,8 @@ class Transfer:
         """A row per size (LR* with its interval, the basin, what the sweep's rate costs), then the verdict."""
         rows = [("size", "N", "LR*", f"{LEVEL:.0%} interval", f"basin (within {BASIN:.0%})", "sweep LR costs")]
         for s in self.sizes:
-            interval = f"[{s.lr.low:.3g}, {s.lr.high:.3g}]" if s.lr.low is not None else "at the grid's edge"
+            interval = (f"[{s.lr.low:.3g}, {s.lr.high:.3g}]" if s.lr.low is not None else
+                        "rough curve" if s.rough else "at the grid's edge")
             cost = f"{s.cost_of_sweep_lr:.4f}" if s.cost_of_sweep_lr is not None else "-"
             rows.append((s.size, f"{s.n_params:.3g}", f"{s.lr.value:.3g}", interval,
                          f"{s.basin[0]:.3g} - {s.basin[1]:.3g}", cost))
@@ -82,13 +104,27 @@ class Transfer:
         return {"transfers": self.transfers, "verdict": self.verdict(), "sweepLearningRate": self.sweep_lr,
                 "slope": self.slope.to_json(),
                 "sizes": [{"size": s.size, "nParams": s.n_params, "lrOpt": s.lr.to_json(),
-                           "basin": list(s.basin), "atEdge": s.at_edge, "sweepLrCost": s.cost_of_sweep_lr,
+                           "basin": list(s.basin), "atEdge": s.at_edge, "rough": s.rough,
+                           "sweepLrCost": s.cost_of_sweep_lr,
                            "curve": [list(p) for p in s.curve]} for s in self.sizes]}
 
 
 def _parabola(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     coef = np.polyfit(x, y, 2)
     return coef if coef[0] > 0 else None
+
+
+def one_valley(y: np.ndarray, best: int) -> bool:
+    """Whether the loss, read outward from its best point, never falls again by more than ROUGH of the best loss to
+    a loss within NEAR of it (falls among diverged runs, far above the valley, do not count)."""
+    tolerance, near = ROUGH * float(y[best]), (1 + NEAR) * float(y[best])
+    for side in (y[best::-1], y[best:]):
+        highest = -np.inf
+        for loss in side:
+            if loss < highest - tolerance and loss <= near:
+                return False
+            highest = max(highest, loss)
+    return True
 
 
 def size_optimum(size: str, n_params: float, curve: list[tuple[float, float]], sweep_lr: float,
@@ -100,10 +136,10 @@ def size_optimum(size: str, n_params: float, curve: list[tuple[float, float]], s
     basin = [lr for lr, loss in curve if loss <= y[best] * (1 + BASIN)]
     at_edge = best in (0, len(curve) - 1)
     lo, hi = max(0, best - 2), min(len(curve), best + 3)
-    if at_edge or hi - lo < 3 or (coef := _parabola(x[lo:hi], y[lo:hi])) is None:
+    if at_edge or hi - lo < 3 or not one_valley(y, best) or (coef := _parabola(x[lo:hi], y[lo:hi])) is None:
         value = float(x[best])
         return SizeOptimum(size, n_params, Estimate(math.exp(value)), (min(basin), max(basin)), at_edge, None,
-                           tuple(curve), np.full(resamples, value))
+                           tuple(curve), np.full(resamples, value), rough=not at_edge)
     vertex = -coef[1] / (2 * coef[0])
     residual = y[lo:hi] - np.polyval(coef, x[lo:hi])
     dof = max(1, hi - lo - 3)
@@ -151,7 +187,7 @@ def analyze_transfer(runs: list[tuple[str, float, float, float]], sweep_lr: floa
     step = float(np.median(np.diff(np.log(lrs)))) if len(lrs) > 1 else math.inf
     within_step = abs(math.log(optima[-1].lr.value / optima[0].lr.value)) <= step * 1.0001
     holds_zero = slope_estimate.low is not None and slope_estimate.low <= 0 <= slope_estimate.high
-    transfers = None if any(s.at_edge for s in optima) else (holds_zero or within_step)
+    transfers = None if any(s.undetermined for s in optima) else (holds_zero or within_step)
     return Transfer(optima, slope_estimate, sweep_lr, step, transfers)
 
 
@@ -220,10 +256,11 @@ def basin_check(result: Transfer) -> tuple[list[str], list[str]]:
     inside, warnings = [], []
     for s in result.sizes:
         low, high = s.basin
-        if low <= result.sweep_lr <= high and not s.at_edge:
+        if low <= result.sweep_lr <= high and not s.undetermined:
             inside.append(s.size)
             continue
-        where = ("at the grid's edge, so its basin is not known" if s.at_edge
+        where = ("at the grid's edge, so its basin is not known" if s.at_edge else
+                 "on a rough curve (not one valley), so its basin is not known" if s.rough
                  else f"its basin (within {BASIN:.0%} of the best loss) is {low:.3g} - {high:.3g}")
         cost = f", costing {s.cost_of_sweep_lr:.4f} in loss there" if s.cost_of_sweep_lr is not None else ""
         warnings.append(f"the sweep's learning rate {result.sweep_lr:.3g} is outside {s.size}'s basin by the "
