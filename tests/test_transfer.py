@@ -120,6 +120,25 @@ def test_a_curve_that_is_not_one_valley_is_flagged_rough_not_fitted():
     diverged = {lr: 7.0 - 0.1 * k for k, lr in enumerate(smallest[best + 3:])}  # diverged: 3x the best loss
     plateau = [(name, n, lr, diverged.get(lr, loss) if name == "n1e+04" else loss) for name, n, lr, loss in runs]
     assert not analyze_transfer(plateau, sweep_lr=3e-3).sizes[0].rough
+def test_a_cliff_beside_the_optimum_does_not_pull_lr_star_off_it():
+    """The loss jumps at the rate after the best (measured on the CPU: the muP GPT's d32 at D/N 20 gave 1.391 at
+    0.021, then 1.962 and 1.810): the 5-point parabola's vertex lands 2 grid steps below the true optimum (3e-3 on
+    a x2 grid), at rates measured worse; the best point and its 2 neighbours keep LR* within half a step of it,
+    with an interval that holds it, and the curve is not rough (the fall from 1.4x to 1.3x the best is far above
+    the valley)."""
+    runs = synthetic(0.0, noise=0.0)
+    rates = sorted({lr for _, _, lr, _ in runs})
+    best = rates.index(3e-3)
+    cliff = {rates[best + 1]: 1.4, rates[best + 2]: 1.3, rates[best + 3]: 1.35}
+    runs = [(name, n, lr, loss * cliff.get(lr, 1.0) if n == 1e4 else loss) for name, n, lr, loss in runs]
+    size = analyze_transfer(runs, sweep_lr=3e-3).sizes[0]
+    assert not size.rough and not size.at_edge
+    assert abs(math.log(size.lr.value / 3e-3)) < math.log(2) / 2 and size.lr.low <= 3e-3 <= size.lr.high, size.lr
+    near = sorted((lr, loss) for _, n, lr, loss in runs if n == 1e4)[best - 2:best + 3]
+    coef = np.polyfit(np.log([lr for lr, _ in near]), [loss for _, loss in near], 2)
+    assert coef[0] > 0 and math.log(3e-3) + coef[1] / (2 * coef[0]) > math.log(2)  # the 5-point vertex: a step off
+
+
 @pytest.mark.long
 def test_ffctl_transfer_trains_the_pilot_and_prints_a_verdict(tiny_manifest, write_sweep, tmp_path):
     """The pilot is ordinary sweeps in one folder (one per learning rate): trained here, analysed, plotted;

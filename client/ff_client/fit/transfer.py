@@ -1,7 +1,8 @@
 """Does the learning rate transfer across the sweep's sizes? The analysis of a pilot grid (sizes x learning rates).
 
 Per size: the loss against ln(learning rate), the optimum LR* from a local parabola through the best grid point
-and its neighbours (up to 2 on each side), its 95% interval by a parametric bootstrap with the parabola's
+and its neighbours (up to 2 on each side; 1 when that parabola's vertex is more than 1.5 grid steps from the
+best point, as a cliff beside it makes it), its 95% interval by a parametric bootstrap with the parabola's
 residual noise (floored at 0.1% of the loss), and the basin (the grid's learning rates within 1% of the best
 loss). A curve that is not one valley is rough: farther from its best point the loss falls again by more than 2%
 of the best loss, to within 10% of it, or no parabola through the best point and its neighbours has a minimum.
@@ -144,6 +145,18 @@ def size_optimum(size: str, n_params: float, curve: list[tuple[float, float]], s
     residual = y[lo:hi] - np.polyval(coef, x[lo:hi])
     dof = max(1, hi - lo - 3)
     sigma = max(float(np.sqrt(np.sum(residual**2) / dof)), 1e-3 * float(y[best]))
+    if abs(vertex - x[best]) > 1.5 * (x[best + 1] - x[best - 1]) / 2:
+        # a cliff beside the best point (the loss jumps at the next rate) pulls the 5-point parabola past its
+        # neighbour, to rates measured worse (2 grid steps, measured): the best point and its two neighbours
+        # instead, whose vertex lies within half a step of it; the wider fit's misfit stays in the bootstrap's
+        # noise. A flat basin moves the vertex up to a step (Step Law's flattest cell: 1.0), which is left as it is
+        lo, hi = best - 1, best + 2
+        coef = _parabola(x[lo:hi], y[lo:hi])
+        if coef is None:
+            value = float(x[best])
+            return SizeOptimum(size, n_params, Estimate(math.exp(value)), (min(basin), max(basin)), False, None,
+                               tuple(curve), np.full(resamples, value), rough=True)
+        vertex = -coef[1] / (2 * coef[0])
     replicates = []
     for _ in range(resamples):
         noisy = np.polyval(coef, x[lo:hi]) + rng.normal(0, sigma, hi - lo)
