@@ -47,9 +47,9 @@ tools: $(TEST_STAMP) $(TOOLS)/helm
 # Everything but the scenarios marked slow (each also runs elsewhere: the demo in `make bench`), in
 # TEST_PROCESSES pytest-xdist processes that steal work from each other at the end (tests/conftest.py puts the
 # long tests first); the ten slowest tests are printed at the end, so growth shows in every run. A fresh clone
-# of 73ca454 took 10m45s on 2 cores, 526 s of it tests (498 passed), user 16m08s + sys 2m08s of 21m30s core time:
-# the suite is CPU-bound (eb7a7ee took 9m26s with 499 s of tests; about 2 minutes of each run is creating .venv,
-# which varies with the package downloads; one run here took 13m45s on a busier machine).
+# of 2b23756 took 13m30s on 2 cores, 699 s of it tests (501 passed), user 21m33s + sys 2m22s: the suite is
+# CPU-bound, and over the 10-minute target (73ca454 took 10m45s with 526 s of tests on a quieter day, eb7a7ee
+# 9m26s with 499 s; about 2 minutes of each run is creating .venv, which varies with the package downloads).
 test: lint $(TOOLS)/helm
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest -q -m "not slow" -n $(TEST_PROCESSES) --dist worksteal --durations=10
 
