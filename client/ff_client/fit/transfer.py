@@ -1,11 +1,11 @@
 """Does the learning rate transfer across the sweep's sizes? The analysis of a pilot grid (sizes x learning rates).
 
 Per size: the loss against ln(learning rate), the optimum LR* from a local parabola through the best grid point
-and its neighbours (up to 2 on each side; 1 when that parabola's vertex is more than 1.5 grid steps from the
-best point, as a cliff beside it makes it), its 95% interval by a parametric bootstrap with the parabola's
+and its neighbours (up to 2 on each side; 1 when that parabola's vertex falls outside the best point's
+neighbours, as a cliff beside it makes it), its 95% interval by a parametric bootstrap with the parabola's
 residual noise (floored at 0.1% of the loss), and the basin (the grid's learning rates within 1% of the best
 loss). A curve that is not one valley is rough: farther from its best point the loss falls again by more than 2%
-of the best loss, to within 10% of it, or no parabola through the best point and its neighbours has a minimum.
+of the best loss, to within 50% of it, or no parabola through the best point and its neighbours has a minimum.
 A rough size's LR* is its best grid point with no interval; like one at the grid's edge, it leaves the verdict
 undetermined and stays out of the laws (ff_client.fit.lrlaw): small models that escape a plateau at some rates
 and not at others give such curves, and their best point is then a matter of luck.
@@ -35,7 +35,7 @@ from ff_core.store import Store
 RESAMPLES = 1000
 BASIN = 0.01  # learning rates within 1% of the best loss
 ROUGH = 0.02  # a curve whose loss falls again by more than this fraction of the best loss is not one valley,
-NEAR = 0.10  # when it falls to within this fraction of the best loss
+NEAR = 0.50  # when it falls to within this fraction of the best loss (diverged runs sit far above)
 
 
 @dataclass(frozen=True)
@@ -145,11 +145,11 @@ def size_optimum(size: str, n_params: float, curve: list[tuple[float, float]], s
     residual = y[lo:hi] - np.polyval(coef, x[lo:hi])
     dof = max(1, hi - lo - 3)
     sigma = max(float(np.sqrt(np.sum(residual**2) / dof)), 1e-3 * float(y[best]))
-    if abs(vertex - x[best]) > 1.5 * (x[best + 1] - x[best - 1]) / 2:
-        # a cliff beside the best point (the loss jumps at the next rate) pulls the 5-point parabola past its
-        # neighbour, to rates measured worse (2 grid steps, measured): the best point and its two neighbours
-        # instead, whose vertex lies within half a step of it; the wider fit's misfit stays in the bootstrap's
-        # noise. A flat basin moves the vertex up to a step (Step Law's flattest cell: 1.0), which is left as it is
+    if not x[best - 1] < vertex < x[best + 1]:
+        # both neighbours measured worse than the best point, so a minimum between them is what the data say; a
+        # cliff beside it (the loss jumps at the next rate) pulls the 5-point parabola past a neighbour: the best
+        # point and its two neighbours instead, whose vertex lies within half a step of it; the wider fit's misfit
+        # stays in the bootstrap's noise
         lo, hi = best - 1, best + 2
         coef = _parabola(x[lo:hi], y[lo:hi])
         if coef is None:
