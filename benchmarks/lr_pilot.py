@@ -1,8 +1,9 @@
 """A tiny GPT pilot's learning-rate law, on the CPU: does it predict a held-out width's best learning rate?
 
 `ffctl transfer` with several token counts on the demo's data (examples/tiny.yaml: the built-in GPT on the
-synthetic corpus), in one of three designs: the law LR* = c N^a D^b is fitted without the widest size and predicts
-its LR* at each D; the hold-out says whether each prediction lands within one step of the grid.
+synthetic corpus), in one of four designs: the law LR* = c N^a D^b, and the law in N at each D/N, is fitted
+without the widest size and predicts its LR* at each D; the hold-out says whether each prediction lands within one
+step of the grid.
 
   one-layer  standard parameterization, widths 8, 12, 16, 24 (1 layer), D/N 40 and 160, 11 rates x1.41 apart,
              the demo's batch (512 tokens); about 10 minutes on 2 cores
@@ -10,7 +11,10 @@ its LR* at each D; the hold-out says whether each prediction lands within one st
              of 2048 tokens, warmup 10%; about 16 minutes
   two-layer  standard parameterization, widths 16, 32, 64, 128 (2 layers), D/N 2.5 and 5, 7 rates x2 apart, the
              demo's batch; about 30 minutes
-Usage: python benchmarks/lr_pilot.py [--design one-layer|mup|two-layer] [--workers 2] [--store /tmp/ff-lr-pilot]
+  long       standard parameterization, widths 24, 32, 48, 64 (2 layers), D/N 10 and 40, 7 rates x2 apart, the
+             demo's batch: a narrower width range trained longer, so that the small widths leave the plateau; about
+             28 minutes. Prints the law at each D/N's hold-out too, and the separability check without the widest size
+Usage: python benchmarks/lr_pilot.py [--design one-layer|mup|two-layer|long] [--workers 2] [--store /tmp/ff-lr-pilot]
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import argparse
 import math
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
 from ff_client import api
+from ff_client.fit.lrlaw import fit_lr_laws
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +45,7 @@ DESIGNS = {
             {"globalBatchTokens": 2048, "warmupFraction": 0.1, "evalTokens": 65536},
             {"parameterization": "mup", "base_width": 32}),
     "two-layer": ((16, 32, 64, 128), 2, [2.5, 5.0], _rates(6e-3, 2.0, -3, 3), {}, {}),
+    "long": ((24, 32, 48, 64), 2, [10.0, 40.0], _rates(6e-3, 2.0, -3, 3), {}, {}),
 }
 
 
@@ -57,6 +64,12 @@ def pilot_sweep(design: str, folder: Path) -> tuple[Path, list[str]]:
     path = folder / f"{manifest['metadata']['name']}.yaml"
     path.write_text(yaml.safe_dump(manifest, sort_keys=False))
     return path, names
+
+
+def tokens_of(found):
+    """(D/N, batch, N) -> that size's D: the pilot's own."""
+    exact = {(key, batch, s.n_params): key * s.n_params for key, batch, r in found.pilots for s in r.sizes}
+    return lambda key, batch, n: exact[(key, batch, n)]
 
 
 def main() -> None:
@@ -78,6 +91,20 @@ def main() -> None:
             print(f"held-out N={h.n_params:.3g} D={h.tokens:.3g}: predicted {h.predicted.value:.4g}, measured "
                   f"{h.measured.value:.4g}, ratio {h.ratio:.3f}, grid factor {math.exp(h.grid_step):.3f}: "
                   f"{'within' if h.within_step else 'OUTSIDE'} one step")
+    for law in found.laws:
+        for k in law.per_key:
+            if k.holdout:
+                h = k.holdout
+                where = "within" if h.within_step else "OUTSIDE"
+                print(f"held-out N={h.n_params:.3g} at D/N {k.key:g}, its D/N's own law: predicted "
+                      f"{h.predicted.value:.4g}, ratio {h.ratio:.3f}: {where} one step")
+    # would the separability check have said so without the held-out size?
+    largest = max(s.n_params for _, _, r in found.pilots for s in r.sizes)
+    smaller = tuple((key, batch, replace(r, sizes=tuple(s for s in r.sizes if s.n_params < largest)))
+                    for key, batch, r in found.pilots)
+    for law in fit_lr_laws(smaller, tokens_of(found), "D/N"):
+        print(f"without the held-out size: separable {law.separable}; exponent of N per D/N: "
+              + ", ".join(f"{k.key:g}: {k.a.text()}" for k in law.per_key))
     print(f"{time.perf_counter() - began:.0f} s")
 
 

@@ -387,6 +387,48 @@ def test_one_token_count_gives_the_n_law_only(tmp_path):
     assert len(law.holdout) == 1 and law.holdout[0].n_params == SIZES[-1]
 
 
+def test_a_pilot_whose_n_exponent_differs_by_d_over_n_is_called_not_separable_and_read_per_d_over_n(tmp_path):
+    """A pilot's design (each size at D = R N) where the exponent of N is 0 at D/N 10 and -0.7 at D/N 40 (tiny
+    GPTs on the CPU: +0.18 and -0.66). What the joint law gets wrong: c N^a D^b has one exponent of N, so fitted
+    without the largest size it predicts that size off by about the two exponents' half-difference times its
+    distance from the smaller sizes, more than the grid's factor 2 at both D/N. The law at each D/N predicts it
+    within x1.15, and the check calls the grid not separable; on a separable truth it is separable."""
+    from ff_client.fit.lrgrid import analyze_grid, load_lr_grid
+
+    rng, lines = np.random.default_rng(3), ["n_params,tokens,lr,loss"]
+    sizes, exponent = (1e6, 3e6, 9e6, 2.7e7), {10.0: 0.0, 40.0: -0.7}
+    for ratio, a in exponent.items():
+        for n in sizes:
+            best = math.log(3e-3) + a * math.log(n / 1e6)
+            for lr in [3e-3 * 2.0**k for k in range(-7, 6)]:
+                gap = math.log(lr) - best
+                lines.append(f"{n:g},{ratio * n:g},{lr:g},{3.0 - 0.1 * math.log(n / 1e6) + 0.02 * gap**2 + rng.normal(0, 0.002):.5f}")
+    (tmp_path / "pilot.csv").write_text("\n".join(lines) + "\n")
+    found = analyze_grid(load_lr_grid(tmp_path / "pilot.csv"), seed=0)
+    (law,) = found.laws
+    assert found.by_ratio and law.separable is False and [k.key for k in law.per_key] == [10.0, 40.0]
+    for k in law.per_key:
+        assert k.a.low <= exponent[k.key] <= k.a.high and abs(k.a.value - exponent[k.key]) < 0.05, k.a
+        assert k.holdout.n_params == sizes[-1] and abs(math.log(k.holdout.ratio)) < math.log(1.15), k.holdout.ratio
+    assert all(not h.within_step for h in law.holdout), [h.ratio for h in law.holdout]  # the joint law's
+    text = law.text()
+    assert "the law in N at each D/N" in text and "not separable: the exponent of N differs" in text
+    assert law.to_json()["separable"] is False and len(law.to_json()["perTokenCount"]) == 2
+    # --write still writes the joint law (a sweep takes c N^a D^b), and says what it is worth here
+    from click.testing import CliRunner
+
+    from ff_client.cli import main
+
+    done = CliRunner().invoke(main, ["transfer", "examples/tiny.yaml", "--data", str(tmp_path / "pilot.csv"),
+                                     "--write", str(tmp_path / "lawful.yaml")])
+    assert done.exit_code == 0 and "the grid is not separable" in done.output, done.output
+    # a truth with one exponent of N (and one of D): separable
+    path = grid_file(tmp_path, tokens=(5e7, 2.5e8, 1.25e9), b=B_TRUE, sizes=(1e6, 3e6, 9e6, 2.7e7, 8.1e7),
+                     rates=[3e-3 * 2.0**k for k in range(-7, 6)], seed=2)
+    (law,) = analyze_grid(load_lr_grid(path), seed=2).laws
+    assert law.separable is True and "separable: the exponent of N agrees" in law.text()
+
+
 def test_a_grid_that_does_not_bracket_an_optimum_is_flagged_not_extrapolated(tmp_path):
     """The smallest size's best rate is the grid's largest finite one: at the edge, its LR* a bound; the
     drift is undetermined, and the command says to widen the grid. A cell with 2 rates is left out, named."""

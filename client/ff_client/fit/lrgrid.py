@@ -168,7 +168,8 @@ def analyze_grid(runs: list[GridRun], lr: float | None = None, seed: int = 0,
                             f"has {MIN_BATCHES} batch sizes for a joint optimum: " + "; ".join(left))
     tokens_of = _tokens_of(runs) if by_ratio else (lambda key, batch, n: key)
     return GridAnalysis(tuple(pilots), tuple(left), sum(r.loss is None for r in runs),
-                        fit_lr_laws(tuple(pilots), tokens_of), fit_batch_law(tuple(pilots), seed, tokens_of=tokens_of),
+                        fit_lr_laws(tuple(pilots), tokens_of, "D/N" if by_ratio else "D"),
+                        fit_batch_law(tuple(pilots), seed, tokens_of=tokens_of),
                         joint, by_ratio)
 
 
