@@ -110,7 +110,8 @@ def test_multikueue_needs_a_queue():
     (3e-3, True), (1, True), (1.5, False), (0, False), ("fast", False),
     ({"law": "power", "c": 0.5, "nExponent": -0.3, "dExponent": 0.1}, True), ({"c": 2, "nExponent": -1}, True),
     ({"law": "cosine", "c": 0.5}, False), ({"c": -1.0}, False), ({"nExponent": -0.3}, False),
-    ({"c": 1.0, "nExponent": "steep"}, False), ({"c": 1.0, "warmup": 3}, False), ([3e-3], False)])
+    ({"c": 1.0, "nExponent": "steep"}, False), ({"c": 0.5, "nExponentSlope": -0.2}, True),
+    ({"c": 0.5, "nExponentSlope": "moving"}, False), ({"c": 1.0, "warmup": 3}, False), ([3e-3], False)])
 def test_a_learning_rate_is_a_number_or_a_law(rate, allowed):
     """The CRD keeps training.learningRate as any value (its two forms); CEL refuses what is neither, before any
     Job, as the operator's own validation would."""

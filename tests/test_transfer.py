@@ -410,18 +410,35 @@ def test_a_pilot_whose_n_exponent_differs_by_d_over_n_is_called_not_separable_an
     for k in law.per_key:
         assert k.a.low <= exponent[k.key] <= k.a.high and abs(k.a.value - exponent[k.key]) < 0.05, k.a
         assert k.holdout.n_params == sizes[-1] and abs(math.log(k.holdout.ratio)) < math.log(1.15), k.holdout.ratio
-    assert all(not h.within_step for h in law.holdout), [h.ratio for h in law.holdout]  # the joint law's
+    # c N^a D^b, one exponent of N: outside the grid's factor at both D/N
+    assert all(not h.within_step for h in law.one_exponent_holdout), [h.ratio for h in law.one_exponent_holdout]
+    # the law fitted, N's exponent moving with ln(D/N): a slope of -0.7 / ln 4 = -0.505, the held-out size within
+    # x1.15 at both D/N, and each point's rate as a sweep takes it
+    assert law.slope.low <= -0.7 / math.log(4) <= law.slope.high, law.slope
+    assert all(abs(math.log(h.ratio)) < math.log(1.15) for h in law.holdout), [h.ratio for h in law.holdout]
+    for n, ratio in ((2e6, 10.0), (2e7, 40.0), (5e6, 20.0)):
+        truth = 3e-3 * (n / 1e6) ** (-0.7 * math.log(ratio / 10) / math.log(4))
+        assert law.predict(n, ratio * n) == pytest.approx(truth, rel=0.1)
+    import yaml
+
+    from ff_core.spec import Training
+
+    spec = yaml.safe_load(law.spec_text())
+    assert spec["learningRate"]["nExponentSlope"] == pytest.approx(law.slope.value, rel=1e-5)
+    assert Training.model_validate(spec).at(5e6, 1e8).learning_rate == pytest.approx(law.predict(5e6, 1e8), rel=1e-4)
     text = law.text()
     assert "the law in N at each D/N" in text and "not separable: the exponent of N differs" in text
+    assert "ln(D/N)) D^" in text and "c N^a D^b with one exponent of N, fitted the same way: ratios" in text
     assert law.to_json()["separable"] is False and len(law.to_json()["perTokenCount"]) == 2
-    # --write still writes the joint law (a sweep takes c N^a D^b), and says what it is worth here
-    from click.testing import CliRunner
+    # a WSD sweep's one trunk per size cannot take a rate that moves with D
+    from ff_core.errors import SpecError
+    from ff_core.spec import parse_sweep
 
-    from ff_client.cli import main
-
-    done = CliRunner().invoke(main, ["transfer", "examples/tiny.yaml", "--data", str(tmp_path / "pilot.csv"),
-                                     "--write", str(tmp_path / "lawful.yaml")])
-    assert done.exit_code == 0 and "the grid is not separable" in done.output, done.output
+    manifest = yaml.safe_load(Path("examples/tiny.yaml").read_text())
+    manifest["spec"]["training"] |= {"schedule": "wsd", "warmupTokens": 512, "learningRate": {
+        "law": "power", "c": 0.01, "nExponentSlope": -0.2}}
+    with pytest.raises(SpecError, match="set learningRate.nExponentSlope 0"):
+        parse_sweep(manifest)
     # a truth with one exponent of N (and one of D): separable
     path = grid_file(tmp_path, tokens=(5e7, 2.5e8, 1.25e9), b=B_TRUE, sizes=(1e6, 3e6, 9e6, 2.7e7, 8.1e7),
                      rates=[3e-3 * 2.0**k for k in range(-7, 6)], seed=2)

@@ -82,15 +82,16 @@ def _number(x: str) -> str:
 
 
 _LR = "self.learningRate"
-_LAW_KEYS = ("law", "c", "nExponent", "dExponent")
+_LAW_KEYS = ("law", "c", "nExponent", "dExponent", "nExponentSlope")
 # Its schema keeps any value (a number or a law), so CEL says which: a map is a law (known keys only, counted with
 # size() rather than iterated, so the rule's cost is bounded), anything else a number in (0, 1].
 _LEARNING_RATE_RULE = (
     f"!has({_LR}) || (type({_LR}) == map ? (size({_LR}) == "
     + " + ".join(f"(has({_LR}.{k}) ? 1 : 0)" for k in _LAW_KEYS)
     + f" && has({_LR}.c) && {_number(_LR + '.c')} && double({_LR}.c) > 0.0 && (!has({_LR}.law) || {_LR}.law == "
-    f"'power') && (!has({_LR}.nExponent) || {_number(_LR + '.nExponent')}) && (!has({_LR}.dExponent) || "
-    f"{_number(_LR + '.dExponent')})) : ({_number(_LR)} && double({_LR}) > 0.0 && double({_LR}) <= 1.0))")
+    f"'power')"
+    + "".join(f" && (!has({_LR}.{k}) || {_number(f'{_LR}.{k}')})" for k in _LAW_KEYS[2:])
+    + f") : ({_number(_LR)} && double({_LR}) > 0.0 && double({_LR}) <= 1.0))")
 
 
 def spec_schema() -> dict[str, Any]:
@@ -109,7 +110,8 @@ def spec_schema() -> dict[str, Any]:
          "message": f"podTemplate {field}: the {RESERVED_PREFIX} prefix is the operator's own; use another prefix"}
         for field in ("labels", "annotations")]
     props["training"]["x-kubernetes-validations"] = [{"rule": _LEARNING_RATE_RULE, "message": (
-        "training.learningRate is a number in (0, 1] or a law {law: power, c, nExponent, dExponent} with c > 0 and "
+        "training.learningRate is a number in (0, 1] or a law {law: power, c, nExponent, dExponent, nExponentSlope} "
+        "with c > 0 and "
         "numeric exponents, and no other keys")}]
     spec["x-kubernetes-validations"] = [
         {"rule": f"size(self.budgets) * (has(self.pointsPerBudget) ? self.pointsPerBudget : 5) <= {MAX_EXPERIMENTS}",

@@ -119,16 +119,20 @@ def _rate_or_law(value: Any) -> str:
 
 
 class LearningRateLaw(_Model):
-    """A learning rate per point, LR = c N^nExponent D^dExponent (N the size's nParams, D the experiment's tokens):
-    what `ffctl transfer --data` fits from a learning-rate grid (Step Law's lr* = c N^a D^b) and prints as this."""
+    """A learning rate per point, LR = c N^(nExponent + nExponentSlope ln(D/N)) D^dExponent (N the size's nParams,
+    D the experiment's tokens): what `ffctl transfer --data` fits from a learning-rate grid and prints as this.
+    Step Law's lr* = c N^a D^b has nExponentSlope 0; a grid whose exponent of N moves with D/N (not separable)
+    gets the slope of that move."""
 
     law: Literal["power"] = "power"
     c: float = Field(gt=0)
     n_exponent: float = 0.0
     d_exponent: float = 0.0
+    n_exponent_slope: float = Field(default=0.0, description="the exponent of N gains this per unit of ln(D/N)")
 
     def at(self, n_params: float, tokens: float) -> float:
-        return self.c * n_params**self.n_exponent * tokens**self.d_exponent
+        exponent = self.n_exponent + self.n_exponent_slope * math.log(tokens / n_params)
+        return self.c * n_params**exponent * tokens**self.d_exponent
 
 
 class Training(_Model):
@@ -140,7 +144,8 @@ class Training(_Model):
     learning_rate: Annotated[Annotated[Annotated[float, Field(gt=0, le=1.0)], Tag(RATE)]
                              | Annotated[LearningRateLaw, Tag(LAW)], Discriminator(_rate_or_law)] = Field(
         default=1e-3, description=(
-        "a number, or a law of each point: {law: power, c, nExponent, dExponent} (LR = c N^nExponent D^dExponent)"))
+        "a number, or a law of each point: {law: power, c, nExponent, dExponent, nExponentSlope} (LR = c "
+        "N^(nExponent + nExponentSlope ln(D/N)) D^dExponent)"))
     warmup_fraction: float = Field(default=0.05, ge=0, lt=1)
     warmup_tokens: int | None = Field(default=None, ge=0, description=(
         "warmup length in tokens, the same for every token count (overrides warmupFraction); schedule wsd needs it"))
@@ -181,10 +186,12 @@ class Training(_Model):
     @model_validator(mode="after")
     def _one_rate_per_trunk(self) -> Training:
         law = self.learning_rate
-        if isinstance(law, LearningRateLaw) and law.d_exponent and SCHEDULES[self.schedule].trunks:
-            raise ValueError(f"schedule {self.schedule} trains one trunk per size for every token count, so its "
-                             f"learning rate cannot depend on D: set learningRate.dExponent 0 (it is "
-                             f"{law.d_exponent:g}), or use schedule cosine")
+        if isinstance(law, LearningRateLaw) and SCHEDULES[self.schedule].trunks:
+            for name, value in (("dExponent", law.d_exponent), ("nExponentSlope", law.n_exponent_slope)):
+                if value:
+                    raise ValueError(f"schedule {self.schedule} trains one trunk per size for every token count, so "
+                                     f"its learning rate cannot depend on D: set learningRate.{name} 0 (it is "
+                                     f"{value:g}), or use schedule cosine")
         return self
 
     def at(self, n_params: float, tokens: float) -> Training:

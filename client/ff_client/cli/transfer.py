@@ -48,9 +48,10 @@ def transfer(sweep, grid, lr, sizes, lr_grid, tokens_per_param, batches, store, 
         click.echo(law.text())
         output.say(f"wrote {write_to}: sweep {lawful.name} with training.{law.spec_text()}")
         if law.separable is False:
-            output.warn(f"the grid is not separable (the exponent of N differs between its token counts): the law "
-                        f"written has one exponent of N, and misses by more where the sweep's {law.key_name} is far "
-                        f"from the grid's; see the law in N at each {law.key_name} above")
+            output.warn("the grid is not separable (the exponent of N differs between its token counts): " + (
+                "the law written moves N's exponent with ln(D/N), fitted between the grid's D/N; points beyond them "
+                "are extrapolated" if law.slope else f"the law written has one exponent of N, too few cells to "
+                f"move it; see the law in N at each {law.key_name} above"))
         output.next_step(f"ffctl plan {write_to}")
         return
     if bool(sweep) == bool(grid):

@@ -92,39 +92,33 @@ class LrLaw:
     holdout: tuple[HoldOut, ...]
     per_key: tuple[KeyLaw, ...] = ()  # the law in N at each token count with 2 or more bracketed sizes
     key_name: str = "D"  # what a key is: "D" (tokens), or "D/N" for a pilot's grid
+    slope: Estimate | None = None  # g: N's exponent is a + g ln(D/N); fitted where the grid is not separable
+    one_exponent_holdout: tuple[HoldOut, ...] = ()  # with a slope: c N^a D^b's own hold-out, for comparison
 
     @property
     def separable(self) -> bool | None:
-        """Whether the exponent of N agrees across token counts, as c N^a D^b says: False when for some two token
-        counts the 95% interval of the difference of their exponents (from both bootstraps, each key's drawn
-        independently) leaves out 0; None with fewer than 2 token counts whose a has replicates."""
-        keyed = [k for k in self.per_key if k.replicates and k.a.low is not None]
-        if len(keyed) < 2:
-            return None
-        for i, first in enumerate(keyed):
-            for second in keyed[i + 1:]:
-                difference = _spanning(second.a.value - first.a.value,
-                                       [b - a for a, b in zip(first.replicates, second.replicates)])
-                if difference.low is not None and not difference.low <= 0 <= difference.high:
-                    return False
-        return True
+        return separable(self.per_key)
 
     def predict(self, n_params: float, tokens: float) -> float:
-        exponent = math.log(self.c.value) + self.a.value * math.log(n_params)
+        a = self.a.value + (self.slope.value * math.log(tokens / n_params) if self.slope else 0.0)
+        exponent = math.log(self.c.value) + a * math.log(n_params)
         return math.exp(exponent + (self.b.value * math.log(tokens) if self.b else 0.0))
 
     def formula(self) -> str:
-        return f"LR* = {self.c.value:.4g} N^{self.a.value:+.3f}" + (f" D^{self.b.value:+.3f}" if self.b else "")
+        a = f"({self.a.value:+.3f} {self.slope.value:+.3f} ln(D/N))" if self.slope else f"{self.a.value:+.3f}"
+        return f"LR* = {self.c.value:.4g} N^{a}" + (f" D^{self.b.value:+.3f}" if self.b else "")
 
     def spec_value(self) -> dict:
         """The law as spec.training.learningRate (ff_core.spec.LearningRateLaw) takes it."""
-        return {"law": "power", "c": float(f"{self.c.value:.6g}"), "nExponent": float(f"{self.a.value:.6g}"),
-                "dExponent": float(f"{self.b.value if self.b else 0.0:.6g}")}
+        value = {"law": "power", "c": float(f"{self.c.value:.6g}"), "nExponent": float(f"{self.a.value:.6g}"),
+                 "dExponent": float(f"{self.b.value if self.b else 0.0:.6g}")}
+        return value | ({"nExponentSlope": float(f"{self.slope.value:.6g}")} if self.slope else {})
 
     def spec_text(self) -> str:
         v = self.spec_value()
+        slope = f", nExponentSlope: {v['nExponentSlope']:g}" if "nExponentSlope" in v else ""
         return (f"learningRate: {{law: power, c: {v['c']:g}, nExponent: {v['nExponent']:g}, "
-                f"dExponent: {v['dExponent']:g}}}")
+                f"dExponent: {v['dExponent']:g}{slope}}}")
 
     def text(self) -> str:
         batch = "" if self.batch is None else f" (batch {self.batch:g})"
@@ -132,6 +126,8 @@ class LrLaw:
                  f"exponent of N: {self.a.text()}"]
         lines.append(f"exponent of D: {self.b.text()}" if self.b else
                      "exponent of D: needs a grid at 2 or more token counts")
+        if self.slope:
+            lines.append(f"the exponent of N's slope in ln(D/N): {self.slope.text()} (the grid is not separable)")
         lines.append(f"in a sweep (each point at its own rate): {self.spec_text()}")
         if self.holdout:
             rows = [("held out N", "D", "predicted LR*", "measured LR*", "ratio", "within a grid step")]
@@ -139,6 +135,9 @@ class LrLaw:
                       f"{h.ratio:.3g}", "yes" if h.within_step else f"no (grid factor {math.exp(h.grid_step):.3g})")
                      for h in self.holdout]
             lines += ["hold-out: the law fitted without the largest size, predicting it", aligned(rows)]
+            if self.one_exponent_holdout:
+                lines.append("c N^a D^b with one exponent of N, fitted the same way: ratios " + ", ".join(
+                    f"{h.ratio:.3g} at D={h.tokens:.3g}" for h in self.one_exponent_holdout))
         else:
             lines.append("hold-out: needs 3 or more sizes with a bracketed optimum")
         return "\n".join(lines + self._per_key_lines())
@@ -155,17 +154,35 @@ class LrLaw:
                          ("yes" if h.within_step else f"no (grid factor {math.exp(h.grid_step):.3g})") if h else "-"))
         verdict = {None: "separability: undetermined (an exponent of N without an interval)",
                    True: "separable: the exponent of N agrees across token counts, as c N^a D^b says",
-                   False: f"not separable: the exponent of N differs between token counts (the interval of the "
-                          f"difference leaves out 0), so c "
-                          f"N^a D^b does not describe this grid; read LR* from the law at the nearest {self.key_name}, "
-                          f"and keep a sweep's points at those token counts"}[self.separable]
-        return [f"the law in N at each {self.key_name}", aligned(rows), verdict]
+                   False: "not separable: the exponent of N differs between token counts (the interval of the "
+                          "difference leaves out 0), so c N^a D^b does not describe this grid"
+                          + ("; the law above moves N's exponent with ln(D/N), fitted between the grid's D/N"
+                             if self.slope else f"; read LR* from the law at the nearest {self.key_name}")}
+        return [f"the law in N at each {self.key_name}", aligned(rows), verdict[self.separable]]
 
     def to_json(self) -> dict:
         return {"batch": self.batch, "c": self.c.to_json(), "a": self.a.to_json(),
                 "b": self.b.to_json() if self.b else None, "cells": self.cells,
                 "holdout": [h.to_json() for h in self.holdout],
-                "perTokenCount": [k.to_json() for k in self.per_key], "separable": self.separable}
+                "perTokenCount": [k.to_json() for k in self.per_key], "separable": self.separable,
+                "slope": self.slope.to_json() if self.slope else None,
+                "oneExponentHoldout": [h.to_json() for h in self.one_exponent_holdout]}
+
+
+def separable(per_key: tuple[KeyLaw, ...]) -> bool | None:
+    """Whether the exponent of N agrees across token counts, as c N^a D^b says: False when for some two token
+    counts the 95% interval of the difference of their exponents (from both bootstraps, each key's drawn
+    independently) leaves out 0; None with fewer than 2 token counts whose a has replicates."""
+    keyed = [k for k in per_key if k.replicates and k.a.low is not None]
+    if len(keyed) < 2:
+        return None
+    for i, first in enumerate(keyed):
+        for second in keyed[i + 1:]:
+            difference = _spanning(second.a.value - first.a.value,
+                                   [b - a for a, b in zip(first.replicates, second.replicates)])
+            if difference.low is not None and not difference.low <= 0 <= difference.high:
+                return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -259,15 +276,19 @@ def fit_lr_laws(pilots: tuple[tuple[float, float | None, Transfer], ...], tokens
         if len({c.n_params for c in cells}) < 2:
             continue
         step = min(result.grid_step for _, result in mine)
-        coef, both = _fit(cells)
-        with_d = coef.shape[0] == 3
-        estimates = [_spanning(float(coef[k]), [r[:, k] for r in both]) for k in range(coef.shape[0])]
-        c = _spanning(math.exp(coef[0]), [np.exp(r[:, 0]) for r in both])
         per_key = tuple(law for i, (key, result) in enumerate(mine) if (law := _key_law(
             key, [Cell(s.n_params, tokens_of(key, batch, s.n_params), s) for s in result.sizes if not s.undetermined],
             step, seed=i)))
+        # not separable: N's exponent moves with ln(D/N), where the cells pin that down (more cells than terms)
+        sloped = (separable(per_key) is False and len(cells) > 4
+                  and np.linalg.matrix_rank(_design(cells, True, True)) == 4)
+        coef, both = _fit(cells, sloped=sloped)
+        with_d = coef.shape[0] >= 3
+        estimates = [_spanning(float(coef[k]), [r[:, k] for r in both]) for k in range(coef.shape[0])]
+        c = _spanning(math.exp(coef[0]), [np.exp(r[:, 0]) for r in both])
         laws.append(LrLaw(batch, c, estimates[1], estimates[2] if with_d else None, len(cells),
-                          _hold_out(cells, step), per_key, key_name))
+                          _hold_out(cells, step, sloped), per_key, key_name, estimates[3] if sloped else None,
+                          _hold_out(cells, step) if sloped else ()))
     return tuple(laws)
 
 
@@ -298,17 +319,19 @@ def _spanning(value: float, replicate_sets: list[np.ndarray]) -> Estimate:
     return replace(each[0], low=min(e.low for e in each), high=max(e.high for e in each))
 
 
-def _design(cells: list[Cell], with_d: bool) -> np.ndarray:
-    columns = [np.ones(len(cells)), np.log([c.n_params for c in cells])]
-    return np.column_stack(columns + ([np.log([c.tokens for c in cells])] if with_d else []))
+def _design(cells: list[Cell], with_d: bool, sloped: bool = False) -> np.ndarray:
+    """Columns 1, ln N (, ln D (, ln N ln(D/N): the slope of N's exponent in ln(D/N)))."""
+    log_n, log_d = np.log([c.n_params for c in cells]), np.log([c.tokens for c in cells])
+    columns = [np.ones(len(cells)), log_n] + ([log_d] if with_d else []) + ([log_n * (log_d - log_n)] if sloped else [])
+    return np.column_stack(columns)
 
 
-def _fit(cells: list[Cell], seed: int = 0, with_d: bool | None = None
+def _fit(cells: list[Cell], seed: int = 0, with_d: bool | None = None, sloped: bool = False
          ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """(coefficients [ln c, a, (b)], (their replicates from the cells' bootstrap, from resampled residuals)); with
-    D when the cells have 2 or more token counts, unless `with_d` says (a pilot's D/N: D moves with N)."""
-    with_d = len({c.tokens for c in cells}) >= 2 if with_d is None else with_d
-    design = _design(cells, with_d)
+    """(coefficients [ln c, a, (b, (g))], (their replicates from the cells' bootstrap, from resampled residuals));
+    with D when the cells have 2 or more token counts, unless `with_d` says (a pilot's D/N: D moves with N)."""
+    with_d = (len({c.tokens for c in cells}) >= 2 if with_d is None else with_d) or sloped
+    design = _design(cells, with_d, sloped)
     values = np.log([c.optimum.lr.value for c in cells])
     coef = np.linalg.lstsq(design, values, rcond=None)[0]
     columns = np.array([c.optimum.replicates for c in cells])  # cells x replicates, in ln LR
@@ -321,15 +344,16 @@ def _fit(cells: list[Cell], seed: int = 0, with_d: bool | None = None
     return coef, (from_cells, from_residuals)
 
 
-def _hold_out(cells: list[Cell], step: float) -> tuple[HoldOut, ...]:
+def _hold_out(cells: list[Cell], step: float, sloped: bool = False) -> tuple[HoldOut, ...]:
     largest = max(c.n_params for c in cells)
     train = [c for c in cells if c.n_params < largest]
-    if len({c.n_params for c in train}) < 2:
+    if len({c.n_params for c in train}) < 2 or (sloped and (
+            len(train) <= 4 or np.linalg.matrix_rank(_design(train, True, True)) < 4)):
         return ()
-    coef, both = _fit(train)
+    coef, both = _fit(train, sloped=sloped)
     out = []
     for held in sorted((c for c in cells if c.n_params == largest), key=lambda c: c.tokens):
-        x = _design([held], coef.shape[0] == 3)[0]
+        x = _design([held], coef.shape[0] >= 3, sloped)[0]
         predicted = _spanning(math.exp(float(x @ coef)), [np.exp(r @ x) for r in both])
         out.append(HoldOut(held.n_params, held.tokens, predicted, held.optimum.lr, step))
     return tuple(out)
