@@ -14,7 +14,10 @@ step of the grid.
   long       standard parameterization, widths 24, 32, 48, 64 (2 layers), D/N 10 and 40, 7 rates x2 apart, the
              demo's batch: a narrower width range trained longer, so that the small widths leave the plateau; about
              28 minutes. Prints the law at each D/N's hold-out too, and the separability check without the widest size
-Usage: python benchmarks/lr_pilot.py [--design one-layer|mup|two-layer|long] [--workers 2] [--store /tmp/ff-lr-pilot]
+  wide       the long design with width 16 and D/N 20 added: widths 16, 24, 32, 48, 64 (2 layers), D/N 10, 20, 40;
+             3 D/N test whether N's exponent is linear in ln(D/N), as the sloped law says
+Usage: python benchmarks/lr_pilot.py [--design one-layer|mup|two-layer|long|wide] [--workers 2]
+       [--store /tmp/ff-lr-pilot]
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ DESIGNS = {
             {"parameterization": "mup", "base_width": 32}),
     "two-layer": ((16, 32, 64, 128), 2, [2.5, 5.0], _rates(6e-3, 2.0, -3, 3), {}, {}),
     "long": ((24, 32, 48, 64), 2, [10.0, 40.0], _rates(6e-3, 2.0, -3, 3), {}, {}),
+    "wide": ((16, 24, 32, 48, 64), 2, [10.0, 20.0, 40.0], _rates(6e-3, 2.0, -3, 3), {}, {}),
 }
 
 
@@ -103,8 +107,9 @@ def main() -> None:
     smaller = tuple((key, batch, replace(r, sizes=tuple(s for s in r.sizes if s.n_params < largest)))
                     for key, batch, r in found.pilots)
     for law in fit_lr_laws(smaller, tokens_of(found), "D/N"):
-        print(f"without the held-out size: separable {law.separable}; exponent of N per D/N: "
-              + ", ".join(f"{k.key:g}: {k.a.text()}" for k in law.per_key))
+        print(f"without the held-out size: separable {law.separable}, linear in ln(D/N) {law.linear}; exponent "
+              "of N per D/N (the law's): " + ", ".join(f"{k.key:g}: {k.a.text()} ({law.exponent_at(k.key):+.3f})"
+                                                       for k in law.per_key))
     print(f"{time.perf_counter() - began:.0f} s")
 
 

@@ -387,6 +387,23 @@ def test_one_token_count_gives_the_n_law_only(tmp_path):
     assert len(law.holdout) == 1 and law.holdout[0].n_params == SIZES[-1]
 
 
+PILOT_SIZES = (1e6, 3e6, 9e6, 2.7e7)
+
+
+def pilot_file(tmp_path, exponent: dict[float, float], seed: int = 3) -> Path:
+    """A pilot's grid (each size at D = R N, 13 rates x2 apart) whose LR* is 3e-3 (N / 1e6)^a, a = exponent[R]."""
+    rng, lines = np.random.default_rng(seed), ["n_params,tokens,lr,loss"]
+    for ratio, a in exponent.items():
+        for n in PILOT_SIZES:
+            best = math.log(3e-3) + a * math.log(n / 1e6)
+            for lr in [3e-3 * 2.0**k for k in range(-7, 6)]:
+                loss = 3.0 - 0.1 * math.log(n / 1e6) + 0.02 * (math.log(lr) - best) ** 2 + rng.normal(0, 0.002)
+                lines.append(f"{n:g},{ratio * n:g},{lr:g},{loss:.5f}")
+    path = tmp_path / "pilot.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def test_a_pilot_whose_n_exponent_differs_by_d_over_n_is_called_not_separable_and_read_per_d_over_n(tmp_path):
     """A pilot's design (each size at D = R N) where the exponent of N is 0 at D/N 10 and -0.7 at D/N 40 (tiny
     GPTs on the CPU: +0.18 and -0.66). What the joint law gets wrong: c N^a D^b has one exponent of N, so fitted
@@ -395,21 +412,13 @@ def test_a_pilot_whose_n_exponent_differs_by_d_over_n_is_called_not_separable_an
     within x1.15, and the check calls the grid not separable; on a separable truth it is separable."""
     from ff_client.fit.lrgrid import analyze_grid, load_lr_grid
 
-    rng, lines = np.random.default_rng(3), ["n_params,tokens,lr,loss"]
-    sizes, exponent = (1e6, 3e6, 9e6, 2.7e7), {10.0: 0.0, 40.0: -0.7}
-    for ratio, a in exponent.items():
-        for n in sizes:
-            best = math.log(3e-3) + a * math.log(n / 1e6)
-            for lr in [3e-3 * 2.0**k for k in range(-7, 6)]:
-                gap = math.log(lr) - best
-                lines.append(f"{n:g},{ratio * n:g},{lr:g},{3.0 - 0.1 * math.log(n / 1e6) + 0.02 * gap**2 + rng.normal(0, 0.002):.5f}")
-    (tmp_path / "pilot.csv").write_text("\n".join(lines) + "\n")
-    found = analyze_grid(load_lr_grid(tmp_path / "pilot.csv"), seed=0)
+    exponent = {10.0: 0.0, 40.0: -0.7}
+    found = analyze_grid(load_lr_grid(pilot_file(tmp_path, exponent)), seed=0)
     (law,) = found.laws
     assert found.by_ratio and law.separable is False and [k.key for k in law.per_key] == [10.0, 40.0]
     for k in law.per_key:
         assert k.a.low <= exponent[k.key] <= k.a.high and abs(k.a.value - exponent[k.key]) < 0.05, k.a
-        assert k.holdout.n_params == sizes[-1] and abs(math.log(k.holdout.ratio)) < math.log(1.15), k.holdout.ratio
+        assert k.holdout.n_params == PILOT_SIZES[-1] and abs(math.log(k.holdout.ratio)) < math.log(1.15), k.holdout.ratio
     # c N^a D^b, one exponent of N: outside the grid's factor at both D/N
     assert all(not h.within_step for h in law.one_exponent_holdout), [h.ratio for h in law.one_exponent_holdout]
     # the law fitted, N's exponent moving with ln(D/N): a slope of -0.7 / ln 4 = -0.505, the held-out size within
@@ -444,6 +453,35 @@ def test_a_pilot_whose_n_exponent_differs_by_d_over_n_is_called_not_separable_an
                      rates=[3e-3 * 2.0**k for k in range(-7, 6)], seed=2)
     (law,) = analyze_grid(load_lr_grid(path), seed=2).laws
     assert law.separable is True and "separable: the exponent of N agrees" in law.text()
+
+
+
+def test_three_d_over_n_say_whether_the_exponent_of_n_is_linear_in_ln_d_over_n(tmp_path):
+    """The sloped law says N's exponent is a + b + g ln(D/N) along each D/N: a line in ln(D/N), which 2 D/N fit
+    exactly and 3 can test. A truth where the exponent saturates (0 at D/N 10, -0.7 at 20 and at 40): the line
+    through the 3 D/N puts the exponent at D/N 20 near -0.47, outside that D/N's own interval, so the check says
+    not linear; the sloped law misses the widest size at D/N 20 (x2.1, outside the grid's factor 2) where D/N
+    20's own law lands within x1.15. On a truth
+    linear in ln(D/N) (0, -0.35, -0.7) the law's exponent lies in every D/N's interval."""
+    from ff_client.fit.lrgrid import analyze_grid, load_lr_grid
+
+    (law,) = analyze_grid(load_lr_grid(pilot_file(tmp_path, {10.0: 0.0, 20.0: -0.7, 40.0: -0.7})), seed=0).laws
+    assert law.separable is False and law.slope is not None and law.linear is False
+    middle = next(k for k in law.per_key if k.key == 20.0)
+    assert not middle.a.low <= law.exponent_at(20.0) <= middle.a.high and abs(law.exponent_at(20.0) + 0.7) > 0.15
+    assert abs(math.log(middle.holdout.ratio)) < math.log(1.15)  # D/N 20's own law: the widest size within x1.15
+    sloped = next(h for h in law.holdout if h.tokens == 20.0 * PILOT_SIZES[-1])
+    assert not sloped.within_step and abs(math.log(sloped.ratio)) > 2 * abs(math.log(middle.holdout.ratio))
+    text = law.text()
+    assert "the law's, here" in text and "not linear in ln(D/N): the law's exponent of N lies outside" in text
+    assert f"20 ({law.exponent_at(20.0):+.3f} against {middle.a.text()})" in text
+    assert law.to_json()["linearInLogDOverN"] is False
+
+    (law,) = analyze_grid(load_lr_grid(pilot_file(tmp_path, {10.0: 0.0, 20.0: -0.35, 40.0: -0.7})), seed=0).laws
+    assert law.separable is False and law.linear is True
+    assert all(abs(law.exponent_at(k.key) - k.a.value) < 0.05 for k in law.per_key)
+    assert "linear in ln(D/N): at each D/N the law's exponent of N lies in that D/N's own interval" in law.text()
+    assert all(abs(math.log(h.ratio)) < math.log(1.15) for h in law.holdout), [h.ratio for h in law.holdout]
 
 
 def test_a_grid_that_does_not_bracket_an_optimum_is_flagged_not_extrapolated(tmp_path):

@@ -23,7 +23,13 @@ own hold-out; where, for two token counts, the interval of the difference of the
 grid is not separable, and the law fitted instead lets N's exponent move with ln(D/N): ln LR* = ln c +
 (a + g ln(D/N)) ln N + b ln D (given more cells than its 4 terms). Tiny GPTs on the CPU (widths 24-64) gave
 a = +0.18 at D/N 10 and -0.66 at D/N 40: c N^a D^b, fitted without width 64, missed it by 2.39x at D/N 40, the law
-with g by 1.61x. Pure: cells in, numbers out.
+with g by 1.61x.
+
+The linearity check: along D = R N the law's exponent of N is a + b + g ln R, a line in ln(D/N) that 2 D/N fit
+exactly; with 3 or more, each D/N's own exponent is shown beside the law's, and where the law's lies outside a
+D/N's interval, N's exponent is not linear in ln(D/N) over the grid (on a saturating truth, 0, -0.7, -0.7 at
+D/N 10, 20, 40, the law missed the widest size at D/N 20 by 2.1x, D/N 20's own law by 1.03x). Pure: cells in,
+numbers out.
 """
 
 from __future__ import annotations
@@ -100,6 +106,24 @@ class LrLaw:
     def separable(self) -> bool | None:
         return separable(self.per_key)
 
+    def exponent_at(self, ratio: float) -> float | None:
+        """The exponent of N this law implies along D = ratio N (the law in N at one D/N): a + b + g ln(D/N);
+        None where a key is a token count (along a fixed D the law's exponent moves with N)."""
+        if self.key_name != "D/N":
+            return None
+        return self.a.value + (self.b.value if self.b else 0.0) + (self.slope.value * math.log(ratio)
+                                                                   if self.slope else 0.0)
+
+    @property
+    def linear(self) -> bool | None:
+        """With a slope, whether N's exponent is linear in ln(D/N) across the grid's D/N, as the law says: False
+        when at some D/N the law's exponent lies outside that D/N's own interval; None below 3 D/N with an
+        interval (2 D/N fix a line exactly), without a slope, or where keys are token counts."""
+        keyed = [k for k in self.per_key if k.a.low is not None]
+        if not self.slope or self.key_name != "D/N" or len(keyed) < 3:
+            return None
+        return all(k.a.low <= self.exponent_at(k.key) <= k.a.high for k in keyed)
+
     def predict(self, n_params: float, tokens: float) -> float:
         a = self.a.value + (self.slope.value * math.log(tokens / n_params) if self.slope else 0.0)
         exponent = math.log(self.c.value) + a * math.log(n_params)
@@ -148,26 +172,37 @@ class LrLaw:
     def _per_key_lines(self) -> list[str]:
         if len(self.per_key) < 2:
             return []
-        rows = [(self.key_name, "sizes", "LR* = c N^a", "exponent of N", "held out: predicted / measured",
-                 "within a grid step")]
+        implied = self.key_name == "D/N"  # the joint law's own exponent along each D/N, beside the D/N's
+        rows = [(self.key_name, "sizes", "LR* = c N^a", "exponent of N") + (("the law's, here",) if implied else ())
+                + ("held out: predicted / measured", "within a grid step")]
         for k in self.per_key:
             h = k.holdout
-            rows.append((f"{k.key:.3g}", str(k.sizes), f"{k.c.value:.4g} N^{k.a.value:+.3f}", k.a.text(),
-                         f"{h.predicted.value:.4g} / {h.measured.value:.4g} = {h.ratio:.3g}" if h else "-",
-                         ("yes" if h.within_step else f"no (grid factor {math.exp(h.grid_step):.3g})") if h else "-"))
+            rows.append((f"{k.key:.3g}", str(k.sizes), f"{k.c.value:.4g} N^{k.a.value:+.3f}", k.a.text())
+                        + ((f"{self.exponent_at(k.key):+.3f}",) if implied else ())
+                        + (f"{h.predicted.value:.4g} / {h.measured.value:.4g} = {h.ratio:.3g}" if h else "-",
+                           ("yes" if h.within_step else f"no (grid factor {math.exp(h.grid_step):.3g})") if h else "-"))
         verdict = {None: "separability: undetermined (an exponent of N without an interval)",
                    True: "separable: the exponent of N agrees across token counts, as c N^a D^b says",
                    False: "not separable: the exponent of N differs between token counts (the interval of the "
                           "difference leaves out 0), so c N^a D^b does not describe this grid"
                           + ("; the law above moves N's exponent with ln(D/N), fitted between the grid's D/N"
                              if self.slope else f"; read LR* from the law at the nearest {self.key_name}")}
-        return [f"the law in N at each {self.key_name}", aligned(rows), verdict[self.separable]]
+        lines = [f"the law in N at each {self.key_name}", aligned(rows), verdict[self.separable]]
+        if self.linear is True:
+            lines.append("linear in ln(D/N): at each D/N the law's exponent of N lies in that D/N's own interval")
+        elif self.linear is False:
+            off = ", ".join(f"{k.key:g} ({self.exponent_at(k.key):+.3f} against {k.a.text()})" for k in self.per_key
+                            if k.a.low is not None and not k.a.low <= self.exponent_at(k.key) <= k.a.high)
+            lines.append(f"not linear in ln(D/N): the law's exponent of N lies outside the D/N's own interval at "
+                         f"{off}; between the grid's D/N read LR* from the law at the nearest D/N")
+        return lines
 
     def to_json(self) -> dict:
         return {"batch": self.batch, "c": self.c.to_json(), "a": self.a.to_json(),
                 "b": self.b.to_json() if self.b else None, "cells": self.cells,
                 "holdout": [h.to_json() for h in self.holdout],
                 "perTokenCount": [k.to_json() for k in self.per_key], "separable": self.separable,
+                "linearInLogDOverN": self.linear,
                 "slope": self.slope.to_json() if self.slope else None,
                 "oneExponentHoldout": [h.to_json() for h in self.one_exponent_holdout]}
 
