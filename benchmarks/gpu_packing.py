@@ -78,10 +78,10 @@ def measure(name: str, k: int, args, device: torch.device, vmapped: bool = False
     workers = 1 if vmapped else k
     barrier, times = context.Barrier(workers + 1), context.Queue()
     if vmapped:
-        procs = [context.Process(target=_vmap_worker, args=(SIZES[name], VOCAB, cfg, args.steps, k, device.type,
+        procs = [context.Process(target=_vmap_worker, args=(SIZES[name], args.vocab, cfg, args.steps, k, device.type,
                                                              barrier, times))]
     else:
-        procs = [context.Process(target=_worker, args=(SIZES[name], VOCAB, cfg, args.steps, device.type, barrier,
+        procs = [context.Process(target=_worker, args=(SIZES[name], args.vocab, cfg, args.steps, device.type, barrier,
                                                         times)) for _ in range(k)]
     for proc in procs:
         proc.start()
@@ -101,7 +101,7 @@ def measure(name: str, k: int, args, device: torch.device, vmapped: bool = False
     for proc in procs:
         proc.join()
     wall = max(end for _, end, _ in spans) - min(start for start, _, _ in spans)
-    return {"size": name, "k": k, "params": GPT(VOCAB).count_params(SIZES[name], args.seq)[0],
+    return {"size": name, "k": k, "params": GPT(args.vocab).count_params(SIZES[name], args.seq)[0],
             "tok_s": k * args.steps * cfg.global_batch_tokens / wall,
             "busy": statistics.median(samples) if samples else None, "note": spans[0][2]}
 
@@ -114,14 +114,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="sequences per step of each experiment")
     parser.add_argument("--steps", type=int, default=100, help="timed steps of each experiment")
     parser.add_argument("--vmap", default="10M", help="sizes also measured vectorised in one process ('' for none)")
+    parser.add_argument("--vocab", type=int, default=VOCAB)
     parser.add_argument("--out", help="append the table (markdown) to this file")
     parser.add_argument("--smoke", action="store_true", help="tiny model on the CPU: checks the script only")
     args = parser.parse_args()
     if args.smoke:
         args.sizes, args.packs, args.seq, args.batch, args.steps, args.vmap = "smoke", "1,2", 32, 2, 4, "smoke"
+        args.vocab = 512  # at GPT-2's, the readout is most of a tiny model's CPU time
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     title = (f"## Packing: k experiments on one GPU ({device_name(device)}, torch {torch.__version__}, seq "
-             f"{args.seq}, {args.batch} sequences/step each, {args.steps} steps each, eager)")
+             f"{args.seq}, vocabulary {args.vocab}, {args.batch} sequences/step each, {args.steps} steps each, eager)")
     packs = [int(v) for v in args.packs.split(",")]
     first = min(packs)
     vmap_sizes = [s for s in args.vmap.split(",") if s]
@@ -141,7 +143,7 @@ def main() -> None:
                 base = base or r["tok_s"]
                 busy = f"{100 * r['busy']:.0f}%" if r["busy"] is not None else "n/a"
                 how = "vmap, 1 process" + r["note"] if vmapped else "processes"
-                table.row([name, f"{r['params'] / 1e6:.1f}M", str(k), how, f"{r['tok_s']:.0f}",
+                table.row([name, f"{r['params'] / 1e6:.3g}M", str(k), how, f"{r['tok_s']:.0f}",
                            f"{r['tok_s'] / base:.2f}", busy])
 
 

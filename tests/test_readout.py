@@ -85,6 +85,8 @@ def test_what_a_model_or_loss_lacks_is_named():
 @pytest.mark.long
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 def test_a_run_with_the_fused_readout_ends_at_the_same_losses(short_run, compiled):
-    plain, fused = short_run(fusedReadout=False, compile=False), short_run(fusedReadout=True, compile=compiled)
+    # evaluation in batches of the training shape: one shape fewer to compile
+    plain = short_run(fusedReadout=False, compile=False, evalTokens=512)
+    fused = short_run(fusedReadout=True, compile=compiled, evalTokens=512)
     assert fused == pytest.approx(plain, rel=1e-4 if compiled else 1e-5)
     assert fused[-2] < fused[0]
