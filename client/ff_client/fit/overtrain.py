@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from ff_client.fit.datafile import DataFileError, number, read_rows
 from ff_client.fit.estimate import MAX_FAILED_SHARE, Estimate, percentile_estimate
@@ -140,6 +139,8 @@ def _error_starts(kind: str, losses: np.ndarray, errors: np.ndarray) -> list[tup
 
 
 def _best_fit(residuals: Callable[[np.ndarray], np.ndarray], starts: Sequence, bounds) -> np.ndarray | None:
+    from scipy.optimize import least_squares  # here: ffctl imports this module for its options, scipy takes 0.35 s
+
     best, best_cost = None, math.inf
     for start in starts:
         lo, hi = np.array(bounds[0]), np.array(bounds[1])
