@@ -24,6 +24,7 @@ status is M's exit code).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import runpy
@@ -65,6 +66,10 @@ def serve() -> dict | None:
     """Fork a child per request until the requests end (then None); in a child, return its request."""
     global _SIGINT
     _SIGINT = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for ffctl, which then ends the requests
+    # What the imports made, moved out of the collector's sight: a child's collections (and its interpreter's
+    # shutdown) then leave those pages alone instead of copying all of them. A forked trainer's exit took 1.0-1.2
+    # s without this, 0.26-0.41 s with it (a tiny experiment trains in 0.1 s).
+    gc.freeze()
     _reply({"ready": True})
     children: set[int] = set()
     pending = b""
