@@ -84,12 +84,14 @@ class _FusedReadout(torch.autograd.Function):
 def linear_cross_entropy(features: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, scale: float = 1.0,
                          step=_chunk, chunk: int | None = None) -> torch.Tensor:
     """Mean token cross-entropy of the logits scale * features @ weight.T against targets (-100 ignored),
-    computed `chunk` tokens at a time (default chunk_tokens). features (..., d), weight (V, d), targets (...)."""
+    computed `chunk` tokens at a time (default chunk_tokens). features (..., d), weight (V, d), targets (...).
+    `step` computes a training chunk (StepLoss's is compiled); without gradients (evaluation, a few batches a
+    run) the chunks are eager: compiling them too would be a second compilation of every shape."""
     hidden, flat = features.reshape(-1, features.size(-1)), targets.reshape(-1)
     chunk = chunk or chunk_tokens(hidden.size(0), hidden.size(1), weight.size(0))
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
         return _FusedReadout.apply(hidden, weight, flat, scale, chunk, step)
-    total = sum(step(hidden[s:s + chunk], weight.to(hidden.dtype), flat[s:s + chunk], scale, False)[0]
+    total = sum(_chunk(hidden[s:s + chunk], weight.to(hidden.dtype), flat[s:s + chunk], scale, False)[0]
                 for s in range(0, hidden.size(0), chunk))
     return total / (flat != IGNORE).sum().clamp(min=1)
 
