@@ -13,6 +13,7 @@ are driven the same way: pid, poll(), wait(timeout), send_signal(), kill(). The 
 from __future__ import annotations
 
 import atexit
+import gc
 import json
 import os
 import queue
@@ -144,6 +145,15 @@ def running(pid) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def skip_collection_at_exit() -> None:
+    """At this process's exit, after every other exit handler, leave what it made to the operating system
+    instead of collecting it (gc.freeze): with torch loaded, the interpreter's last collection took about 1 s
+    of every trainer program's exit (`import torch, torch._dynamo, ff_trainer.run`: 3.5 s with it, 2.5 s
+    without). Objects are still released as their references go; only the cycle collector is skipped. For the
+    trainer's programs (`if __name__ == "__main__"`), never for a library caller."""
+    atexit.register(gc.freeze)  # registered first, so run last
 
 
 _server: ForkServer | None = None

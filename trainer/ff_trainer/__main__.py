@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from ff_core import exit_codes
+from ff_core import exit_codes, launch
 from ff_core.errors import SpecError, StoreError
 from ff_core.spec import load_sweep, parse_sweep
 from ff_core.store import open_store
@@ -54,4 +54,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    launch.skip_collection_at_exit()
     sys.exit(main())

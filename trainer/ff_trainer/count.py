@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from ff_core import exit_codes
+from ff_core import exit_codes, launch
 from ff_core.errors import SpecError
 from ff_core.spec import ScalingSweep, load_sweep
 from ff_trainer.errors import ConfigError, PluginImportError
@@ -58,4 +58,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    launch.skip_collection_at_exit()
     sys.exit(main())

@@ -69,4 +69,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    launch.skip_collection_at_exit()
     sys.exit(main())

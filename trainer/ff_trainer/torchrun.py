@@ -16,7 +16,7 @@ from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import parse_args, run
 
-from ff_core import exit_codes
+from ff_core import exit_codes, launch
 
 
 def worker_exit(error: ChildFailedError) -> int:
@@ -43,4 +43,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    launch.skip_collection_at_exit()
     sys.exit(main())
