@@ -47,8 +47,8 @@ tools: $(TEST_STAMP) $(TOOLS)/helm
 # Everything but the scenarios marked slow (each also runs elsewhere: the demo in `make bench`), in
 # TEST_PROCESSES pytest-xdist processes that steal work from each other at the end (tests/conftest.py puts the
 # long tests first); the ten slowest tests are printed at the end, so growth shows in every run. A fresh clone
-# of f507e60 took 15m07s on 2 cores (786 s of tests); of e527b39 10m07s, 521 s of it tests (506 passed), user
-# 15m01s + sys 1m56s: the suite is CPU-bound (most of it trainer and ffctl processes starting and ending; the
+# of f507e60 took 15m07s on 2 cores (786 s of tests); of d9462e7 9m31s, 482 s of it tests (506 passed), user
+# 14m17s + sys 1m53s: the suite is CPU-bound (most of it trainer and ffctl processes starting and ending; the
 # fork server's gc.freeze took 1 s off every forked trainer's exit). About 1m45s of each run is creating .venv.
 test: lint $(TOOLS)/helm
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest -q -m "not slow" -n $(TEST_PROCESSES) --dist worksteal --durations=10
