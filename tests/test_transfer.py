@@ -390,14 +390,15 @@ def test_one_token_count_gives_the_n_law_only(tmp_path):
 PILOT_SIZES = (1e6, 3e6, 9e6, 2.7e7)
 
 
-def pilot_file(tmp_path, exponent: dict[float, float], seed: int = 3) -> Path:
-    """A pilot's grid (each size at D = R N, 13 rates x2 apart) whose LR* is 3e-3 (N / 1e6)^a, a = exponent[R]."""
+def pilot_file(tmp_path, exponent: dict[float, float], seed: int = 3, sizes=PILOT_SIZES) -> Path:
+    """A pilot's grid (each size at D = R N, 13 rates x2 apart) whose LR* is 3e-3 (N / N_smallest)^a, a =
+    exponent[R]."""
     rng, lines = np.random.default_rng(seed), ["n_params,tokens,lr,loss"]
     for ratio, a in exponent.items():
-        for n in PILOT_SIZES:
-            best = math.log(3e-3) + a * math.log(n / 1e6)
+        for n in sizes:
+            best = math.log(3e-3) + a * math.log(n / sizes[0])
             for lr in [3e-3 * 2.0**k for k in range(-7, 6)]:
-                loss = 3.0 - 0.1 * math.log(n / 1e6) + 0.02 * (math.log(lr) - best) ** 2 + rng.normal(0, 0.002)
+                loss = 3.0 - 0.1 * math.log(n / sizes[0]) + 0.02 * (math.log(lr) - best) ** 2 + rng.normal(0, 0.002)
                 lines.append(f"{n:g},{ratio * n:g},{lr:g},{loss:.5f}")
     path = tmp_path / "pilot.csv"
     path.write_text("\n".join(lines) + "\n")
@@ -455,14 +456,13 @@ def test_a_pilot_whose_n_exponent_differs_by_d_over_n_is_called_not_separable_an
     assert law.separable is True and "separable: the exponent of N agrees" in law.text()
 
 
-
 def test_three_d_over_n_say_whether_the_exponent_of_n_is_linear_in_ln_d_over_n(tmp_path):
     """The sloped law says N's exponent is a + b + g ln(D/N) along each D/N: a line in ln(D/N), which 2 D/N fit
     exactly and 3 can test. A truth where the exponent saturates (0 at D/N 10, -0.7 at 20 and at 40): the line
     through the 3 D/N puts the exponent at D/N 20 near -0.47, outside that D/N's own interval, so the check says
     not linear; the sloped law misses the widest size at D/N 20 (x2.1, outside the grid's factor 2) where D/N
-    20's own law lands within x1.15. On a truth
-    linear in ln(D/N) (0, -0.35, -0.7) the law's exponent lies in every D/N's interval."""
+    20's own law lands within x1.15, and `--write` warns that the law it writes misses. On a truth linear in
+    ln(D/N) (0, -0.35, -0.7) the law's exponent lies in every D/N's interval."""
     from ff_client.fit.lrgrid import analyze_grid, load_lr_grid
 
     (law,) = analyze_grid(load_lr_grid(pilot_file(tmp_path, {10.0: 0.0, 20.0: -0.7, 40.0: -0.7})), seed=0).laws
@@ -476,6 +476,15 @@ def test_three_d_over_n_say_whether_the_exponent_of_n_is_linear_in_ln_d_over_n(t
     assert "the law's, here" in text and "not linear in ln(D/N): the law's exponent of N lies outside" in text
     assert f"20 ({law.exponent_at(20.0):+.3f} against {middle.a.text()})" in text
     assert law.to_json()["linearInLogDOverN"] is False
+    from click.testing import CliRunner
+
+    from ff_client.cli import main
+
+    demo_sizes = (3448, 8432, 22176, 72000)  # the same truth at the demo's sizes, so that its points take the law
+    grid = pilot_file(tmp_path, {10.0: 0.0, 20.0: -0.7, 40.0: -0.7}, sizes=demo_sizes)
+    written = CliRunner().invoke(main, ["transfer", "examples/tiny.yaml", "--data", str(grid), "--write",
+                                        str(tmp_path / "lawful.yaml")])
+    assert written.exit_code == 0 and "N's exponent is not linear in ln(D/N) over the grid" in written.output
 
     (law,) = analyze_grid(load_lr_grid(pilot_file(tmp_path, {10.0: 0.0, 20.0: -0.35, 40.0: -0.7})), seed=0).laws
     assert law.separable is False and law.linear is True

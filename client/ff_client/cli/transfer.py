@@ -52,6 +52,10 @@ def transfer(sweep, grid, lr, sizes, lr_grid, tokens_per_param, batches, store, 
                 "the law written moves N's exponent with ln(D/N), fitted between the grid's D/N; points beyond them "
                 "are extrapolated" if law.slope else f"the law written has one exponent of N, too few cells to "
                 f"move it; see the law in N at each {law.key_name} above"))
+        if law.linear is False:
+            output.warn("N's exponent is not linear in ln(D/N) over the grid (see the law in N at each D/N above): "
+                        "the law written misses it at some of the grid's D/N; a sweep near one D/N is better served "
+                        "by that D/N's own law")
         output.next_step(f"ffctl plan {write_to}")
         return
     if bool(sweep) == bool(grid):
