@@ -7,7 +7,8 @@ parameters once: a server would cost more than it saves), on macOS (it forks bad
 loaded), with FF_FORKSERVER=0, or when the server cannot start (a client-only install without torch: each
 program's own output then says what is missing), every program is `python -m MODULE` as before. Both kinds
 are driven the same way: pid, poll(), wait(timeout), send_signal(), kill(). The pack launcher
-(ff_trainer.pack) forks its members the same way. Standard library only: the client and the trainer use it.
+(ff_trainer.pack) forks its members the same way; skip_collection_at_exit is how each of the trainer's programs
+ends. Standard library only: the client and the trainer use it.
 """
 
 from __future__ import annotations

@@ -122,7 +122,11 @@ class LrLaw:
         keyed = [k for k in self.per_key if k.a.low is not None]
         if not self.slope or self.key_name != "D/N" or len(keyed) < 3:
             return None
-        return all(k.a.low <= self.exponent_at(k.key) <= k.a.high for k in keyed)
+        return not self._off_the_line()
+
+    def _off_the_line(self) -> list[KeyLaw]:
+        """The D/N whose own interval leaves out the exponent of N this law implies there."""
+        return [k for k in self.per_key if k.a.low is not None and not k.a.low <= self.exponent_at(k.key) <= k.a.high]
 
     def predict(self, n_params: float, tokens: float) -> float:
         a = self.a.value + (self.slope.value * math.log(tokens / n_params) if self.slope else 0.0)
@@ -191,8 +195,8 @@ class LrLaw:
         if self.linear is True:
             lines.append("linear in ln(D/N): at each D/N the law's exponent of N lies in that D/N's own interval")
         elif self.linear is False:
-            off = ", ".join(f"{k.key:g} ({self.exponent_at(k.key):+.3f} against {k.a.text()})" for k in self.per_key
-                            if k.a.low is not None and not k.a.low <= self.exponent_at(k.key) <= k.a.high)
+            off = ", ".join(f"{k.key:g} ({self.exponent_at(k.key):+.3f} against {k.a.text()})"
+                            for k in self._off_the_line())
             lines.append(f"not linear in ln(D/N): the law's exponent of N lies outside the D/N's own interval at "
                          f"{off}; between the grid's D/N read LR* from the law at the nearest D/N")
         return lines
